@@ -1,0 +1,48 @@
+"""Choosing the torch device: explicit name, or "auto" = cuda -> mps -> cpu."""
+
+from __future__ import annotations
+
+import torch
+
+from chromatize.errors import ChromatizeError
+
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def available_devices() -> list[str]:
+    """Device names usable on this machine, best first (always ends with "cpu")."""
+    found = []
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if mps_available():
+        found.append("mps")
+    return [*found, "cpu"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn "auto"/"cpu"/"cuda[:N]"/"mps" into a torch.device, failing clearly if not present."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device(available_devices()[0])
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ChromatizeError(
+                "device 'cuda' was requested but this torch build sees no CUDA GPU "
+                f"(torch {torch.__version__}); use --device cpu or auto"
+            )
+        return torch.device(name)
+    if name == "mps":
+        if not mps_available():
+            raise ChromatizeError("device 'mps' was requested but Apple MPS is not available here; "
+                                  "use --device cpu or auto")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ChromatizeError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
