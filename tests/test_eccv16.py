@@ -1,0 +1,164 @@
+"""The ECCV16 network: official state-dict layout, output shapes, temperature equivalence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from chromatize.bins import AB_BINS, NUM_BINS, decode
+from chromatize.errors import WeightsError
+from chromatize.models.eccv16 import (
+    ECCV16,
+    OFFICIAL_LOGIT_RESCALE,
+    OFFICIAL_TEMPERATURE,
+    build_eccv16,
+)
+from torch import nn
+
+
+def _official_layout() -> dict[str, tuple[int, ...]]:
+    """Parameter/buffer shapes of the official port, written out independently of ECCV16.
+
+    Transcribed from richzhang/colorization colorizers/eccv16.py: blocks of (conv, ReLU)* + BN.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def block(name: str, channels: list[int]) -> None:
+        idx = 0
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+            shapes[f"{name}.{idx}.weight"] = (c_out, c_in, 3, 3)
+            shapes[f"{name}.{idx}.bias"] = (c_out,)
+            idx += 2
+        c = channels[-1]
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{name}.{idx}.{key}"] = (c,)
+        shapes[f"{name}.{idx}.num_batches_tracked"] = ()
+
+    block("model1", [1, 64, 64])
+    block("model2", [64, 128, 128])
+    block("model3", [128, 256, 256, 256])
+    block("model4", [256, 512, 512, 512])
+    for name in ("model5", "model6", "model7"):
+        block(name, [512, 512, 512, 512])
+    shapes["model8.0.weight"] = (512, 256, 4, 4)
+    shapes["model8.0.bias"] = (256,)
+    for idx in (2, 4):
+        shapes[f"model8.{idx}.weight"] = (256, 256, 3, 3)
+        shapes[f"model8.{idx}.bias"] = (256,)
+    shapes["model8.6.weight"] = (313, 256, 1, 1)
+    shapes["model8.6.bias"] = (313,)
+    shapes["model_out.weight"] = (2, 313, 1, 1)
+    return shapes
+
+
+def random_official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A randomly initialised state dict in the official layout (model_out = bins / 110)."""
+    gen = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+    for key, shape in _official_layout().items():
+        if key.endswith("num_batches_tracked"):
+            sd[key] = torch.tensor(0, dtype=torch.long)
+        elif key.endswith("running_var"):
+            sd[key] = torch.rand(shape, generator=gen) + 0.5
+        elif key.endswith("running_mean"):
+            sd[key] = torch.randn(shape, generator=gen) * 0.1
+        elif key == "model_out.weight":
+            sd[key] = (AB_BINS.T / 110.0).reshape(shape).clone()
+        else:
+            fan_in = max(1, int(torch.tensor(shape[1:]).prod().item())) if len(shape) > 1 else 1
+            sd[key] = torch.randn(shape, generator=gen) / fan_in**0.5
+    return sd
+
+
+def test_official_layout_loads_strictly_and_round_trips(tmp_path: Path) -> None:
+    sd = random_official_state_dict()
+    path = tmp_path / "official_layout.pth"
+    torch.save(sd, path)
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+
+    model = ECCV16()
+    result = model.load_state_dict(loaded, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert set(model.state_dict()) == set(sd)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, sd[key]), key
+    model.validate_weights(str(path))  # the official head in our bin order passes
+
+
+def test_output_shape_and_contract_attributes() -> None:
+    model = build_eccv16().eval()
+    assert model.default_input_size == 256
+    assert model.logit_scale == pytest.approx(1 / 2.606)
+    with torch.inference_mode():
+        out = model(torch.rand(2, 1, 64, 96) * 100)
+    assert out.shape == (2, NUM_BINS, 16, 24)
+    assert out.dtype == torch.float32
+
+
+@pytest.mark.slow
+def test_output_shape_at_default_input_size() -> None:
+    model = build_eccv16().eval()
+    size = model.default_input_size
+    with torch.inference_mode():
+        out = model(torch.full((1, 1, size, size), 50.0))
+    assert out.shape == (1, NUM_BINS, size // 4, size // 4)
+
+
+def test_forward_normalises_lightness_as_official() -> None:
+    """forward(L) equals running the Sequentials on (L - 50) / 100, as the official port does."""
+    torch.manual_seed(1)
+    model = ECCV16().eval()
+    l_in = torch.rand(1, 1, 32, 32) * 100
+    with torch.inference_mode():
+        x = (l_in - 50.0) / 100.0
+        for i in range(1, 9):
+            x = getattr(model, f"model{i}")(x)
+        assert torch.equal(model(l_in), x)
+
+
+def test_annealed_mean_at_official_temperature_equals_official_forward() -> None:
+    """decode(T=1/2.606, logit_scale=1/2.606) == 110 * model_out(softmax(conv8_313)) exactly.
+
+    The official port decodes softmax(model8 output) through model_out = bins / 110 and
+    multiplies by 110; our contract returns model8's output as logits with logit_scale 1/2.606.
+    """
+    model = ECCV16().eval()
+    gen = torch.Generator().manual_seed(3)
+    # logits in the range the real network produces after the folded x2.606 (peaky softmax)
+    logits = torch.randn(2, NUM_BINS, 8, 8, generator=gen, dtype=torch.float32) * 6.0
+
+    official = 110.0 * F.conv2d(torch.softmax(logits, dim=1), model.model_out.weight)
+    assert torch.allclose(model.reference_ab(logits), official, atol=1e-5)
+
+    ours = decode(logits, "annealed_mean", temperature=OFFICIAL_TEMPERATURE,
+                  logit_scale=model.logit_scale)
+    assert torch.allclose(ours, official, atol=1e-4)
+
+    # At the paper's rounded T = 0.38 the softmax is 1/(0.38 * 2.606) = 1.0098x sharper: ab stays
+    # within a fraction of one ab unit of the official output, but it is not the same computation.
+    paper = decode(logits, "annealed_mean", temperature=0.38, logit_scale=model.logit_scale)
+    diff = (paper - official).abs().max().item()
+    assert 1e-4 < diff < 2.0
+
+    # Without the logit scale, T = 0.38 would over-sharpen by 2.6x: clearly different colours.
+    unscaled = decode(logits, "annealed_mean", temperature=0.38, logit_scale=1.0)
+    assert (unscaled - official).abs().max().item() > 5.0
+    assert OFFICIAL_LOGIT_RESCALE * OFFICIAL_TEMPERATURE == pytest.approx(1.0)
+
+
+def test_validate_weights_rejects_other_bin_order(tmp_path: Path) -> None:
+    sd = random_official_state_dict()
+    perm = torch.arange(NUM_BINS).roll(1)
+    sd["model_out.weight"] = sd["model_out.weight"][:, perm]
+    model = ECCV16()
+    model.load_state_dict(sd, strict=True)
+    with pytest.raises(WeightsError, match=r"weird\.pth.*model_out\.weight.*bin"):
+        model.validate_weights(str(tmp_path / "weird.pth"))
+
+
+def test_fresh_network_is_a_module_with_logit_scale() -> None:
+    model = build_eccv16()
+    assert isinstance(model, nn.Module)
+    model.validate_weights("fresh")  # a fresh build decodes like the official release
