@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import pickle
 import sys
 import urllib.error
 import urllib.request
@@ -77,13 +78,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def describe_expected_hash(spec: ModelSpec) -> str:
-    """Human description of the hash a file for ``spec`` must have."""
-    if spec.sha256 is None:
+def describe_expected_hash(expected: str | None) -> str:
+    """Human description of an expected digest (full, prefix, or None)."""
+    if expected is None:
         return "no pinned sha256"
-    if len(spec.sha256) == 64:
-        return f"sha256 {spec.sha256.lower()}"
-    return f"sha256 starting with {spec.sha256.lower()}"
+    if len(expected) == 64:
+        return f"sha256 {expected.lower()}"
+    return f"sha256 starting with {expected.lower()}"
 
 
 def verify_sha256(path: Path, expected: str | None) -> str:
@@ -94,10 +95,9 @@ def verify_sha256(path: Path, expected: str | None) -> str:
     """
     actual = file_sha256(path)
     if expected is not None and not actual.startswith(expected.lower()):
-        wanted = expected.lower() if len(expected) == 64 else f"a digest starting with {expected}"
         raise WeightsError(
-            f"{path}: sha256 is {actual}, expected {wanted}; the file is corrupted or not the "
-            "expected release"
+            f"{path}: sha256 is {actual}, expected {describe_expected_hash(expected)}; the file is "
+            "corrupted or not the expected release"
         )
     return actual
 
@@ -128,13 +128,7 @@ def resolve_weights(
 
     cached = cached_path(spec)
     if cached.is_file():
-        try:
-            verify_sha256(cached, spec.sha256)
-        except WeightsError as exc:
-            raise WeightsError(
-                f"{exc}. Delete it or run `chromatize models download {spec.name} --force`"
-            ) from None
-        return cached
+        return _verified_cache_file(spec, cached)
 
     shipped = spec.shipped_path()
     if shipped is not None and shipped.is_file():
@@ -161,13 +155,31 @@ def resolve_weights(
     return _download(spec, cached, progress=progress)
 
 
-def download_weights(name: str, force: bool = False, progress: bool = True) -> Path:
-    """Download model ``name``'s weights into the cache (verified) and return the file's path.
+def _verified_cache_file(spec: ModelSpec, path: Path) -> Path:
+    try:
+        verify_sha256(path, spec.sha256)
+    except WeightsError as exc:
+        raise WeightsError(
+            f"{exc}. Delete it or run `chromatize models download {spec.name} --force`"
+        ) from None
+    return path
 
-    An already cached, valid file is kept unless ``force``; with ``force`` it is downloaded again
-    and replaces the old file only once the new one is verified.
+
+def _spec(model: str | ModelSpec) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else get_spec(model)
+
+
+def download_weights(
+    name: str | ModelSpec, force: bool = False, progress: bool = True
+) -> Path:
+    """Download a model's weights into the cache (verified) and return the file's path.
+
+    ``name`` is a registered model name (or a :class:`ModelSpec`). An already cached, valid file
+    is kept unless ``force``; with ``force`` it is downloaded again and replaces the old file only
+    once the new one is verified.
     """
-    spec = get_spec(name)
+    spec = _spec(name)
+    name = spec.name
     if spec.url is None:
         shipped = spec.shipped_path()
         where = (
@@ -180,8 +192,7 @@ def download_weights(name: str, force: bool = False, progress: bool = True) -> P
         raise ModelUnavailableError(f"model {name!r} has no download URL; {where}")
     target = cached_path(spec)
     if target.is_file() and not force:
-        verify_sha256(target, spec.sha256)
-        return target
+        return _verified_cache_file(spec, target)
     return _download(spec, target, progress=progress)
 
 
@@ -227,7 +238,7 @@ def _download(spec: ModelSpec, target: Path, progress: bool) -> Path:
         part.unlink(missing_ok=True)
         raise DownloadError(
             f"the file downloaded from {url} has sha256 {actual}, expected "
-            f"{describe_expected_hash(spec)}; it was deleted. The server may be serving a "
+            f"{describe_expected_hash(spec.sha256)}; it was deleted. The server may be serving a "
             f"different or damaged file; try again later or fetch it yourself and pass "
             f"--weights PATH"
         ) from None
@@ -349,9 +360,16 @@ def load_state_dict(
             state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"weights file {path} does not exist") from None
-    except Exception as exc:  # pickle, zip, safetensors header errors: all mean "unreadable"
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, which we never do: do not pass it on.
         raise WeightsError(
-            f"cannot read weights file {path} as {fmt} ({type(exc).__name__}: {exc}); "
+            f"cannot read weights file {path} as {fmt}: it is corrupted, or it holds pickled "
+            "objects other than tensors, which chromatize refuses to load for safety"
+        ) from None
+    except Exception as exc:  # zip, EOF, safetensors header errors: all mean "unreadable"
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise WeightsError(
+            f"cannot read weights file {path} as {fmt} ({type(exc).__name__}: {detail}); "
             "the file is corrupted, truncated or in another format"
         ) from None
     if not isinstance(state, Mapping) or not all(
@@ -390,21 +408,24 @@ def _fit_errors(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str
 
 
 def load_model(
-    name: str,
+    name: str | ModelSpec,
     weights: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
     allow_download: bool = False,
 ) -> nn.Module:
     """Build model ``name``, load its weights (see :func:`resolve_weights`), return it in eval mode.
 
-    ``weights`` is an explicit file for the architecture (no hash check). A file that is corrupted
-    or does not fit the architecture raises :class:`WeightsError` naming the file, the expected
-    hash and what did not match.
+    ``name`` is a registered model name (or a :class:`ModelSpec`). ``weights`` is an explicit file
+    for the architecture (no hash check). A file that is corrupted or does not fit the
+    architecture raises :class:`WeightsError` naming the file, the expected hash and what did not
+    match.
     """
-    spec = get_spec(name)
+    spec = _spec(name)
     path = resolve_weights(spec, weights, allow_download=allow_download)
-    explicit = weights is not None
-    hash_note = "an explicit file, not hash-checked" if explicit else describe_expected_hash(spec)
+    if weights is not None:
+        hash_note = "an explicit file, not hash-checked"
+    else:
+        hash_note = describe_expected_hash(spec.sha256)
     state = load_state_dict(path, _format_for(path, spec.weights_format))
     model = spec.build()
     problems = _fit_errors(model, state)
