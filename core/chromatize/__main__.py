@@ -1,0 +1,10 @@
+"""``python -m chromatize`` runs the ``chromatize`` console script."""
+
+from __future__ import annotations
+
+import sys
+
+from chromatize.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

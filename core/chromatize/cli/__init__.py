@@ -1,0 +1,64 @@
+"""The ``chromatize`` console script: argument parsing, sub-command dispatch, error reporting.
+
+Each sub-command lives in its own module of this package and exposes ``register(subparsers)``,
+which adds its parser and sets ``func=run`` (``run(args) -> int``, the exit code). Expected
+failures (:class:`~chromatize.errors.ChromatizeError`) are printed as
+``chromatize: error: <message>`` without a traceback and exit with status 1; Ctrl-C exits 130.
+Sub-command modules import torch-heavy code inside ``run`` so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from chromatize import __version__
+from chromatize.cli import colorize, sample
+from chromatize.errors import ChromatizeError
+
+PROG = "chromatize"
+
+
+def _optional_commands() -> list[object]:
+    """Sub-commands written by other parts of the team, imported once their module exists."""
+    from importlib import import_module
+    from importlib.util import find_spec
+
+    found = []
+    for name in ("models", "eval", "gimp"):
+        if find_spec(f"chromatize.cli.{name}") is not None:
+            found.append(import_module(f"chromatize.cli.{name}"))
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Automatic photo colorization with a 313-bin classification colorizer.",
+        epilog="Run 'chromatize COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for module in (colorize, sample, *_optional_commands()):
+        module.register(subparsers)  # type: ignore[attr-defined]
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the console script; returns the exit status (0 success, 1 failure, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args))
+    except ChromatizeError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

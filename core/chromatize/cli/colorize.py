@@ -1,0 +1,374 @@
+"""``chromatize colorize``: colorize image files and folders.
+
+Outputs go beside the inputs with a suffix (``photo.jpg`` -> ``photo_color.jpg``), into
+``--out-dir`` (same names, sub-folders kept with ``--recursive``), or to ``-o OUT`` for a single
+input. The output format follows the output's extension (the input's own, or PNG for inputs
+chromatize cannot write, such as GIF). Existing files, inputs included, are never replaced
+without ``--overwrite``. A file that cannot be read, colorized or written is reported and the
+others go on; the exit status is 1 if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chromatize.errors import ChromatizeError, InputImageError, OutputError
+from chromatize.imageio import (
+    DEFAULT_MAX_PIXELS,
+    READABLE_EXTENSIONS,
+    default_output_extension,
+    output_format,
+)
+from chromatize.registry import MODELS
+
+DEFAULT_SUFFIX = "_color"
+# Mirrors chromatize.bins.DECODE_METHODS and chromatize.upsample.UPSAMPLE_METHODS (kept literal
+# so that `--help` does not import torch; tests check they agree).
+DECODE_CHOICES = ("annealed_mean", "mean", "mode")
+UPSAMPLE_CHOICES = ("guided", "bilinear")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "colorize",
+        help="colorize image files and folders",
+        description="Colorize photos. Keeps size, lightness, bit depth (16-bit PNG/TIFF stay "
+        "16-bit), alpha, ICC profile and EXIF (orientation is applied to the pixels). Never "
+        "replaces an existing file unless --overwrite; writes atomically.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="OUT",
+                       help="output file (only with a single input file)")
+    where.add_argument("--out-dir", metavar="DIR",
+                       help="write outputs into DIR (created if missing)")
+    parser.add_argument("--suffix", default=None,
+                        help=f"added to output file names (default: {DEFAULT_SUFFIX!r} beside the "
+                        "inputs, '' with --out-dir)")
+    parser.add_argument("-r", "--recursive", action="store_true",
+                        help="include images in sub-folders of folder inputs")
+    parser.add_argument("--model", default="mobile", choices=sorted(MODELS),
+                        help="model (default: mobile, shipped with chromatize)")
+    parser.add_argument("--weights", metavar="PATH",
+                        help="use this weights file for the model (not hash-checked)")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="download the model's weights if they are not on this machine")
+    parser.add_argument("--temperature", type=_positive_float, default=None,
+                        help="annealed-mean temperature (default: the model's); lower = more "
+                        "vivid, higher = more muted")
+    parser.add_argument("--saturation", type=_non_negative_float, default=1.0,
+                        help="colour strength: 0 = gray, 1 = model output (default), >1 = stronger")
+    parser.add_argument("--render-size", type=_positive_int, default=None, metavar="PIXELS",
+                        help="short side the model sees (default: the model's input size)")
+    parser.add_argument("--upsample", choices=UPSAMPLE_CHOICES, default="guided",
+                        help="how colour is brought to full size (default: guided, edge-aware)")
+    parser.add_argument("--decode", choices=DECODE_CHOICES, default="annealed_mean",
+                        help="how bin probabilities become colours (default: annealed_mean)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--batch-size", type=_positive_int, default=1,
+                        help="images the model runs on at once (default: 1; more uses more memory)")
+    parser.add_argument("--max-pixels", type=_non_negative_int, default=DEFAULT_MAX_PIXELS,
+                        metavar="N", help="refuse images larger than N pixels (default: "
+                        f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (and inputs, if an output name is one)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only failures (no progress bar, output names or notes)")
+    parser.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the output file it becomes."""
+
+    source: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: Path
+    message: str
+
+
+def plan(inputs: Iterable[str], *, output: str | None, out_dir: str | None,
+         suffix: str | None, recursive: bool, overwrite: bool) -> tuple[list[Job], list[Failure]]:
+    """Turn the command line into jobs; inputs that cannot be handled become failures."""
+    inputs = [Path(p) for p in inputs]
+    if suffix is None:
+        suffix = "" if out_dir is not None or output is not None else DEFAULT_SUFFIX
+    if output is not None and (len(inputs) != 1 or inputs[0].is_dir()):
+        raise ChromatizeError("-o/--output names one output file for one input file; "
+                              "for several inputs or a folder use --out-dir DIR")
+    out_root = Path(out_dir) if out_dir is not None else None
+    jobs: list[Job] = []
+    failures: list[Failure] = []
+    targets: dict[Path, Path] = {}
+    for given in inputs:
+        if given.is_dir():
+            found = list(_scan(given, recursive, out_root, suffix))
+            if not found:
+                failures.append(Failure(given, "no images found in this folder"
+                                        + ("" if recursive else " (add -r for sub-folders)")))
+            pairs = [(f, f.relative_to(given).parent) for f in found]
+        elif given.exists():
+            pairs = [(given, Path())]
+        else:
+            failures.append(Failure(given, "no such file or folder"))
+            continue
+        for source, relative in pairs:
+            if output is not None:
+                target = Path(output)
+            else:
+                name = source.stem + suffix + default_output_extension(source)
+                base = out_root / relative if out_root is not None else source.parent
+                target = base / name
+            problem = _target_problem(source, target, targets, overwrite)
+            if problem:
+                failures.append(Failure(source, problem))
+                continue
+            targets[_key(target)] = source
+            jobs.append(Job(source, target))
+    return jobs, failures
+
+
+def _key(path: Path) -> Path:
+    return path.resolve()
+
+
+def _target_problem(source: Path, target: Path, taken: dict[Path, Path],
+                    overwrite: bool) -> str | None:
+    try:
+        output_format(target)
+    except OutputError as exc:
+        return str(exc)
+    if _key(target) in taken:
+        return f"{taken[_key(target)]} is also written to {target}; use --suffix or --out-dir"
+    if target.is_dir():
+        return f"output {target} is a folder"
+    if target.exists() and not overwrite:
+        if _key(target) == _key(source):
+            return (f"the output name {target} is the input itself; not replacing it (use "
+                    "--suffix or --out-dir, or --overwrite to replace the input)")
+        return f"output {target} already exists; not replacing it (pass --overwrite to replace)"
+    return None
+
+
+def _scan(folder: Path, recursive: bool, out_root: Path | None, suffix: str) -> Iterator[Path]:
+    """Image files in ``folder`` (sorted), skipping hidden files, earlier outputs beside the
+    inputs (names ending in ``suffix``) and anything inside the output folder."""
+    out_key = _key(out_root) if out_root is not None else None
+    pattern = "**/*" if recursive else "*"
+    for path in sorted(folder.glob(pattern)):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if not path.is_file() or path.suffix.lower() not in READABLE_EXTENSIONS:
+            continue
+        if out_key is not None and out_key in _key(path).parents:
+            continue
+        if out_root is None and suffix and path.stem.endswith(suffix):
+            continue
+        yield path
+
+
+def _chunks(items: list[Job], size: int) -> Iterator[list[Job]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Reporter:
+    """Progress bar on stderr (when it is a terminal) and the messages around it."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.quiet = quiet
+        self.total = total
+        self.bar = tqdm(total=total, unit="image", desc="colorizing", disable=True if quiet
+                        else None, file=sys.stderr, dynamic_ncols=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                                   "[{elapsed}<{remaining}]{postfix}")
+
+    def _write(self, text: str, stream: Any) -> None:
+        if self.bar.disable:
+            print(text, file=stream, flush=True)
+        else:
+            self.bar.write(text, file=stream)
+
+    def done(self, job: Job) -> None:
+        if not self.quiet:
+            self._write(f"{job.source} -> {job.target}", sys.stdout)
+
+    def note(self, path: Path, note: str) -> None:
+        if not self.quiet:
+            self._write(f"chromatize: note: {path}: {note}", sys.stderr)
+
+    def position(self, value: float, current: Path | None = None) -> None:
+        self.bar.n = min(float(self.total), value)
+        if current is not None:
+            self.bar.set_postfix_str(current.name, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    jobs, failures = plan(args.inputs, output=args.output, out_dir=args.out_dir,
+                          suffix=args.suffix, recursive=args.recursive, overwrite=args.overwrite)
+    if jobs and args.out_dir is not None:
+        try:
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder {args.out_dir}: "
+                              f"{exc.strerror or exc}; choose a folder you can write to") from None
+    succeeded = 0
+    if jobs:
+        succeeded = _colorize_jobs(jobs, failures, args)
+    return _summarise(succeeded, failures)
+
+
+def _colorize_jobs(jobs: list[Job], failures: list[Failure], args: argparse.Namespace) -> int:
+    from chromatize.pipeline import Colorizer
+
+    colorizer = Colorizer(args.model, device=args.device, weights=args.weights,
+                          allow_download=args.allow_download,
+                          max_pixels=args.max_pixels or sys.maxsize)
+    options = dict(temperature=args.temperature, saturation=args.saturation,
+                   render_size=args.render_size, upsample=args.upsample, decode=args.decode)
+    reporter = _Reporter(len(jobs), args.quiet)
+    succeeded = 0
+    done = 0
+    try:
+        for chunk in _chunks(jobs, args.batch_size):
+            succeeded += _colorize_chunk(chunk, done, colorizer, options, args, reporter,
+                                         failures)
+            done += len(chunk)
+            reporter.position(done)
+    finally:
+        reporter.close()
+    return succeeded
+
+
+def _colorize_chunk(chunk: list[Job], done: int, colorizer: Any, options: dict[str, Any],
+                    args: argparse.Namespace, reporter: _Reporter,
+                    failures: list[Failure]) -> int:
+    from chromatize.imageio import read_image
+
+    loaded = []
+    for job in chunk:
+        reporter.position(done, job.source)
+        try:
+            image = read_image(job.source, max_pixels=args.max_pixels or None)
+        except InputImageError as exc:
+            failures.append(Failure(job.source, str(exc)))
+            continue
+        for note in image.notes:
+            reporter.note(job.source, note)
+        loaded.append((job, image))
+    if not loaded:
+        return 0
+
+    def progress(fraction: float) -> None:
+        reporter.position(done + fraction * len(loaded))
+
+    results = _run_model(loaded, colorizer, options, progress, failures)
+    succeeded = 0
+    for (job, image), result in zip(loaded, results, strict=True):
+        if result is None:
+            continue
+        try:
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+            from chromatize.imageio import write_image
+
+            notes = write_image(job.target, result, icc_profile=image.icc_profile,
+                                exif=image.exif, dpi=image.dpi, overwrite=args.overwrite)
+        except OutputError as exc:
+            failures.append(Failure(job.source, str(exc)))
+            continue
+        except OSError as exc:
+            failures.append(Failure(job.source, f"cannot write {job.target}: "
+                                                f"{exc.strerror or exc}"))
+            continue
+        for note in notes:
+            reporter.note(job.target, note)
+        reporter.done(job)
+        succeeded += 1
+    return succeeded
+
+
+def _run_model(loaded: list[tuple[Job, Any]], colorizer: Any, options: dict[str, Any],
+               progress: Any, failures: list[Failure]) -> list[Any]:
+    """Colorize the chunk; on a per-image problem retry one by one to pin down the bad file."""
+    try:
+        return colorizer.colorize_batch([image.pixels for _, image in loaded],
+                                        batch_size=len(loaded), progress=progress, **options)
+    except (InputImageError, MemoryError, RuntimeError) as exc:
+        if len(loaded) == 1:
+            failures.append(Failure(loaded[0][0].source, _describe(exc)))
+            return [None]
+    results: list[Any] = []
+    for job, image in loaded:
+        try:
+            results.append(colorizer.colorize(image.pixels, **options))
+        except (InputImageError, MemoryError, RuntimeError) as exc:
+            failures.append(Failure(job.source, _describe(exc)))
+            results.append(None)
+    return results
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return ("ran out of memory while colorizing; free memory, use --batch-size 1, or lower "
+                "--max-pixels and downscale big images")
+    if isinstance(exc, InputImageError):
+        return str(exc)
+    return f"colorization failed ({type(exc).__name__}: {exc})"
+
+
+def _summarise(succeeded: int, failures: list[Failure]) -> int:
+    if not failures:
+        if succeeded > 1:
+            print(f"chromatize: colorized {succeeded} images", file=sys.stderr)
+        return 0
+    total = succeeded + len(failures)
+    lines = [f"chromatize: {len(failures)} of {total} inputs failed "
+             f"({succeeded} colorized):"]
+    lines += [f"  {failure.path}: {failure.message}" for failure in failures]
+    print("\n".join(lines), file=sys.stderr)
+    return 1
