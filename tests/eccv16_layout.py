@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from chromatize.bins import AB_BINS
+from chromatize.registry import ModelSpec
 
 
 def official_layout() -> dict[str, tuple[int, ...]]:
@@ -63,3 +64,23 @@ def random_official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
             fan_in = max(1, int(torch.tensor(shape[1:]).prod().item())) if len(shape) > 1 else 1
             sd[key] = torch.randn(shape, generator=gen) / fan_in**0.5
     return sd
+
+
+def eccv16_spec(
+    url: str | None, sha256: str | None, filename: str = "eccv16-test.pth"
+) -> ModelSpec:
+    """A registry entry for a test copy of eccv16 (served by a local server, or not at all)."""
+    return ModelSpec(
+        name="eccv16-test",
+        description="test copy of eccv16 served by a local HTTP server",
+        architecture="ECCV16",
+        builder="chromatize.models.eccv16:build_eccv16",
+        default_input_size=256,
+        default_temperature=0.38,
+        license="BSD-2-Clause",
+        source="tests",
+        url=url,
+        sha256=sha256,
+        filename=filename,
+        weights_format="pth",
+    )

@@ -182,14 +182,18 @@ def download_weights(
     name = spec.name
     if spec.url is None:
         shipped = spec.shipped_path()
-        where = (
-            "it ships inside the package"
-            if shipped is not None and shipped.is_file()
-            else "and it is not in this build either"
-            if spec.shipped is not None
-            else "pass a weights file with --weights PATH"
+        if shipped is not None and shipped.is_file():
+            raise ModelUnavailableError(
+                f"model {name!r} has no download URL and needs none: it ships inside the package"
+            )
+        if spec.shipped is not None:
+            raise ModelUnavailableError(
+                f"the embedded model {name!r} is not in this build of chromatize and has no "
+                "download URL; use another model (e.g. eccv16) or pass a weights file"
+            )
+        raise ModelUnavailableError(
+            f"model {name!r} has no download URL; pass a weights file with --weights PATH"
         )
-        raise ModelUnavailableError(f"model {name!r} has no download URL; {where}")
     target = cached_path(spec)
     if target.is_file() and not force:
         return _verified_cache_file(spec, target)
@@ -229,8 +233,14 @@ def _download(spec: ModelSpec, target: Path, progress: bool) -> Path:
     except OSError as exc:
         raise DownloadError(f"cannot create the weights cache {target.parent}: {exc}") from exc
     part = target.with_name(target.name + PART_SUFFIX)
-    with open(part, "ab") as fh, _locked(fh):
-        _fetch_into(url, part, fh, progress=progress, spec=spec)
+    try:
+        with open(part, "ab") as fh, _locked(fh):
+            _fetch_into(url, part, fh, progress=progress, spec=spec)
+    except BaseException:
+        # Keep a partial transfer for resuming, but no empty file from a request that never began.
+        if part.is_file() and part.stat().st_size == 0:
+            part.unlink(missing_ok=True)
+        raise
     try:
         verify_sha256(part, spec.sha256)
     except WeightsError:
