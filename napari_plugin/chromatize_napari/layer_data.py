@@ -1,0 +1,229 @@
+"""Turning a napari Image layer into planes the colorizer can take, and building the output layer.
+
+Qt-free and thread-aware: :func:`snapshot_layer` runs on the GUI thread and copies everything the
+worker needs (a reference to the data, contrast limits, transforms), so the worker thread never
+touches a napari object. Nothing here modifies the input layer or its data.
+
+Intensity mapping: napari shows a single-channel layer through its contrast limits, so a uint16
+microscopy image whose signal sits in [100, 3000] looks like a normal photo on screen. We colorize
+what the user sees: every plane is mapped with ``(value - low) / (high - low)``, clipped to
+[0, 1], before it reaches the colorizer. RGB(A) layers are mapped the same way on their colour
+channels (their alpha channel is scaled by its dtype's range only). The output layer's dtype is
+uint8 for uint8 input, uint16 for uint16 input and float32 in [0, 1] otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from chromatize.errors import InputImageError
+
+#: Key under which the output layer's metadata records how it was made.
+METADATA_KEY = "chromatize"
+#: Suffix of the new layer's name: "<input> (colorized)".
+NAME_SUFFIX = " (colorized)"
+
+
+@dataclass(frozen=True)
+class LayerSnapshot:
+    """What the worker thread needs from an Image layer, read on the GUI thread."""
+
+    name: str
+    data: Any  # array-like; numpy, dask or zarr (read one plane at a time)
+    rgb: bool
+    contrast_limits: tuple[float, float]
+    transforms: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.data.shape)
+
+    @property
+    def channels(self) -> int:
+        """Channels per pixel of the input: 1 for grayscale layers, 3 or 4 for RGB(A) layers."""
+        return self.shape[-1] if self.rgb else 1
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        """(height, width) of one plane."""
+        spatial = self.shape[-3:-1] if self.rgb else self.shape[-2:]
+        return int(spatial[0]), int(spatial[1])
+
+    @property
+    def stack_shape(self) -> tuple[int, ...]:
+        """Leading (non-spatial) axes, e.g. (T,) or (T, Z); () for a single 2D plane."""
+        return self.shape[:-3] if self.rgb else self.shape[:-2]
+
+    @property
+    def n_planes(self) -> int:
+        return int(np.prod(self.stack_shape, dtype=np.int64))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.data.dtype)
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        """uint8 stays uint8, uint16 stays uint16, everything else becomes float32 in [0, 1]."""
+        if self.dtype in (np.dtype(np.uint8), np.dtype(np.uint16)):
+            return self.dtype
+        return np.dtype(np.float32)
+
+    @property
+    def output_channels(self) -> int:
+        """RGBA in, RGBA out (alpha passed through); everything else gives RGB."""
+        return 4 if self.channels == 4 else 3
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (*self.stack_shape, *self.plane_shape, self.output_channels)
+
+
+def snapshot_layer(layer: Any) -> LayerSnapshot:
+    """Read what colorizing ``layer`` (a napari Image layer) needs. Call on the GUI thread.
+
+    Raises :class:`InputImageError` for layers that cannot be colorized (wrong kind, too few
+    dimensions, RGB layers with an unusual channel count, empty planes).
+    """
+    from napari.layers import Image
+
+    if not isinstance(layer, Image):
+        raise InputImageError(
+            f"layer {getattr(layer, 'name', layer)!r} is not an Image layer; "
+            "choose an image layer as input"
+        )
+    data = layer.data[0] if layer.multiscale else layer.data  # level 0 = full resolution
+    rgb = bool(layer.rgb)
+    min_ndim = 3 if rgb else 2
+    if data.ndim < min_ndim:
+        raise InputImageError(
+            f"layer {layer.name!r} has shape {tuple(data.shape)}; a {min_ndim}D array or more "
+            "is needed (..., Y, X" + (", C)" if rgb else ")")
+        )
+    if rgb and data.shape[-1] not in (3, 4):
+        raise InputImageError(
+            f"RGB layer {layer.name!r} has {data.shape[-1]} channels; only RGB and RGBA work"
+        )
+    spatial = data.shape[-3:-1] if rgb else data.shape[-2:]
+    if min(spatial) < 1 or any(n == 0 for n in data.shape):
+        raise InputImageError(f"layer {layer.name!r} is empty (shape {tuple(data.shape)})")
+    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)
+            or data.dtype == np.bool_):
+        raise InputImageError(
+            f"layer {layer.name!r} has dtype {data.dtype}; only integer, float or boolean "
+            "images can be colorized"
+        )
+    low, high = (float(v) for v in layer.contrast_limits)
+    return LayerSnapshot(
+        name=str(layer.name),
+        data=data,
+        rgb=rgb,
+        contrast_limits=(low, high),
+        transforms=layer_transforms(layer),
+        metadata=dict(layer.metadata),
+    )
+
+
+def layer_transforms(layer: Any) -> dict[str, Any]:
+    """Keyword arguments that place a new layer exactly over ``layer`` in world coordinates."""
+    transforms: dict[str, Any] = {
+        "scale": np.array(layer.scale, dtype=float),
+        "translate": np.array(layer.translate, dtype=float),
+        "rotate": np.array(layer.rotate, dtype=float),
+        "shear": np.array(layer.shear, dtype=float),
+        "affine": np.array(layer.affine.affine_matrix, dtype=float),
+    }
+    units = getattr(layer, "units", None)
+    if units is not None:
+        transforms["units"] = tuple(str(u) for u in units)
+    axis_labels = getattr(layer, "axis_labels", None)
+    if axis_labels is not None:
+        transforms["axis_labels"] = tuple(axis_labels)
+    return transforms
+
+
+def iter_plane_indices(snapshot: LayerSnapshot) -> Iterator[tuple[int, ...]]:
+    """Indices of the leading axes, one per 2D plane, in C order (``()`` for a 2D layer)."""
+    yield from np.ndindex(*snapshot.stack_shape)
+
+
+def _dtype_range(dtype: np.dtype) -> tuple[float, float]:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    return 0.0, 1.0
+
+
+def map_plane(snapshot: LayerSnapshot, plane: np.ndarray) -> np.ndarray:
+    """One plane as float32 in [0, 1]: (H, W) for gray, (H, W, 3|4) for RGB(A) layers.
+
+    Colour/gray values go through the layer's contrast limits; alpha through its dtype's range.
+    Always returns a new array (the input plane is only read).
+    """
+    plane = np.asarray(plane)
+    low, high = snapshot.contrast_limits
+    span = high - low
+    values = plane[..., :3] if snapshot.rgb else plane
+    if span > 0:
+        mapped = (values.astype(np.float64) - low) / span
+    else:  # a constant image: everything at or above the single limit is white
+        mapped = (values.astype(np.float64) >= high).astype(np.float64)
+    mapped = np.clip(mapped, 0.0, 1.0).astype(np.float32)
+    if snapshot.rgb and snapshot.channels == 4:
+        a_low, a_high = _dtype_range(plane.dtype)
+        alpha = (plane[..., 3].astype(np.float64) - a_low) / (a_high - a_low)
+        alpha = np.clip(alpha, 0.0, 1.0).astype(np.float32)
+        mapped = np.concatenate([mapped, alpha[..., None]], axis=-1)
+    return np.ascontiguousarray(mapped)
+
+
+def to_output_dtype(rgb: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float RGB(A) in [0, 1] to the output layer's dtype (uint8/uint16 rounded, else float32)."""
+    clipped = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
+    if np.issubdtype(dtype, np.integer):
+        top = np.iinfo(dtype).max
+        return np.rint(clipped * top).astype(dtype)
+    return clipped.astype(np.float32)
+
+
+def output_contrast_limits(dtype: np.dtype) -> tuple[float, float]:
+    """Display range of the output layer: the full range of its dtype ([0, 1] for float)."""
+    return _dtype_range(np.dtype(dtype))
+
+
+def output_layer_name(input_name: str) -> str:
+    return f"{input_name}{NAME_SUFFIX}"
+
+
+def output_layer_kwargs(
+    snapshot: LayerSnapshot, record: dict[str, Any], dtype: np.dtype
+) -> dict[str, Any]:
+    """Keyword arguments for ``viewer.add_image`` / layer updates of the colorized result.
+
+    The metadata is a copy of the input layer's with ``record`` (model and parameters) under
+    :data:`METADATA_KEY`.
+    """
+    metadata = dict(snapshot.metadata)
+    metadata[METADATA_KEY] = dict(record)
+    return {
+        "name": output_layer_name(snapshot.name),
+        "rgb": True,
+        "contrast_limits": output_contrast_limits(dtype),
+        "metadata": metadata,
+        **{key: value for key, value in snapshot.transforms.items()},
+    }
+
+
+def is_output_layer(layer: Any) -> bool:
+    """True for RGB Image layers this plug-in made (their metadata holds a chromatize record)."""
+    from napari.layers import Image
+
+    return (
+        isinstance(layer, Image)
+        and bool(layer.rgb)
+        and isinstance(layer.metadata.get(METADATA_KEY), dict)
+    )

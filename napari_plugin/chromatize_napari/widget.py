@@ -1,0 +1,387 @@
+"""The "Colorize" dock widget: magicgui controls, a napari thread worker and the result layer.
+
+This is the Qt edge of the plug-in. What a run does lives in :mod:`chromatize_napari.colorize_job`
+and :mod:`chromatize_napari.layer_data`; this module only wires controls, the worker thread, the
+progress bar and notifications together, all on the GUI thread.
+
+No ``from __future__ import annotations`` here on purpose: napari inspects the constructor's
+annotations at run time to inject the viewer, and magicgui resolves annotations the same way.
+"""
+
+import threading
+from typing import Any
+
+import napari
+import numpy as np
+from chromatize.device import DEVICE_CHOICES, available_devices
+from chromatize.errors import ChromatizeError
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
+
+from chromatize_napari.colorize_job import (
+    ColorizerCache,
+    ColorizeSettings,
+    JobOutcome,
+    ProgressBox,
+    run_job,
+)
+from chromatize_napari.layer_data import (
+    LayerSnapshot,
+    is_output_layer,
+    output_layer_kwargs,
+    snapshot_layer,
+)
+
+#: Loaded models survive closing and re-opening the widget for the whole napari session.
+SESSION_CACHE = ColorizerCache()
+
+#: Value of the "Output" choice that adds a new layer (other choices are existing layers).
+NEW_LAYER = "new layer"
+
+_PROGRESS_STEPS = 1000
+_PROGRESS_POLL_MS = 100
+
+_STATUS_TEXT = {
+    "shipped": "ready",
+    "cached": "ready, downloaded",
+    "downloadable": "needs download or weights file",
+    "missing": "not available",
+}
+
+_INPUT_TOOLTIP = (
+    "Image layer to colorize (it is never modified). Grayscale layers of any dtype (uint8, "
+    "uint16, float, ...) are mapped through the layer's contrast limits, so the result matches "
+    "what you see; RGB/RGBA layers are colorized from their lightness (alpha is kept). Stacks "
+    "(T/Z, Y, X) are colorized plane by plane."
+)
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """(label, name) for every registered model, labelled with whether it can run here."""
+    from chromatize.registry import MODELS, model_status
+
+    choices = []
+    for name in MODELS:
+        try:
+            status = _STATUS_TEXT.get(model_status(name), "unknown")
+        except ChromatizeError as exc:
+            status = f"unavailable: {exc}"
+        choices.append((f"{name} ({status})", name))
+    return choices
+
+
+def default_model() -> str:
+    """The first registered model whose weights are here, else the first registered model."""
+    from chromatize.registry import MODELS, model_status
+
+    for name in MODELS:
+        try:
+            if model_status(name) in ("shipped", "cached"):
+                return name
+        except ChromatizeError:
+            continue
+    return next(iter(MODELS))
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(label, name) for auto/cpu/cuda/mps, saying which ones this machine has."""
+    present = available_devices()
+    choices = []
+    for name in DEVICE_CHOICES:
+        if name == "auto":
+            label = f"auto ({present[0]})"
+        elif name in present:
+            label = name
+        else:
+            label = f"{name} (not available)"
+        choices.append((label, name))
+    return choices
+
+
+class ColorizeWidget(Container):
+    """Dock widget that colorizes an Image layer into a new RGB layer (or a chosen output layer)."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, cache: ColorizerCache | None = None):
+        self._viewer = napari_viewer
+        self.cache = cache if cache is not None else SESSION_CACHE
+        self._worker: Any = None
+        self._cancel_event: threading.Event | None = None
+        self._progress_box: ProgressBox | None = None
+        self._pbar: progress | None = None
+        self._pbar_position = 0
+        #: The layer the last successful run created or updated (None before that).
+        self.last_output: Image | None = None
+        #: "done", "cancelled" or "error" after a run finished; None before the first run.
+        self.last_outcome: str | None = None
+
+        self.input_layer = ComboBox(
+            label="Input layer", choices=self._input_choices, tooltip=_INPUT_TOOLTIP
+        )
+        self.model = ComboBox(
+            label="Model",
+            choices=model_choices(),
+            value=default_model(),
+            tooltip="Colorization model; the label says whether its weights are available.",
+        )
+        self.weights = FileEdit(
+            label="Weights file",
+            mode="r",
+            filter="Weights (*.safetensors *.pth *.pt)",
+            nullable=True,
+            tooltip="Optional weights file for the chosen model (e.g. the official ECCV16 "
+            ".pth you downloaded). Empty: use the shipped or cached weights.",
+        )
+        self.allow_download = CheckBox(
+            text="Download weights if needed",
+            value=False,
+            tooltip="Allow fetching the model's official weights from the internet once; "
+            "they are then cached.",
+        )
+        self.temperature = FloatSpinBox(
+            label="Temperature",
+            min=0.01,
+            max=2.0,
+            step=0.01,
+            tooltip="Annealed-mean temperature: lower = more vivid, higher = more muted. "
+            "Set to the model's default when you change the model.",
+        )
+        self.saturation = FloatSlider(
+            label="Saturation",
+            min=0.0,
+            max=2.0,
+            step=0.05,
+            value=1.0,
+            tooltip="0 = gray, 1 = the model's colours, above 1 = stronger colours.",
+        )
+        self.render_size = SpinBox(
+            label="Render size",
+            min=0,
+            max=4096,
+            step=16,
+            value=0,
+            tooltip="Side of the square the model sees, in pixels (colour is then upsampled to "
+            "full resolution, guided by the image's own lightness). 0 = the model's default.",
+        )
+        self.device = ComboBox(
+            label="Device", choices=device_choices(), value="auto",
+            tooltip="Where the model runs; auto picks CUDA, then MPS, then CPU.",
+        )
+        self.output = ComboBox(
+            label="Output",
+            choices=self._output_choices,
+            tooltip="Add a new '<input> (colorized)' layer, or replace the data of a layer "
+            "this plug-in made earlier.",
+        )
+        self.run_button = PushButton(text="Colorize")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        super().__init__(
+            widgets=[
+                self.input_layer,
+                self.model,
+                self.weights,
+                self.allow_download,
+                self.temperature,
+                self.saturation,
+                self.render_size,
+                self.device,
+                self.output,
+                Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
+                          labels=False),
+                self.status,
+            ]
+        )
+        self._progress_timer = QTimer()
+        self._progress_timer.setInterval(_PROGRESS_POLL_MS)
+        self._progress_timer.timeout.connect(self._poll_progress)
+
+        self._set_default_temperature()
+        self.model.changed.connect(self._set_default_temperature)
+        self.input_layer.changed.connect(self.output.reset_choices)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.native.destroyed.connect(self._on_destroyed)
+        # napari connects reset_choices to layer list changes for docked widgets; renames and
+        # layers added before docking are covered by resetting here too.
+        self.reset_choices()
+
+    # ----------------------------------------------------------------------------- choices
+    def _input_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _output_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        source = self.input_layer.value if hasattr(self, "input_layer") else None
+        targets = [
+            (f"replace data of '{layer.name}'", layer)
+            for layer in self._viewer.layers
+            if is_output_layer(layer) and not (source is not None and layer == source)
+        ]
+        return [("new layer", NEW_LAYER), *targets]
+
+    def _set_default_temperature(self, *_: Any) -> None:
+        from chromatize.registry import get_spec
+
+        self.temperature.value = round(float(get_spec(self.model.value).default_temperature), 4)
+
+    # ----------------------------------------------------------------------------- settings
+    def settings(self) -> ColorizeSettings:
+        """The current control values as plain settings."""
+        weights_text = self.weights.line_edit.value.strip()
+        return ColorizeSettings(
+            model=str(self.model.value),
+            device=str(self.device.value),
+            weights=weights_text or None,
+            allow_download=bool(self.allow_download.value),
+            temperature=float(self.temperature.value),
+            saturation=float(self.saturation.value),
+            render_size=int(self.render_size.value) or None,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    @property
+    def progress_fraction(self) -> float:
+        """Fraction of the current (or last) run done, as the worker last reported it."""
+        return self._progress_box.fraction if self._progress_box is not None else 0.0
+
+    # ----------------------------------------------------------------------------- run
+    def run(self, *_: Any) -> None:
+        """Start colorizing the chosen input layer in a worker thread (no-op while running)."""
+        if self.running:
+            return
+        layer = self.input_layer.value
+        if layer is None:
+            show_error("chromatize: there is no image layer to colorize; open an image first")
+            self.last_outcome = "error"
+            return
+        target = self.output.value
+        try:
+            if target is not NEW_LAYER and target == layer:
+                raise ChromatizeError(
+                    "the output layer cannot be the input layer; choose 'new layer'"
+                )
+            snapshot = snapshot_layer(layer)
+        except ChromatizeError as exc:
+            show_error(f"chromatize: {exc}")
+            self.last_outcome = "error"
+            return
+        settings = self.settings()
+
+        self._cancel_event = threading.Event()
+        self._progress_box = ProgressBox()
+        self._pbar = progress(total=_PROGRESS_STEPS, desc=f"Colorizing {snapshot.name}")
+        self._pbar_position = 0
+        worker = create_worker(
+            run_job,
+            snapshot,
+            settings,
+            self.cache,
+            self._progress_box,
+            self._cancel_event.is_set,
+            _start_thread=False,
+        )
+        worker.returned.connect(
+            lambda outcome, snap=snapshot, out=target: self._on_returned(outcome, snap, out)
+        )
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = f"colorizing '{snapshot.name}' ({snapshot.n_planes} plane(s))..."
+        self._progress_timer.start()
+        worker.start()
+
+    def cancel(self, *_: Any) -> None:
+        """Ask the running job to stop; it stops within the current plane and adds nothing."""
+        if self._cancel_event is not None:
+            self._cancel_event.set()
+        if self.running:
+            self.status.value = "cancelling..."
+            self.cancel_button.enabled = False
+
+    def _poll_progress(self) -> None:
+        if self._pbar is None or self._progress_box is None:
+            return
+        position = int(self._progress_box.fraction * _PROGRESS_STEPS)
+        if position > self._pbar_position:
+            self._pbar.update(position - self._pbar_position)
+            self._pbar_position = position
+
+    def _on_returned(self, outcome: JobOutcome, snapshot: LayerSnapshot, target: Any) -> None:
+        if outcome.cancelled:
+            self.last_outcome = "cancelled"
+            show_info("chromatize: colorization cancelled; no layer was added or changed")
+            return
+        if outcome.error is not None:
+            self.last_outcome = "error"
+            show_error(f"chromatize: {outcome.error}")
+            return
+        assert outcome.data is not None and outcome.record is not None
+        try:
+            self.last_output = self._write_output(outcome.data, outcome.record, snapshot, target)
+        except (ChromatizeError, ValueError) as exc:
+            self.last_outcome = "error"
+            show_error(f"chromatize: could not write the result: {exc}")
+            return
+        self.last_outcome = "done"
+        self.output.reset_choices()
+
+    def _write_output(
+        self, data: np.ndarray, record: dict, snapshot: LayerSnapshot, target: Any
+    ) -> Image:
+        kwargs = output_layer_kwargs(snapshot, record, data.dtype)
+        if target is NEW_LAYER or target not in self._viewer.layers:
+            return self._viewer.add_image(data, **kwargs)
+        if target.ndim != len(snapshot.stack_shape) + 2:
+            raise ChromatizeError(
+                f"output layer '{target.name}' has {target.ndim} dimensions but the result has "
+                f"{len(snapshot.stack_shape) + 2}; choose 'new layer'"
+            )
+        target.data = data
+        target.contrast_limits = kwargs["contrast_limits"]
+        target.metadata = kwargs["metadata"]
+        for key in ("scale", "translate", "rotate", "shear", "affine"):
+            setattr(target, key, kwargs[key])
+        return target
+
+    def _on_errored(self, exc: BaseException) -> None:
+        # Unexpected failures (bugs): napari's worker already relays them to the notification
+        # manager, which shows them as a notification with the traceback behind a button.
+        self.last_outcome = "error"
+
+    def _on_finished(self) -> None:
+        self._progress_timer.stop()
+        self._poll_progress()
+        if self._pbar is not None:
+            self._pbar.close()
+        self._pbar = None
+        self._worker = None
+        self._cancel_event = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        self.status.value = {
+            "done": "done",
+            "cancelled": "cancelled",
+            "error": "failed (see notification)",
+        }.get(self.last_outcome or "", "")
+
+    def _on_destroyed(self, *_: Any) -> None:
+        if self._cancel_event is not None:
+            self._cancel_event.set()

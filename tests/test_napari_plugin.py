@@ -1,0 +1,405 @@
+"""The napari plug-in in real napari (PyQt6) under Xvfb: docking, every input kind, cancel, errors,
+responsiveness, sample data, the npe2 manifest and a screenshot for the README.
+
+Runs with pytest-qt, pytest-xvfb (starts Xvfb itself) and napari's ``make_napari_viewer`` fixture.
+Select with ``pytest -m napari``. The model is ECCV16 with randomly initialised weights saved by
+the test, so nothing depends on downloads or on the trained ``mobile`` model.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+torch = pytest.importorskip("torch")
+skcolor = pytest.importorskip("skimage.color")
+
+from chromatize_napari.layer_data import METADATA_KEY  # noqa: E402
+from chromatize_napari.widget import NEW_LAYER, ColorizeWidget  # noqa: E402
+
+pytestmark = pytest.mark.napari
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO_ROOT / "docs" / "napari-screenshot.png"
+RUN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def eccv16_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised ECCV16 state dict in the official .pth layout."""
+    from chromatize.models.eccv16 import build_eccv16
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "eccv16-random.pth"
+    torch.save(build_eccv16().state_dict(), path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No weights cached by the developer's own runs can leak into these tests."""
+    monkeypatch.setenv("CHROMATIZE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _few_torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def dock(viewer) -> ColorizeWidget:
+    _dock_widget, widget = viewer.window.add_plugin_dock_widget("chromatize", "Colorize")
+    assert isinstance(widget, ColorizeWidget)
+    return widget
+
+
+def configure(widget: ColorizeWidget, layer, weights: Path, render_size: int = 64) -> None:
+    widget.reset_choices()
+    widget.input_layer.value = layer
+    widget.model.value = "eccv16"
+    widget.weights.value = str(weights)
+    widget.allow_download.value = False
+    widget.device.value = "cpu"
+    widget.render_size.value = render_size
+    widget.output.value = NEW_LAYER
+
+
+def run_and_wait(qtbot, widget: ColorizeWidget) -> None:
+    widget.run_button.native.click()  # a real Qt click on the "Colorize" button
+    assert widget.running or widget.last_outcome is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+
+
+def lightness(rgb_float: np.ndarray) -> np.ndarray:
+    return skcolor.rgb2lab(np.clip(rgb_float, 0, 1))[..., 0]
+
+
+def notifications_since(count: int) -> list:
+    from napari.utils.notifications import notification_manager
+
+    return notification_manager.records[count:]
+
+
+def notification_count() -> int:
+    from napari.utils.notifications import notification_manager
+
+    return len(notification_manager.records)
+
+
+# ------------------------------------------------------------------------------ manifest/dock
+def test_npe2_manifest_validates():
+    npe2 = shutil.which("npe2", path=str(Path(sys.executable).parent)) or shutil.which("npe2")
+    assert npe2, "the npe2 command is needed (pip install npe2)"
+    result = subprocess.run([npe2, "validate", "chromatize"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
+
+
+def test_widget_docks_and_lists_only_image_layers(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    assert widget.input_layer.choices == ()
+
+    gray = viewer.add_image(np.zeros((16, 16), np.uint8), name="gray")
+    viewer.add_labels(np.zeros((16, 16), np.int32), name="labels")
+    viewer.add_points([[1, 1]], name="points")
+    assert [layer.name for layer in widget.input_layer.choices] == ["gray"]
+
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb")
+    assert {layer.name for layer in widget.input_layer.choices} == {"gray", "rgb"}
+    viewer.layers.remove(gray)
+    assert [layer.name for layer in widget.input_layer.choices] == ["rgb"]
+
+    model_names = [value for value in widget.model.choices]
+    assert {"mobile", "eccv16"} <= set(model_names)
+    labels = [widget.model.native.itemText(i) for i in range(widget.model.native.count())]
+    assert any("eccv16 (" in label for label in labels)
+    assert set(widget.device.choices) == {"auto", "cpu", "cuda", "mps"}
+    assert widget.output.value == NEW_LAYER
+
+
+# ------------------------------------------------------------------------------ input kinds
+def _gray_u16() -> tuple[np.ndarray, tuple[float, float]]:
+    rng = np.random.default_rng(1)
+    data = rng.integers(1000, 3001, size=(40, 56)).astype(np.uint16)
+    return data, (1000.0, 3000.0)
+
+
+def _expected_gray(data: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
+    low, high = limits
+    return np.clip((data.astype(np.float64) - low) / (high - low), 0, 1)
+
+
+RNG = np.random.default_rng(0)
+GRADIENT = np.linspace(0, 1, 40 * 56).reshape(40, 56)
+CASES = {
+    # name: (data, contrast_limits or None, expected output shape, expected dtype)
+    "gray-uint8": ((GRADIENT * 255).astype(np.uint8), None, (40, 56, 3), np.uint8),
+    "gray-uint16-limits": (*_gray_u16(), (40, 56, 3), np.uint16),
+    "gray-float-limits": ((GRADIENT * 5.0).astype(np.float32), (0.0, 5.0), (40, 56, 3),
+                          np.float32),
+    "rgb-uint8": (RNG.integers(0, 256, (40, 56, 3), dtype=np.uint8), None, (40, 56, 3),
+                  np.uint8),
+    "rgba-uint8": (RNG.integers(0, 256, (40, 56, 4), dtype=np.uint8), None, (40, 56, 4),
+                   np.uint8),
+    "stack-tyx-uint8": (RNG.integers(0, 256, (3, 40, 56), dtype=np.uint8), None,
+                        (3, 40, 56, 3), np.uint8),
+    "stack-tzyx-float64": (RNG.random((2, 2, 40, 56)), (0.0, 1.0), (2, 2, 40, 56, 3),
+                           np.float32),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_input_kind_gives_overlaying_rgb_layer(make_napari_viewer, qtbot, eccv16_weights,
+                                                    case):
+    data, limits, out_shape, out_dtype = CASES[case]
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    spatial_ndim = data.ndim - (1 if case.startswith(("rgb", "rgba")) else 0)
+    scale = [2.0] * (spatial_ndim - 2) + [0.5, 0.25]
+    translate = [3.0] * (spatial_ndim - 2) + [10.0, -4.0]
+    kwargs = {"name": case, "scale": scale, "translate": translate,
+              "metadata": {"pixel_size_um": 0.25}}
+    if spatial_ndim == 2:
+        kwargs["rotate"] = 30.0
+        kwargs["affine"] = np.array([[1.0, 0.2, 5.0], [0.0, 1.0, 2.0], [0.0, 0.0, 1.0]])
+    if limits is not None:
+        kwargs["contrast_limits"] = limits
+    layer = viewer.add_image(data, **kwargs)
+    original = data.copy()
+    configure(widget, layer, eccv16_weights)
+    widget.saturation.value = 1.5
+
+    run_and_wait(qtbot, widget)
+
+    assert widget.last_outcome == "done"
+    assert len(viewer.layers) == 2
+    out = viewer.layers[f"{case} (colorized)"]
+    assert out == widget.last_output  # (the widget holds it through napari's plugin proxy)
+    assert out.rgb
+    assert out.data.shape == out_shape
+    assert out.data.dtype == out_dtype
+    # Overlays the input exactly: same transforms, same world position of every corner.
+    np.testing.assert_allclose(out.scale, layer.scale)
+    np.testing.assert_allclose(out.translate, layer.translate)
+    np.testing.assert_allclose(out.rotate, layer.rotate)
+    np.testing.assert_allclose(out.affine.affine_matrix, layer.affine.affine_matrix)
+    for corner in ([0] * layer.ndim, [n - 1 for n in layer.data.shape[: layer.ndim]]):
+        np.testing.assert_allclose(out.data_to_world(corner), layer.data_to_world(corner))
+    # The input layer is untouched.
+    np.testing.assert_array_equal(layer.data, original)
+    assert layer.data is data
+    # Metadata: the input's, plus what made this layer.
+    assert out.metadata["pixel_size_um"] == 0.25
+    record = out.metadata[METADATA_KEY]
+    assert record["model"] == "eccv16"
+    assert record["source_layer"] == case
+    assert record["render_size"] == 64
+    assert record["saturation"] == pytest.approx(1.5)
+    assert record["temperature"] == pytest.approx(widget.temperature.value)
+    assert Path(record["weights"]) == eccv16_weights.resolve()
+    assert record["device"] == "cpu"
+
+    # Lightness of the result is the lightness of what the user saw (contrast limits applied).
+    out_float = out.data.astype(np.float64)
+    if np.issubdtype(out.data.dtype, np.integer):
+        out_float /= np.iinfo(out.data.dtype).max
+        np.testing.assert_array_equal(out.contrast_limits, [0, np.iinfo(out.data.dtype).max])
+    else:
+        np.testing.assert_allclose(out.contrast_limits, [0, 1])
+    if case.startswith(("rgb", "rgba")):
+        seen = data[..., :3] / 255.0
+        np.testing.assert_array_equal(out.data[..., 3:], data[..., 3:])  # alpha passed through
+    else:
+        gray = _expected_gray(data, tuple(layer.contrast_limits))
+        seen = np.repeat(gray[..., None], 3, axis=-1)
+    diff = np.abs(lightness(out_float[..., :3]) - lightness(seen))
+    assert float(diff.mean()) < 1.0, f"mean lightness error {diff.mean():.2f}"
+    assert float(np.percentile(diff, 99)) < 3.0
+
+
+def test_replace_existing_output_and_model_cache(make_napari_viewer, qtbot, eccv16_weights,
+                                                 tmp_path):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    layer = viewer.add_image((GRADIENT * 255).astype(np.uint8), name="photo")
+    configure(widget, layer, eccv16_weights)
+    loads = widget.cache.loads
+
+    run_and_wait(qtbot, widget)
+    assert widget.last_outcome == "done"
+    first = viewer.layers["photo (colorized)"]
+    loads_after_first = widget.cache.loads
+    assert loads_after_first - loads <= 1  # at most one load (earlier tests may have loaded it)
+
+    # Output choices now offer the result layer (never the input); replacing reuses it.
+    widget.reset_choices()
+    assert first in list(widget.output.choices)
+    assert layer not in list(widget.output.choices)
+    widget.output.value = first
+    widget.saturation.value = 0.0
+    run_and_wait(qtbot, widget)
+    assert widget.last_outcome == "done"
+    assert len(viewer.layers) == 2
+    assert widget.last_output == first
+    assert first.metadata[METADATA_KEY]["saturation"] == 0.0
+    rgb = first.data.astype(int)
+    assert np.abs(rgb[..., 0] - rgb[..., 1]).max() <= 2  # saturation 0 = gray
+    assert np.abs(rgb[..., 1] - rgb[..., 2]).max() <= 2
+    assert widget.cache.loads == loads_after_first  # same model and device: no reload
+
+    # A different weights file (same architecture) or device name that resolves differently
+    # reloads; "auto" on a CPU-only machine is the same device as "cpu" and does not.
+    widget.device.value = "auto"
+    widget.output.value = NEW_LAYER
+    run_and_wait(qtbot, widget)
+    if torch.cuda.is_available():
+        assert widget.cache.loads == loads_after_first + 1
+    else:
+        assert widget.cache.loads == loads_after_first
+    other = tmp_path / "other.pth"
+    shutil.copyfile(eccv16_weights, other)
+    widget.weights.value = str(other)
+    run_and_wait(qtbot, widget)
+    assert widget.last_outcome == "done"
+    assert widget.cache.loads == loads_after_first + 1 + int(torch.cuda.is_available())
+
+
+# ------------------------------------------------------------------------------ cancel/errors
+def test_cancel_mid_stack_leaves_no_layer(make_napari_viewer, qtbot, eccv16_weights):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    n_planes = 40
+    stack = RNG.integers(0, 256, (n_planes, 64, 64), dtype=np.uint8)
+    layer = viewer.add_image(stack, name="stack")
+    configure(widget, layer, eccv16_weights)
+    before = notification_count()
+
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress_fraction >= 1.5 / n_planes, timeout=RUN_TIMEOUT_MS)
+    at_cancel = widget.progress_fraction
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+
+    assert widget.last_outcome == "cancelled"
+    assert [lyr.name for lyr in viewer.layers] == ["stack"]
+    # Stopped within (at most) the plane that was running, far from the end.
+    assert widget.progress_fraction <= at_cancel + 1.0 / n_planes + 1e-9
+    assert widget.progress_fraction < 1.0
+    messages = [str(n.message) for n in notifications_since(before)]
+    assert any("cancelled" in m for m in messages), messages
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_unavailable_model_shows_notification_and_adds_no_layer(make_napari_viewer, qtbot,
+                                                                 eccv16_weights):
+    from chromatize.registry import model_status
+    from napari.utils.notifications import NotificationSeverity
+
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    layer = viewer.add_image((GRADIENT * 255).astype(np.uint8), name="photo")
+    configure(widget, layer, eccv16_weights)
+    widget.weights.value = None  # no weights file, no cache (isolated), download not allowed
+    assert model_status("eccv16") in ("downloadable", "missing")
+    before = notification_count()
+
+    run_and_wait(qtbot, widget)
+
+    assert widget.last_outcome == "error"
+    assert [lyr.name for lyr in viewer.layers] == ["photo"]
+    errors = [n for n in notifications_since(before) if n.severity == NotificationSeverity.ERROR]
+    assert len(errors) == 1, [str(n.message) for n in notifications_since(before)]
+    message = str(errors[0].message)
+    assert message.startswith("chromatize: ") and "eccv16" in message
+    assert "Traceback" not in message
+    assert widget.run_button.enabled
+
+
+def test_gui_stays_responsive_during_run(make_napari_viewer, qtbot, eccv16_weights):
+    from qtpy.QtCore import QTimer
+
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    stack = RNG.integers(0, 256, (12, 64, 64), dtype=np.uint8)
+    layer = viewer.add_image(stack, name="stack")
+    configure(widget, layer, eccv16_weights, render_size=128)
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    try:
+        widget.run()
+        started = time.perf_counter()
+        qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+        finished = time.perf_counter()
+    finally:
+        timer.stop()
+    assert widget.last_outcome == "done"
+    during = [t for t in ticks if started <= t <= finished]
+    duration = finished - started
+    assert duration > 0.2, "the run was too short to say anything about responsiveness"
+    # The event loop kept running: ticks throughout the run, never a long gap.
+    assert len(during) >= max(3, int(duration / 0.1)), (len(during), duration)
+    gaps = np.diff([started, *during, finished])
+    assert gaps.max() < 1.0, f"GUI thread blocked for {gaps.max():.2f} s"
+
+
+# ------------------------------------------------------------------------------ sample data
+def test_sample_data_opens_as_grayscale_image(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample("chromatize", "grayscale_photo")
+    assert len(layers) == 1
+    sample = layers[0]
+    assert isinstance(sample, napari.layers.Image)
+    assert not sample.rgb
+    assert sample.data.ndim == 2
+    assert min(sample.data.shape) >= 64
+    assert float(np.std(sample.data)) > 0  # a photo, not a constant
+
+
+def test_screenshot_of_colorized_sample(make_napari_viewer, qtbot, eccv16_weights):
+    """Colorize the sample in a shown window and save the README screenshot."""
+    from chromatize.registry import model_status
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1200, 760)
+    widget = dock(viewer)
+    (sample,) = viewer.open_sample("chromatize", "grayscale_photo")
+    configure(widget, sample, eccv16_weights, render_size=128)
+    if model_status("mobile") == "shipped":  # the trained default model, once it ships
+        widget.model.value = "mobile"
+        widget.weights.value = None
+        widget.render_size.value = 0
+    run_and_wait(qtbot, widget)
+    assert widget.last_outcome == "done"
+    colorized = widget.last_output
+    sample.visible = False
+    viewer.layers.selection.active = colorized
+    viewer.reset_view()
+    qtbot.wait(200)
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    tmp = SCREENSHOT.with_suffix(".tmp.png")
+    image = viewer.screenshot(str(tmp), canvas_only=False, flash=False)
+    tmp.replace(SCREENSHOT)
+    assert SCREENSHOT.stat().st_size > 10_000
+    height, width = image.shape[:2]
+    assert width >= 800 and height >= 500
+    # The window shows colour (the colorized layer), not only gray UI and a gray photo.
+    rgb = image[..., :3].astype(int)
+    chroma = (rgb.max(axis=-1) - rgb.min(axis=-1))
+    assert (chroma > 20).mean() > 0.02
