@@ -161,8 +161,6 @@ def read_image(path: str | os.PathLike[str], *,
                     f"{name} has {frames} {kind} (animated or multi-page {im.format}); chromatize "
                     "colorizes single pictures. Save the frame you want as its own PNG file."
                 )
-            exif = _read_exif(im, name, notes)
-            orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1) if exif is not None else 1
             icc = im.info.get("icc_profile") or None
             dpi = _dpi(im)
             if im.format == "PNG" and _png_is_16bit_color(path):
@@ -181,6 +179,10 @@ def read_image(path: str | os.PathLike[str], *,
                         "Re-export or re-download it."
                     ) from None
                 pixels, icc = _pillow_pixels(im, name, icc, notes)
+            # Read after decoding: Pillow turns some formats (TIFF) upright while loading them and
+            # then drops the tag, so what is left here is what still needs applying.
+            exif = _read_exif(im, name, notes)
+            orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1) if exif is not None else 1
     if orientation != 1:
         pixels = _apply_orientation(pixels, orientation)
         notes.append(f"applied EXIF orientation {orientation} (the output is stored upright)")
