@@ -327,3 +327,25 @@ def test_model_without_url_or_weights_is_unavailable(isolated_cache: Path) -> No
         load_model(spec)
     with pytest.raises(ModelUnavailableError, match="not in this build .*no download URL"):
         download_weights(spec)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="POSIX advisory locks only")
+def test_concurrent_download_of_the_same_file_is_refused(
+    server: LocalServer, official_file: tuple[bytes, str], isolated_cache: Path
+) -> None:
+    import fcntl
+
+    data, digest = official_file
+    server.state.routes["/w.pth"] = Route(data)
+    spec = eccv16_spec(server.url("/w.pth"), digest)
+    isolated_cache.mkdir(parents=True)
+    part = isolated_cache / (spec.filename + PART_SUFFIX)
+    with open(part, "ab") as other:  # another download holds the lock on the .part file
+        other.write(data[:500])
+        other.flush()
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(DownloadError, match="being downloaded by another process"):
+            resolve_weights(spec, allow_download=True, progress=False)
+        assert server.state.log == []
+        assert part.read_bytes() == data[:500]  # the other download's bytes are untouched
+    assert resolve_weights(spec, allow_download=True, progress=False).read_bytes() == data

@@ -16,19 +16,21 @@ the 313 logits of ``model8`` (N, 313, H/4, W/4). Decoding (annealed mean, mean, 
 strictly and so :meth:`ECCV16.validate_weights` can prove the file orders its bins like
 :data:`chromatize.bins.AB_BINS`.
 
-Why ``logit_scale = 1/2.606``
------------------------------
+Why ``logit_scale = 1/2.606`` (an inference, documented here because it is not documented upstream)
+---------------------------------------------------------------------------------------------------
 The paper decodes with an annealed mean at T = 0.38: softmax(log p / T) over the bins. The original
 Caffe deploy network (``colorization_deploy_v2.prototxt``, Caffe branch of the same repository)
-implements this as a separate Scale layer ``conv8_313_rh`` that multiplies the raw ``conv8_313``
-output by 2.606 (about 1/0.38) before the softmax, followed by the fixed ``class8_ab`` 1x1 conv
-holding the bin centres. The PyTorch port has no such layer: its forward pass is
-softmax(model8(x)) followed directly by ``model_out``, and its demo output matches the Caffe demo's
-(the port's README says its results should match the published ``imgs_out``). The only way both
-hold is that the port folded the 2.606 into the weights and bias of ``model8``'s last conv:
-``model8(x) = 2.606 * conv8_313(x)``. The network was trained with a softmax cross-entropy on
-``conv8_313``, so ``conv8_313`` (not ``model8``'s output) is the log-probability up to a constant;
-hence ``logit_scale = 1 / 2.606`` and
+implements this as a Scale layer ``conv8_313_rh`` that multiplies the raw ``conv8_313`` output by
+2.606 (about 1/0.38) before the softmax, followed by the fixed ``class8_ab`` 1x1 conv holding the
+bin centres (OpenCV's widely copied colorization sample sets exactly these two blobs). The PyTorch
+port has no such layer and no temperature anywhere: its forward pass is softmax(model8(x))
+followed directly by ``model_out``, yet its demo output is reported to match the Caffe demo's
+(its README: results "should match" the example outputs; we could not compare images offline).
+Both hold only if the
+port folded the 2.606 into the weights and bias of ``model8``'s last conv, i.e.
+``model8(x) = 2.606 * conv8_313(x)``; an unfolded port would produce the plain mean, visibly greyer.
+The network was trained with a softmax cross-entropy on ``conv8_313``, so ``conv8_313`` (not
+``model8``'s output) is the log-probability up to a constant; hence ``logit_scale = 1 / 2.606`` and
 
     chromatize.bins.decode(logits, temperature=T, logit_scale=1/2.606)
         = softmax(model8(x) / (2.606 * T)) @ AB_BINS.
@@ -37,11 +39,11 @@ At T = 1/2.606 (= 0.38373, what Caffe's 2.606 actually encodes) that is *exactly
 forward path (``tests/test_eccv16.py`` checks it), which is why the registry's default temperature
 for this model is :data:`OFFICIAL_TEMPERATURE` rather than the rounded 0.38 of the paper. At
 T = 0.38 the softmax is 1 % sharper than the official demo's, a difference far below what anyone
-can see; T = 1 gives the plain (desaturated) mean of the network's distribution.
+can see; T = 1 gives the plain, desaturated mean of the network's trained distribution.
 
-We could not download the official file offline to confirm the fold numerically; if a future
-release were unfolded, its plain mean would look much greyer than the published demo output, and
-``logit_scale`` would have to become 1.0.
+The official file could not be downloaded here to confirm the fold numerically (the question is
+open upstream as richzhang/colorization issue #93). Whatever the answer, the user-facing
+behaviour is pinned: the default temperature reproduces the official port's colours exactly.
 """
 
 from __future__ import annotations
