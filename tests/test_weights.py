@@ -349,3 +349,24 @@ def test_concurrent_download_of_the_same_file_is_refused(
         assert server.state.log == []
         assert part.read_bytes() == data[:500]  # the other download's bytes are untouched
     assert resolve_weights(spec, allow_download=True, progress=False).read_bytes() == data
+
+
+def test_unusable_cache_dir_is_a_clear_error(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("CHROMATIZE_CACHE_DIR", str(blocker / "cache"))
+    server.state.routes["/w.pth"] = Route(b"data")
+    spec = eccv16_spec(server.url("/w.pth"), "9b330a0b")
+    with pytest.raises(DownloadError, match=r"cannot create the weights cache .*a-file"):
+        resolve_weights(spec, allow_download=True, progress=False)
+    assert server.state.log == []
+
+
+def test_empty_response_fails_the_hash_check(server: LocalServer, isolated_cache: Path) -> None:
+    server.state.routes["/w.pth"] = Route(b"")
+    spec = eccv16_spec(server.url("/w.pth"), "9b330a0b")
+    with pytest.raises(DownloadError, match="sha256 e3b0c442"):  # the digest of nothing
+        resolve_weights(spec, allow_download=True, progress=False)
+    assert cache_files(isolated_cache) == set()

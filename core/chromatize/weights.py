@@ -234,8 +234,14 @@ def _download(spec: ModelSpec, target: Path, progress: bool) -> Path:
         raise DownloadError(f"cannot create the weights cache {target.parent}: {exc}") from exc
     part = target.with_name(target.name + PART_SUFFIX)
     try:
-        with open(part, "ab") as fh, _locked(fh):
-            _fetch_into(url, part, fh, progress=progress, spec=spec)
+        try:
+            with open(part, "ab") as fh, _locked(fh):
+                _fetch_into(url, part, fh, progress=progress, spec=spec)
+        except OSError as exc:  # network errors are DownloadErrors already: this is the local disk
+            raise DownloadError(
+                f"cannot write the download to {part} ({exc}); free some disk space or point "
+                f"{CACHE_ENV} at a writable folder"
+            ) from None
     except BaseException:
         # Keep a partial transfer for resuming, but no empty file from a request that never began.
         if part.is_file() and part.stat().st_size == 0:
