@@ -1,0 +1,297 @@
+"""The real ``chromatize`` console script, run as a subprocess on real files made here.
+
+The model is ``eccv16`` with randomly initialised weights saved by the test (``--weights``), so
+these tests depend neither on the trained ``mobile`` model nor on the network.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import png
+import pytest
+import tifffile
+from chromatize.cli import colorize as colorize_cli
+from chromatize.errors import ChromatizeError
+from PIL import Image, ImageCms
+
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+RNG = np.random.default_rng(11)
+SCRIPT = Path(sys.executable).with_name("chromatize")
+
+
+def chromatize_command() -> list[str]:
+    """The installed console script when it sits beside this Python, else ``python -m``."""
+    return [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "chromatize"]
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    cache = tmp_path_factory.mktemp("cache")
+    env = dict(os.environ)
+    env.update(CHROMATIZE_CACHE_DIR=str(cache), OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised ECCV16 state dict in the official layout."""
+    import torch
+    from chromatize.models.eccv16 import build_eccv16
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "eccv16-random.pth"
+    torch.save(build_eccv16().state_dict(), path)
+    return path
+
+
+def run_cli(env: dict[str, str], *args: str | Path, cwd: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*chromatize_command(), *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def model_args(weights: Path) -> list[str]:
+    return ["--model", "eccv16", "--weights", str(weights)]
+
+
+def failure_line(stderr: str, name: str) -> str:
+    """The summary line reporting input file ``name``."""
+    lines = [line for line in stderr.splitlines()
+             if line.startswith("  ") and Path(line.strip().split(": ", 1)[0]).name == name]
+    assert lines, f"no failure reported for {name}:\n{stderr}"
+    return lines[0]
+
+
+def lightness(rgb: np.ndarray) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    return rgb2lab(rgb)[..., 0]
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def make_bad_inputs(folder: Path) -> None:
+    """Write every awkward input of the core issue into ``folder``."""
+    (folder / "empty.png").write_bytes(b"")
+    jpeg = folder / "whole.jpg"
+    Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(jpeg)
+    data = jpeg.read_bytes()
+    jpeg.unlink()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "notes.png").write_text("not a picture at all\n")
+    Image.new("L", (1, 1), 128).save(folder / "one_pixel.png")
+    tall = np.linspace(0, 255, 10_000).astype(np.uint8)[:, None]
+    Image.fromarray(tall).save(folder / "one_by_10000.png")
+    Image.new("CMYK", (48, 32), (10, 10, 10, 60)).save(folder / "cmyk.jpg")
+    Image.fromarray(RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8)).quantize(16).save(
+        folder / "palette.png")
+    Image.fromarray(np.linspace(0, 65535, 40 * 30).astype(np.uint16).reshape(30, 40)).save(
+        folder / "gray16.png")
+    Image.fromarray(np.linspace(0, 1, 24 * 20, dtype=np.float32).reshape(20, 24), mode="F").save(
+        folder / "float.tif")
+    frames = [Image.new("L", (16, 16), v).convert("P") for v in (0, 128, 255)]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=50)
+    Image.new("L", (10_000, 10_000), 90).save(folder / "huge.png")  # 100 MP in ~100 KB
+
+
+def test_every_bad_input_gets_a_clear_message_and_the_rest_are_colorized(
+        tmp_path: Path, cli_env: dict[str, str], random_weights: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    make_bad_inputs(inputs)
+    out = tmp_path / "out"
+    result = run_cli(cli_env, "colorize", inputs, "--out-dir", out, *model_args(random_weights))
+    assert result.returncode == 1, result.stderr
+    err = result.stderr
+    assert "Traceback" not in err
+    assert "5 of 11 inputs failed (6 colorized)" in err
+    assert "is empty (0 bytes)" in failure_line(err, "empty.png")
+    assert "damaged or truncated" in failure_line(err, "truncated.jpg")
+    assert "is not an image chromatize can read" in failure_line(err, "notes.png")
+    assert "has 3 frames (animated" in failure_line(err, "animated.gif")
+    huge = failure_line(err, "huge.png")
+    assert "10000x10000 = 100.0 megapixels" in huge and "--max-pixels" in huge
+    assert "CMYK image converted" in err
+    assert "palette image converted to RGB" in err
+
+    def read(name: str) -> np.ndarray:
+        with Image.open(out / name) as im:
+            return np.asarray(im)
+
+    assert read("one_pixel.png").shape == (1, 1, 3)
+    tall = read("one_by_10000.png")
+    assert tall.shape == (10_000, 1, 3)
+    source = np.asarray(Image.open(inputs / "one_by_10000.png"))
+    gray_l = lightness(np.repeat(source[..., None], 3, axis=2))
+    assert np.abs(lightness(tall) - gray_l).mean() < 0.5
+    assert read("cmyk.jpg").shape == (32, 48, 3)
+    assert read("palette.png").shape == (32, 32, 3)
+    _, _, rows, info = png.Reader(filename=str(out / "gray16.png")).read()
+    assert (info["bitdepth"], info["planes"]) == (16, 3)
+    deep = np.array(list(rows), dtype=np.uint16).reshape(30, 40, 3)
+    assert deep.max() > 60_000  # real 16-bit range, not 8-bit values
+    floats = tifffile.imread(out / "float.tif")
+    assert floats.dtype == np.float32 and floats.shape == (20, 24, 3)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cmyk.jpg", "float.tif", "gray16.png", "one_by_10000.png", "one_pixel.png", "palette.png"]
+
+
+def test_unwritable_output_folder(tmp_path: Path, cli_env: dict[str, str],
+                                  random_weights: Path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("L", (32, 32), 100).save(photo)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a regular file: nothing can be created below it (even as root)")
+    result = run_cli(cli_env, "colorize", photo, "--out-dir", blocker / "out",
+                     *model_args(random_weights))
+    assert result.returncode == 1
+    assert "chromatize: error: cannot create the output folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = run_cli(cli_env, "colorize", photo, "-o", "/proc/chromatize-test.png",
+                     *model_args(random_weights))
+    assert result.returncode == 1
+    assert "cannot write /proc/chromatize-test.png" in failure_line(result.stderr, "photo.png")
+
+
+# ---------------------------------------------------------------------- what must survive
+
+
+def test_depth_alpha_icc_exif_survive_and_nothing_is_left_behind(
+        tmp_path: Path, cli_env: dict[str, str], random_weights: Path) -> None:
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    rgba = np.dstack([np.repeat(RNG.integers(0, 256, (24, 40, 1), dtype=np.uint8), 3, axis=2),
+                      RNG.integers(0, 256, (24, 40), dtype=np.uint8)])
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    exif[0x0112] = 6  # stored sideways: the output must be upright, tag removed
+    Image.fromarray(rgba, mode="RGBA").save(inputs / "alpha.png", icc_profile=SRGB_ICC,
+                                            exif=exif)
+    deep = RNG.integers(0, 65536, (20, 28, 3), dtype=np.uint16)
+    tifffile.imwrite(inputs / "sub" / "deep.tif", deep, photometric="rgb", compression="zlib",
+                     iccprofile=SRGB_ICC)
+    Image.new("L", (16, 16), 30).save(inputs / ".hidden.png")
+    out = tmp_path / "out"
+    result = run_cli(cli_env, "colorize", inputs, "-r", "--out-dir", out,
+                     *model_args(random_weights))
+    assert result.returncode == 0, result.stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "alpha.png", "sub", "sub/deep.tif"]  # no temp files, hidden input skipped
+    with Image.open(out / "alpha.png") as im:
+        assert im.mode == "RGBA" and im.size == (24, 40)
+        assert im.info["icc_profile"] == SRGB_ICC
+        assert im.getexif()[0x010F] == "TestCam"
+        assert im.getexif().get(0x0112, 1) == 1
+        upright_alpha = np.rot90(rgba[:, :, 3], -1)
+        np.testing.assert_array_equal(np.asarray(im)[:, :, 3], upright_alpha)
+    with tifffile.TiffFile(out / "sub" / "deep.tif") as tif:
+        page = tif.pages.first
+        result_deep = page.asarray()
+        assert result_deep.dtype == np.uint16 and result_deep.shape == deep.shape
+        assert bytes(page.tags[34675].value) == SRGB_ICC
+    assert np.abs(lightness(result_deep / 65535.0) - lightness(deep / 65535.0)).mean() < 0.5
+
+
+def test_existing_outputs_and_inputs_are_not_overwritten(
+        tmp_path: Path, cli_env: dict[str, str], random_weights: Path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("L", (32, 32), 100).save(photo)
+    original = photo.read_bytes()
+    existing = tmp_path / "photo_color.png"
+    existing.write_bytes(b"earlier result")
+    result = run_cli(cli_env, "colorize", photo, *model_args(random_weights))
+    assert result.returncode == 1
+    assert "already exists; not replacing it" in failure_line(result.stderr, "photo.png")
+    assert existing.read_bytes() == b"earlier result"
+
+    result = run_cli(cli_env, "colorize", photo, "--suffix", "", *model_args(random_weights))
+    assert result.returncode == 1
+    assert "is the input itself" in failure_line(result.stderr, "photo.png")
+    assert photo.read_bytes() == original
+
+    result = run_cli(cli_env, "colorize", photo, "--overwrite", *model_args(random_weights))
+    assert result.returncode == 0, result.stderr
+    assert f"{photo} -> {existing}" in result.stdout
+    with Image.open(existing) as im:
+        assert im.mode == "RGB" and im.size == (32, 32)
+    assert photo.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png", "photo_color.png"]
+
+
+# ------------------------------------------------------------------------ errors and usage
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("L", (8, 8)).save(photo)
+    result = run_cli(cli_env, "colorize", photo, "--model", "eccv16", "--weights",
+                     tmp_path / "missing.pth")
+    assert result.returncode == 1
+    assert result.stderr.startswith("chromatize: error: ")
+    assert "missing.pth" in result.stderr and "Traceback" not in result.stderr
+
+    result = run_cli(cli_env, "colorize", photo, tmp_path / "other.png", "-o", tmp_path / "x.png")
+    assert result.returncode == 1
+    assert "-o/--output names one output file" in result.stderr
+
+
+def test_usage_version_and_python_m(cli_env: dict[str, str]) -> None:
+    result = run_cli(cli_env)
+    assert result.returncode == 2 and "usage: chromatize" in result.stderr
+    module = subprocess.run([sys.executable, "-m", "chromatize", "--version"], env=cli_env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert module.returncode == 0 and module.stdout.startswith("chromatize ")
+    result = run_cli(cli_env, "colorize", "--help")
+    for option in ("--out-dir", "--suffix", "--weights", "--temperature", "--saturation",
+                   "--render-size", "--upsample", "--decode", "--device", "--batch-size",
+                   "--overwrite", "--allow-download", "--recursive"):
+        assert option in result.stdout
+
+
+def test_sample_writes_a_grayscale_photo(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    pytest.importorskip("skimage")
+    result = run_cli(cli_env, "sample", tmp_path / "gray.png")
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "gray.png") as im:
+        assert im.mode == "L" and im.size == (512, 512)
+        pixels = np.asarray(im)
+    assert 40 < pixels.mean() < 220 and pixels.std() > 20  # a real photo, not a flat fill
+    again = run_cli(cli_env, "sample", tmp_path / "gray.png")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+# ------------------------------------------------------------------------- in-process parts
+
+
+def test_cli_choices_match_the_library() -> None:
+    from chromatize.bins import DECODE_METHODS
+    from chromatize.upsample import UPSAMPLE_METHODS
+
+    assert colorize_cli.DECODE_CHOICES == DECODE_METHODS
+    assert colorize_cli.UPSAMPLE_CHOICES == UPSAMPLE_METHODS
+
+
+def test_plan_names_outputs_and_skips_earlier_results(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "a_color.jpg").write_bytes(b"x")  # an earlier output: not an input again
+    (tmp_path / "clip.gif").write_bytes(b"x")
+    (tmp_path / "readme.txt").write_bytes(b"x")
+    jobs, failures = colorize_cli.plan([str(tmp_path)], output=None, out_dir=None, suffix=None,
+                                       recursive=False, overwrite=False)
+    assert [(j.source.name, j.target.name) for j in jobs] == [("clip.gif", "clip_color.png")]
+    assert [(f.path.name, "already exists" in f.message) for f in failures] == [("a.jpg", True)]
+    jobs, failures = colorize_cli.plan([str(tmp_path / "a.jpg"), str(tmp_path / "nope.png")],
+                                       output=None, out_dir=str(tmp_path / "o"), suffix=None,
+                                       recursive=False, overwrite=False)
+    assert [j.target for j in jobs] == [tmp_path / "o" / "a.jpg"]
+    assert [f.message for f in failures] == ["no such file or folder"]
+    with pytest.raises(ChromatizeError, match="one output file"):
+        colorize_cli.plan([str(tmp_path)], output="x.png", out_dir=None, suffix=None,
+                          recursive=False, overwrite=False)
