@@ -1,0 +1,220 @@
+"""Installing chromatize's GIMP plug-in into a GIMP plug-ins folder, and removing it again.
+
+The plug-in (package ``chromatize_gimp``) is copied to ``<plug-ins>/chromatize-colorize/``:
+the entry script as ``chromatize-colorize.py`` (executable; GIMP 3 requires the file stem to
+equal the folder name), its helper modules, and ``chromatize-worker.json``, which records the
+absolute path of the Python running this code (``sys.executable``, or ``python=``): GIMP's own
+Python has no torch, so the plug-in starts ``<that python> -m chromatize.worker`` for the work.
+
+For GIMP installed from Flathub, the sandboxed plug-in cannot run a Python of the host
+directly; ``flatpak=True`` installs into the Flatpak's config folder and records the worker
+command behind ``flatpak-spawn --host`` (the user must allow it once with
+``flatpak override --user --talk-name=org.freedesktop.Flatpak org.gimp.GIMP``).
+
+The folder is assembled next to its final place and renamed into it. A folder of that name
+that was not installed by chromatize is never replaced or deleted unless ``force`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from chromatize import __version__
+from chromatize.errors import ChromatizeError, OutputError
+
+GIMP_VERSIONS: tuple[str, ...] = ("3", "2.10")
+CONFIG_NAME = "chromatize-worker.json"
+CONFIG_VERSION = 1
+INSTALLED_BY = "chromatize"
+FLATPAK_APP_ID = "org.gimp.GIMP"
+FLATPAK_SPAWN: tuple[str, ...] = ("flatpak-spawn", "--host")
+DEFAULT_TIMEOUT_SECONDS = 1800
+DEFAULT_STARTUP_TIMEOUT_SECONDS = 120
+_CONFIG_DIR_NAMES = {"3": "3.0", "2.10": "2.10"}
+_DIRECTORY_ENV = {"3": "GIMP3_DIRECTORY", "2.10": "GIMP2_DIRECTORY"}
+
+
+class GimpInstallError(ChromatizeError):
+    """The plug-in cannot be installed or removed (bad version, foreign folder, ...)."""
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    plugin_dir: Path
+    entry: Path
+    config: Path
+    command: list[str]
+    gimp_version: str
+
+
+def _check_version(gimp_version: str) -> str:
+    version = str(gimp_version).strip()
+    if version in ("3.0", "3.x"):
+        version = "3"
+    if version not in GIMP_VERSIONS:
+        raise GimpInstallError(
+            f"unknown GIMP version {gimp_version!r}; choose {' or '.join(GIMP_VERSIONS)}"
+        )
+    return version
+
+
+def gimp_config_dir(gimp_version: str = "3", flatpak: bool = False) -> Path:
+    """GIMP's per-user configuration folder on this platform (where ``plug-ins`` lives)."""
+    version = _check_version(gimp_version)
+    name = _CONFIG_DIR_NAMES[version]
+    home = Path.home()
+    if flatpak:
+        return home / ".var" / "app" / FLATPAK_APP_ID / "config" / "GIMP" / name
+    override = os.environ.get(_DIRECTORY_ENV[version])
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "win32":
+        appdata = os.environ.get("APPDATA") or str(home / "AppData" / "Roaming")
+        return Path(appdata) / "GIMP" / name
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "GIMP" / name
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
+    return Path(config_home) / "GIMP" / name
+
+
+def default_plugins_dir(gimp_version: str = "3", flatpak: bool = False) -> Path:
+    """The user's GIMP plug-ins folder (``<config>/plug-ins``)."""
+    return gimp_config_dir(gimp_version, flatpak) / "plug-ins"
+
+
+def worker_command(python: str | os.PathLike[str] | None = None,
+                   flatpak: bool = False) -> list[str]:
+    """The argument list the plug-in runs: ``[python, "-m", "chromatize.worker"]``."""
+    interpreter = os.path.abspath(os.fspath(python) if python is not None else sys.executable)
+    command = [interpreter, "-m", "chromatize.worker"]
+    return [*FLATPAK_SPAWN, *command] if flatpak else command
+
+
+def _model_entries() -> list[dict[str, str]]:
+    from chromatize.registry import list_models
+
+    return [{"name": spec.name, "description": spec.description} for spec in list_models()]
+
+
+def _is_ours(folder: Path) -> bool:
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("installed_by") == INSTALLED_BY
+
+
+def _check_python(python: str) -> None:
+    """Make sure another interpreter can run the worker before recording it."""
+    try:
+        proc = subprocess.run([python, "-m", "chromatize.worker", "--version"],
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GimpInstallError(f"cannot run {python} ({exc}); pass a working Python") from None
+    if proc.returncode != 0:
+        raise GimpInstallError(
+            f"{python} cannot run chromatize's worker (is chromatize installed there?): "
+            + (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        )
+
+
+def install(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None = None, *,
+            python: str | os.PathLike[str] | None = None, flatpak: bool = False,
+            force: bool = False, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> InstallResult:
+    """Install (or update) the plug-in; returns where it went and the recorded command."""
+    import chromatize_gimp
+
+    version = _check_version(gimp_version)
+    target_root = (Path(plugins_dir).expanduser() if plugins_dir is not None
+                   else default_plugins_dir(version, flatpak))
+    target_root = target_root.absolute()
+    if python is not None and os.path.abspath(os.fspath(python)) != os.path.abspath(
+            sys.executable):
+        _check_python(os.path.abspath(os.fspath(python)))
+    command = worker_command(python, flatpak)
+    folder = target_root / chromatize_gimp.PLUGIN_NAME
+    if folder.exists() and not force and not _is_ours(folder):
+        raise GimpInstallError(
+            f"{folder} exists but was not installed by chromatize; move it away or pass --force "
+            "to replace it"
+        )
+    files = chromatize_gimp.plugin_files(version)
+    missing = [str(src) for src in files.values() if not src.is_file()]
+    if missing:
+        raise GimpInstallError(f"this chromatize build lacks plug-in files: {', '.join(missing)}")
+    config = {
+        "config_version": CONFIG_VERSION,
+        "installed_by": INSTALLED_BY,
+        "chromatize": __version__,
+        "protocol": _protocol_version(),
+        "gimp_version": version,
+        "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": command[len(FLATPAK_SPAWN)] if flatpak else command[0],
+        "command": command,
+        "flatpak": flatpak,
+        "timeout_seconds": int(timeout_seconds),
+        "startup_timeout_seconds": DEFAULT_STARTUP_TIMEOUT_SECONDS,
+        "models": _model_entries(),
+    }
+    try:
+        target_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=target_root))
+    except OSError as exc:
+        raise OutputError(f"cannot write to the plug-ins folder {target_root}: {exc}") from None
+    try:
+        for name, source in files.items():
+            shutil.copyfile(source, staging / name)
+        entry = staging / f"{chromatize_gimp.PLUGIN_NAME}.py"
+        entry.chmod(entry.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        staging.chmod(0o755)
+        old = None
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=target_root))
+            os.replace(folder, old / folder.name)
+        os.replace(staging, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"cannot install the plug-in into {folder}: {exc}") from None
+    return InstallResult(plugin_dir=folder, entry=folder / f"{chromatize_gimp.PLUGIN_NAME}.py",
+                         config=folder / CONFIG_NAME, command=command, gimp_version=version)
+
+
+def uninstall(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None = None, *,
+              flatpak: bool = False, force: bool = False) -> Path | None:
+    """Remove the plug-in folder; returns it, or None when nothing was installed there."""
+    import chromatize_gimp
+
+    version = _check_version(gimp_version)
+    target_root = (Path(plugins_dir).expanduser() if plugins_dir is not None
+                   else default_plugins_dir(version, flatpak))
+    folder = target_root.absolute() / chromatize_gimp.PLUGIN_NAME
+    if not folder.exists():
+        return None
+    if not force and not _is_ours(folder):
+        raise GimpInstallError(
+            f"{folder} was not installed by chromatize (no {CONFIG_NAME} from chromatize); "
+            "remove it yourself or pass --force"
+        )
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        raise OutputError(f"cannot remove {folder}: {exc}") from None
+    return folder
+
+
+def _protocol_version() -> int:
+    from chromatize.worker import PROTOCOL_VERSION
+
+    return PROTOCOL_VERSION

@@ -1,0 +1,1 @@
+"""Files that run inside GIMP (see :mod:`chromatize_gimp`); this marker makes them package data."""

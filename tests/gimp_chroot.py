@@ -1,0 +1,241 @@
+"""A cached Debian 13 (trixie) root with GIMP 3, for running the GIMP plug-in tests headless.
+
+Debian 12 ships GIMP 2.10 without Python-Fu, so the real-GIMP tests run GIMP 3.0 from trixie in a
+chroot. The root is built once with ``debootstrap --variant=minbase`` plus
+``apt-get install --no-install-recommends gimp gir1.2-gegl-0.4 gir1.2-babl-0.1 python3-numpy``
+and cached OUTSIDE the clone, in ``<user cache dir>/chromatize/gimp-chroot/trixie-gimp3``
+(override with ``CHROMATIZE_GIMP_CHROOT``); later runs reuse it (a marker file says it is
+complete). Building needs root, ``debootstrap`` (apt package) and access to a Debian mirror
+(the one named in the host's apt sources, or ``CHROMATIZE_DEBIAN_MIRROR``).
+
+GIMP runs in a private mount namespace (``unshare --mount``) with /proc and /dev mounted, and
+with extra read-only bind mounts: chromatize's worker Python lives OUTSIDE the chroot, so the
+virtual environment, the base interpreter it links to and the project sources are bind-mounted
+at the same absolute paths (see :func:`worker_bind_paths`). Nothing is mounted on the host.
+
+Command line (used by CI to pre-build): ``python tests/gimp_chroot.py build`` / ``path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+SUITE = "trixie"
+PACKAGES = ("gimp", "gir1.2-gegl-0.4", "gir1.2-babl-0.1", "python3-numpy")
+READY_MARKER = ".chromatize-gimp-chroot-ready"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+GIMP_CONSOLE = "gimp-console-3.0"
+CLEAN_ENV = ("HOME=/root", "PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LANG=C.UTF-8")
+
+
+class ChrootUnavailable(RuntimeError):
+    """The chroot cannot be built on this machine (not root, no debootstrap, ...)."""
+
+
+def cache_root() -> Path:
+    """Where the chroot lives: ``$CHROMATIZE_GIMP_CHROOT`` or the user cache dir."""
+    override = os.environ.get("CHROMATIZE_GIMP_CHROOT")
+    if override:
+        return Path(override).resolve()
+    try:
+        from platformdirs import user_cache_dir
+
+        base = Path(user_cache_dir("chromatize"))
+    except ImportError:  # platformdirs is a dependency, but keep the script usable without it
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chromatize"
+    return base / "gimp-chroot" / f"{SUITE}-gimp3"
+
+
+def is_ready(root: Path) -> bool:
+    return (root / READY_MARKER).is_file() and (root / "usr/bin" / GIMP_CONSOLE).exists()
+
+
+def why_unbuildable() -> str | None:
+    """A reason the chroot cannot be built here, or None when it can."""
+    if os.geteuid() != 0:
+        return "building/running the GIMP 3 chroot needs root (chroot, mount namespaces)"
+    if shutil.which("debootstrap") is None:
+        return "debootstrap is not installed (apt-get install debootstrap)"
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is not installed"
+    return None
+
+
+def host_mirror() -> str:
+    """The Debian mirror named in the host's apt sources (deb822 or one-line format)."""
+    env = os.environ.get("CHROMATIZE_DEBIAN_MIRROR")
+    if env:
+        return env
+    candidates: list[Path] = [Path("/etc/apt/sources.list")]
+    sources_d = Path("/etc/apt/sources.list.d")
+    if sources_d.is_dir():
+        candidates += sorted(sources_d.glob("*.sources")) + sorted(sources_d.glob("*.list"))
+    for path in candidates:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for match in re.finditer(r"^\s*(?:URIs:|deb)\s+(\S+)", text, re.MULTILINE):
+            uri = match.group(1).rstrip("/")
+            if re.search(r"/debian$", uri) and "security" not in uri:
+                return uri
+    return DEFAULT_MIRROR
+
+
+def _run(cmd: Sequence[str], log: list[str], timeout: float) -> None:
+    log.append("$ " + shlex.join(cmd))
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+    log.append(proc.stdout[-4000:])
+    if proc.returncode != 0:
+        raise RuntimeError(f"command failed ({proc.returncode}): {shlex.join(cmd)}\n"
+                           + proc.stdout[-4000:])
+
+
+def _namespace_script(root: Path, inner: str, binds: Iterable[str] = ()) -> str:
+    """Shell code for ``unshare --mount``: mount proc/dev (+ read-only binds), then ``inner``."""
+    q = shlex.quote
+    lines = ["set -e",
+             f"mount -t proc proc {q(str(root / 'proc'))}",
+             f"mount --rbind /dev {q(str(root / 'dev'))}",
+             f"mount -t tmpfs tmpfs {q(str(root / 'tmp'))}"]
+    for path in binds:
+        target = root / path.lstrip("/")
+        make = "mkdir -p" if Path(path).is_dir() else "touch"
+        if Path(path).is_dir():
+            lines.append(f"mkdir -p {q(str(target))}")
+        else:
+            lines.append(f"mkdir -p {q(str(target.parent))} && {make} {q(str(target))}")
+        lines.append(f"mount --bind {q(path)} {q(str(target))}")
+        lines.append(f"mount -o remount,bind,ro {q(str(target))}")
+    lines.append(inner)
+    return "\n".join(lines)
+
+
+def build(root: Path | None = None, *, log: list[str] | None = None) -> Path:
+    """Build the chroot if it is not cached yet; returns its path. Safe to call concurrently."""
+    root = root or cache_root()
+    log = log if log is not None else []
+    if is_ready(root):
+        return root
+    reason = why_unbuildable()
+    if reason:
+        raise ChrootUnavailable(reason)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_ready(root):
+            return root
+        partial = root.with_name(root.name + ".partial")
+        if partial.exists():
+            shutil.rmtree(partial)
+        _run(["debootstrap", "--variant=minbase", SUITE, str(partial), host_mirror()], log, 1800)
+        shutil.copyfile("/etc/resolv.conf", partial / "etc/resolv.conf")
+        apt_env = "env -i " + " ".join(CLEAN_ENV) + " DEBIAN_FRONTEND=noninteractive"
+        inner = (f"chroot {shlex.quote(str(partial))} {apt_env} apt-get update -q && "
+                 f"chroot {shlex.quote(str(partial))} {apt_env} apt-get install -y -q "
+                 f"--no-install-recommends {' '.join(PACKAGES)} && "
+                 f"chroot {shlex.quote(str(partial))} apt-get clean")
+        _run(["unshare", "--mount", "sh", "-c", _namespace_script(partial, inner)], log, 3600)
+        (partial / READY_MARKER).write_text(" ".join(PACKAGES) + "\n")
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(partial, root)
+    return root
+
+
+def worker_bind_paths(python: str | None = None) -> list[str]:
+    """Host paths the worker's Python needs inside the chroot (bound read-only, same path).
+
+    The virtual environment (``sys.prefix``), the interpreter it was created from
+    (``sys.base_prefix``, e.g. a pyenv build or /usr/lib/python3.X), every ``sys.path`` entry
+    (editable installs add the source roots) and the resolved executable. Paths that already
+    exist identically in the chroot's own /usr are skipped by the caller only when they are
+    directories of the chroot's distribution; here we keep the smallest set of top folders.
+    """
+    if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
+        out = subprocess.run(
+            [python, "-c", "import json,sys,sysconfig;print(json.dumps([sys.prefix,"
+             "sys.base_prefix,sysconfig.get_paths()['stdlib'],sys.executable]+sys.path))"],
+            capture_output=True, text=True, check=True).stdout
+        import json
+
+        candidates = json.loads(out)
+        executable = candidates[3]
+    else:
+        candidates = [sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"],
+                      sys.executable, *sys.path]
+        executable = sys.executable
+    candidates.append(os.path.realpath(executable))
+    paths: list[str] = []
+    for entry in candidates:
+        if not entry or not os.path.exists(entry):
+            continue
+        real = os.path.realpath(entry)
+        for p in {os.path.abspath(entry), real}:
+            if p.endswith(".zip") or not os.path.exists(p):
+                continue
+            paths.append(p)
+    # keep only outermost paths; never bind the system prefixes wholesale
+    shadowing = {"/", "/usr", "/usr/lib", "/usr/local", "/usr/bin", "/lib", "/bin"}
+    kept: list[str] = []
+    for p in sorted(set(paths), key=len):
+        if p in shadowing:
+            continue
+        if any(p == k or p.startswith(k.rstrip("/") + "/") for k in kept):
+            continue
+        kept.append(p)
+    return kept
+
+
+def gimp_command(root: Path, code: str, *, gimprc: str | None = None,
+                 binds: Iterable[str] = (), timeout: float = 240.0,
+                 extra_env: Sequence[str] = ()) -> list[str]:
+    """The host command running GIMP 3 headless in the chroot on a python-fu-eval batch."""
+    gimp = ["chroot", str(root), "env", "-i", *CLEAN_ENV, *extra_env, GIMP_CONSOLE, "-i", "-n"]
+    if gimprc:
+        gimp += ["-g", gimprc]
+    gimp += ["--batch-interpreter", "python-fu-eval", "-b", code, "--quit"]
+    inner = "exec " + shlex.join(gimp)
+    return ["timeout", "-k", "10", str(int(timeout)), "unshare", "--mount", "sh", "-c",
+            _namespace_script(root, inner, binds)]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["path"]:
+        print(cache_root())
+        return 0
+    if argv[:1] == ["build"]:
+        log: list[str] = []
+        try:
+            root = build(log=log)
+        except ChrootUnavailable as exc:
+            print(f"cannot build the GIMP chroot: {exc}", file=sys.stderr)
+            return 2
+        except Exception:
+            print("\n".join(log), file=sys.stderr)
+            raise
+        print(root)
+        return 0
+    print("usage: gimp_chroot.py build|path", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

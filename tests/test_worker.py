@@ -1,0 +1,300 @@
+"""``python -m chromatize.worker``: the stdin/stdout protocol, run as a real subprocess.
+
+Also drives the plug-in's worker client (``chromatize_client``, the code GIMP runs) against the
+real worker: success with progress, crash, timeout, missing Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from chromatize.errors import Cancelled, InputImageError, ModelUnavailableError, WeightsError
+from chromatize.worker import ERROR_KINDS, PROTOCOL_VERSION, RequestError, classify_exception
+from worker_helpers import (
+    PLUGIN_SOURCE,
+    WORKER_COMMAND,
+    WORKER_ENV,
+    gray_test_image,
+    lab,
+    lightness_of_gray,
+    mean_chroma,
+    random_eccv16_weights,
+)
+
+sys.path.insert(0, str(PLUGIN_SOURCE))
+import chromatize_client  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_eccv16_weights(tmp_path_factory.getbasetemp())
+
+
+def parse_output(out: bytes) -> tuple[list[dict[str, Any]], bytes | None]:
+    """Split the worker's stdout into JSON messages and the raw result block."""
+    messages: list[dict[str, Any]] = []
+    payload = None
+    pos = 0
+    while pos < len(out):
+        end = out.index(b"\n", pos)
+        message = json.loads(out[pos:end])
+        messages.append(message)
+        pos = end + 1
+        if message["type"] == "result":
+            payload = out[pos:pos + message["nbytes"]]
+            pos += message["nbytes"]
+    return messages, payload
+
+
+def run_worker(stdin: bytes, timeout: float = 300
+               ) -> tuple[list[dict[str, Any]], bytes | None, int]:
+    proc = subprocess.run(WORKER_COMMAND, input=stdin, capture_output=True, env=WORKER_ENV,
+                          timeout=timeout)
+    messages, payload = parse_output(proc.stdout)
+    return messages, payload, proc.returncode
+
+
+def request(header: dict[str, Any], *blocks: np.ndarray) -> bytes:
+    return (json.dumps(header) + "\n").encode() + b"".join(
+        np.ascontiguousarray(b).tobytes() for b in blocks)
+
+
+def colorize_header(weights: Path, image: np.ndarray, dtype: str, **extra: Any) -> dict[str, Any]:
+    h, w = image.shape[:2]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return {"protocol": PROTOCOL_VERSION, "op": "colorize", "width": w, "height": h,
+            "channels": channels, "dtype": dtype, "model": "eccv16", "weights": str(weights),
+            "render_size": 32, "device": "cpu", **extra}
+
+
+def test_gray_float32_is_colorized_with_lightness_kept(weights: Path) -> None:
+    gray = gray_test_image()
+    messages, payload, code = run_worker(request(colorize_header(weights, gray, "float32"), gray))
+    assert code == 0, messages
+    assert messages[0]["type"] == "hello" and messages[0]["protocol"] == PROTOCOL_VERSION
+    result = messages[-1]
+    assert result["type"] == "result"
+    assert (result["width"], result["height"], result["channels"]) == (32, 24, 3)
+    assert result["model"] == "eccv16" and result["device"] == "cpu"
+    fractions = [m["fraction"] for m in messages if m["type"] == "progress"]
+    assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert {m["stage"] for m in messages if m["type"] == "progress"} == {"loading", "colorizing"}
+    out = np.frombuffer(payload, dtype="<f4").reshape(24, 32, 3)
+    assert mean_chroma(out) > 2.0  # no longer gray
+    assert np.abs(lab(out)[..., 0] - lightness_of_gray(gray)).max() < 0.05
+
+
+def test_uint8_rgba_keeps_alpha_and_uint16_gray_keeps_dtype(weights: Path) -> None:
+    rng = np.random.default_rng(1)
+    rgba = (rng.random((16, 24, 4)) * 255).astype(np.uint8)
+    rgba[..., 3] = np.arange(24, dtype=np.uint8)[None, :] * 10
+    messages, payload, code = run_worker(request(colorize_header(weights, rgba, "uint8"), rgba))
+    assert code == 0, messages
+    assert messages[-1]["channels"] == 4 and messages[-1]["dtype"] == "uint8"
+    out = np.frombuffer(payload, dtype=np.uint8).reshape(16, 24, 4)
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+
+    gray16 = (gray_test_image(16, 24) * 65535).astype("<u2")
+    messages, payload, code = run_worker(request(colorize_header(weights, gray16, "uint16"),
+                                                 gray16))
+    assert code == 0, messages
+    out16 = np.frombuffer(payload, dtype="<u2").reshape(16, 24, 3)
+    assert np.count_nonzero(out16 % 257) > out16.size // 2  # 16-bit values, not 8-bit * 257
+    got = lab(out16 / 65535.0)[..., 0]
+    assert np.abs(got - lightness_of_gray(gray16 / 65535.0)).max() < 0.05
+
+
+def test_mask_zero_returns_input_bit_exact(weights: Path) -> None:
+    gray = gray_test_image()
+    mask = np.zeros(gray.shape, np.float32)
+    mask[:, 16:] = 1.0
+    header = colorize_header(weights, gray, "float32", mask=True)
+    messages, payload, code = run_worker(request(header, gray, mask))
+    assert code == 0, messages
+    out = np.frombuffer(payload, dtype="<f4").reshape(24, 32, 3)
+    np.testing.assert_array_equal(out[:, :16], np.repeat(gray[:, :16, None], 3, axis=2))
+    assert mean_chroma(out[:, 16:]) > 2.0
+
+
+def test_info_lists_models_and_devices() -> None:
+    messages, _, code = run_worker(request({"protocol": PROTOCOL_VERSION, "op": "info"}))
+    assert code == 0
+    info = messages[-1]
+    assert info["type"] == "info" and info["protocol"] == PROTOCOL_VERSION
+    assert {m["name"] for m in info["models"]} >= {"mobile", "eccv16"}
+    assert "cpu" in info["devices"]
+
+
+@pytest.mark.parametrize(
+    ("stdin", "needle"),
+    [
+        (b"this is not json\n", "not valid JSON"),
+        (b'{"protocol": 99, "op": "colorize"}\n', "chromatize gimp install"),
+        (b'{"protocol": 1, "op": "colorize", "width": 4, "height": 4, "channels": 5}\n',
+         "channels must be 1 to 4"),
+        (b'{"protocol": 1, "op": "colorize", "width": 4, "height": 4, "channels": 1, '
+         b'"dtype": "float32"}\n' + b"\0" * 10, "truncated pixel data: expected 64 bytes, got 10"),
+        (b"", "stdin was closed"),
+    ],
+)
+def test_bad_requests_are_reported_not_crashed(stdin: bytes, needle: str) -> None:
+    messages, _, code = run_worker(stdin, timeout=60)
+    assert code == 1
+    assert messages[0]["type"] == "hello"
+    error = messages[-1]
+    assert error["type"] == "error" and error["kind"] == "bad_request"
+    assert needle in error["message"]
+
+
+def test_model_and_device_errors_have_their_kinds(tmp_path: Path) -> None:
+    gray = gray_test_image(8, 8)
+    missing = tmp_path / "nope.pth"
+    messages, _, code = run_worker(request(colorize_header(missing, gray, "float32"), gray))
+    assert code == 1
+    assert messages[-1]["kind"] == "model_missing"
+    assert str(missing) in messages[-1]["message"]
+
+    header = colorize_header(missing, gray, "float32", device="no-such-device")
+    messages, _, code = run_worker(request(header, gray))
+    assert code == 1
+    assert messages[-1]["kind"] == "device_unavailable"
+    assert "no-such-device" in messages[-1]["message"]
+
+
+def test_cancel_line_stops_the_job(weights: Path) -> None:
+    gray = gray_test_image()
+    stdin = request(colorize_header(weights, gray, "float32"), gray) + b'{"op": "cancel"}\n'
+    messages, payload, code = run_worker(stdin)
+    assert code == 1 and payload is None
+    assert messages[-1]["kind"] == "cancelled"
+
+
+def test_exceptions_are_classified() -> None:
+    assert classify_exception(MemoryError())[0] == "out_of_memory"
+    kind, message = classify_exception(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert kind == "out_of_memory" and "smaller render size" in message
+    assert classify_exception(RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate "
+                                           "memory: you tried to allocate 1 bytes"))[0] \
+        == "out_of_memory"
+    assert classify_exception(Cancelled("x"))[0] == "cancelled"
+    assert classify_exception(ModelUnavailableError("x"))[0] == "model_missing"
+    assert classify_exception(WeightsError("x"))[0] == "model_missing"
+    assert classify_exception(InputImageError("x"))[0] == "bad_image"
+    assert classify_exception(RequestError("x"))[0] == "bad_request"
+    assert classify_exception(KeyError("boom"))[0] == "internal"
+    assert all(classify_exception(e)[0] in ERROR_KINDS
+               for e in (MemoryError(), KeyError(), Cancelled()))
+
+
+def test_stray_prints_do_not_corrupt_the_protocol(tmp_path: Path) -> None:
+    """Anything printed by libraries goes to stderr, never into the protocol stream."""
+    script = (
+        "import sys\n"
+        "from chromatize import worker\n"
+        "def noisy(stdin, stdout, log):\n"
+        "    print('chatty library output')\n"
+        "    return worker.serve(stdin, stdout, log)\n"
+        "sys.exit(worker.main([], serve_fn=noisy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, env=WORKER_ENV,
+                          input=request({"protocol": PROTOCOL_VERSION, "op": "info"}), timeout=120)
+    assert proc.returncode == 0
+    assert b"chatty library output" in proc.stderr
+    messages, _ = parse_output(proc.stdout)
+    assert [m["type"] for m in messages] == ["hello", "info"]
+
+
+# ---------------------------------------------------------------- the plug-in's client
+
+
+def client(**kwargs: Any) -> chromatize_client.WorkerClient:
+    return chromatize_client.WorkerClient(kwargs.pop("command", WORKER_COMMAND),
+                                          env=WORKER_ENV, **kwargs)
+
+
+def test_client_colorizes_and_reports_progress(weights: Path) -> None:
+    gray = gray_test_image()
+    seen: list[float] = []
+    data, channels = client().colorize(
+        gray.tobytes(), 32, 24, 1, "float32",
+        {"model": "eccv16", "weights": str(weights), "render_size": 32, "device": "cpu",
+         "saturation": 1.0, "temperature": None},
+        progress=seen.append)
+    assert channels == 3
+    out = np.frombuffer(data, dtype="<f4").reshape(24, 32, 3)
+    assert mean_chroma(out) > 2.0
+    assert seen and seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_client_reports_worker_errors_with_kind(tmp_path: Path) -> None:
+    gray = gray_test_image(8, 8)
+    with pytest.raises(chromatize_client.WorkerError) as info:
+        client().colorize(gray.tobytes(), 8, 8, 1, "float32",
+                          {"model": "eccv16", "weights": str(tmp_path / "missing.pth")})
+    assert info.value.kind == "model_missing"
+    assert "missing.pth" in info.value.message
+
+
+def test_client_reports_a_killed_worker(weights: Path) -> None:
+    """SIGKILL (what the out-of-memory killer sends) mid-run becomes a clear message."""
+    worker = client()
+    gray = gray_test_image()
+
+    def kill_on_first_progress(fraction: float) -> None:
+        os.kill(worker.process.pid, signal.SIGKILL)
+
+    with pytest.raises(chromatize_client.WorkerError) as info:
+        worker.colorize(gray.tobytes(), 32, 24, 1, "float32",
+                        {"model": "eccv16", "weights": str(weights), "device": "cpu"},
+                        progress=kill_on_first_progress)
+    assert info.value.kind == "out_of_memory"
+    assert "killed (signal 9)" in info.value.message
+    assert worker.process.poll() is not None
+
+
+def test_client_times_out_and_kills_the_worker(weights: Path) -> None:
+    worker = client(timeout=0.5, startup_timeout=60)
+    gray = gray_test_image()
+    with pytest.raises(chromatize_client.WorkerError) as info:
+        worker.colorize(gray.tobytes(), 32, 24, 1, "float32",
+                        {"model": "eccv16", "weights": str(weights), "device": "cpu"})
+    assert info.value.kind == "timeout"
+    assert "longer than 0.5 seconds" in info.value.message
+    assert worker.process.poll() is not None
+
+
+def test_client_explains_a_missing_or_wrong_python(tmp_path: Path) -> None:
+    gray = gray_test_image(4, 4).tobytes()
+    with pytest.raises(chromatize_client.WorkerError) as info:
+        client(command=[str(tmp_path / "gone" / "python"), "-m", "chromatize.worker"]).colorize(
+            gray, 4, 4, 1, "float32", {})
+    assert info.value.kind == "worker_missing"
+    assert "chromatize gimp install" in info.value.message
+
+    # A Python without chromatize (isolated mode hides this environment's packages).
+    bare = [sys.executable, "-I", "-S", "-m", "chromatize.worker"]
+    with pytest.raises(chromatize_client.WorkerError) as info:
+        client(command=bare).colorize(gray, 4, 4, 1, "float32", {})
+    assert info.value.kind == "worker_missing"
+    assert "No module named" in info.value.message
+
+
+def test_client_reads_the_installed_config(tmp_path: Path) -> None:
+    with pytest.raises(chromatize_client.WorkerError) as info:
+        chromatize_client.load_config(str(tmp_path))
+    assert info.value.kind == "not_installed"
+    (tmp_path / chromatize_client.CONFIG_NAME).write_text('{"command": []}')
+    with pytest.raises(chromatize_client.WorkerError):
+        chromatize_client.load_config(str(tmp_path))
+    (tmp_path / chromatize_client.CONFIG_NAME).write_text(
+        json.dumps({"command": WORKER_COMMAND, "timeout_seconds": 12}))
+    made = chromatize_client.client_from_config(chromatize_client.load_config(str(tmp_path)))
+    assert made.command == WORKER_COMMAND and made.timeout == 12.0
