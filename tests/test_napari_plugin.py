@@ -129,6 +129,35 @@ def test_widget_docks_and_lists_only_image_layers(make_napari_viewer):
     assert widget.output.value == NEW_LAYER
 
 
+# ------------------------------------------------------------------------------ plane mapping
+def test_plane_mapping_uses_contrast_limits_and_copies_only_when_needed():
+    from chromatize_napari.layer_data import map_plane, snapshot_layer
+
+    photo = (GRADIENT * 255).astype(np.uint8)
+    identity = snapshot_layer(napari.layers.Image(photo))
+    assert map_plane(identity, photo) is photo  # full-range uint8: passed on, no copy
+
+    dim = snapshot_layer(napari.layers.Image(photo, contrast_limits=(0, 127.5)))
+    mapped = map_plane(dim, photo)
+    assert mapped.dtype == np.uint8
+    np.testing.assert_array_equal(mapped, np.clip(np.rint(photo / 127.5 * 255), 0, 255))
+
+    rgba = np.dstack([RNG.random((8, 8, 3)) * 4.0, np.full((8, 8), 0.5)])
+    snap = snapshot_layer(napari.layers.Image(rgba, rgb=True, contrast_limits=(0.0, 4.0)))
+    mapped = map_plane(snap, rgba)
+    assert mapped.dtype == np.float32 and mapped.shape == (8, 8, 4)
+    np.testing.assert_allclose(mapped[..., :3], rgba[..., :3] / 4.0, atol=1e-6)
+    np.testing.assert_allclose(mapped[..., 3], 0.5)  # alpha by dtype range, not the limits
+
+
+def test_non_image_layers_are_refused_with_a_message():
+    from chromatize.errors import InputImageError
+    from chromatize_napari.layer_data import snapshot_layer
+
+    with pytest.raises(InputImageError, match="not an Image layer"):
+        snapshot_layer(napari.layers.Labels(np.zeros((4, 4), np.int32), name="cells"))
+
+
 # ------------------------------------------------------------------------------ input kinds
 def _gray_u16() -> tuple[np.ndarray, tuple[float, float]]:
     rng = np.random.default_rng(1)
@@ -229,6 +258,24 @@ def test_each_input_kind_gives_overlaying_rgb_layer(make_napari_viewer, qtbot, e
     assert float(np.percentile(diff, 99)) < 3.0
 
 
+def test_multiscale_layer_is_colorized_at_full_resolution(make_napari_viewer, qtbot,
+                                                         eccv16_weights):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    full = (GRADIENT * 255).astype(np.uint8)
+    pyramid = [full, full[::2, ::2].copy()]
+    layer = viewer.add_image(pyramid, multiscale=True, name="pyramid", scale=(0.5, 0.5),
+                             translate=(1.0, 2.0))
+    configure(widget, layer, eccv16_weights)
+    run_and_wait(qtbot, widget)
+    assert widget.last_outcome == "done"
+    out = viewer.layers["pyramid (colorized)"]
+    assert not out.multiscale
+    assert out.data.shape == (*full.shape, 3) and out.data.dtype == np.uint8
+    np.testing.assert_allclose(out.scale, layer.scale)
+    np.testing.assert_allclose(out.translate, layer.translate)
+
+
 def test_replace_existing_output_and_model_cache(make_napari_viewer, qtbot, eccv16_weights,
                                                  tmp_path):
     viewer = make_napari_viewer()
@@ -304,8 +351,9 @@ def test_cancel_mid_stack_leaves_no_layer(make_napari_viewer, qtbot, eccv16_weig
 
 def test_unavailable_model_shows_notification_and_adds_no_layer(make_napari_viewer, qtbot,
                                                                  eccv16_weights):
-    from chromatize.registry import model_status
     from napari.utils.notifications import NotificationSeverity
+
+    from chromatize.registry import model_status
 
     viewer = make_napari_viewer()
     widget = dock(viewer)
@@ -334,7 +382,9 @@ def test_gui_stays_responsive_during_run(make_napari_viewer, qtbot, eccv16_weigh
     widget = dock(viewer)
     stack = RNG.integers(0, 256, (12, 64, 64), dtype=np.uint8)
     layer = viewer.add_image(stack, name="stack")
-    configure(widget, layer, eccv16_weights, render_size=128)
+    configure(widget, layer, eccv16_weights)
+
+    from napari.utils import progress
 
     ticks: list[float] = []
     timer = QTimer()
@@ -344,6 +394,11 @@ def test_gui_stays_responsive_during_run(make_napari_viewer, qtbot, eccv16_weigh
     try:
         widget.run()
         started = time.perf_counter()
+        # napari's progress bar (activity dock) shows the run and advances while it runs.
+        bars = [bar for bar in progress._all_instances if bar.desc == "Colorizing stack"]
+        assert len(bars) == 1 and bars[0].total > 0
+        qtbot.waitUntil(lambda: bars[0].n > 0 or not widget.running, timeout=RUN_TIMEOUT_MS)
+        assert bars[0].n > 0 and widget.running
         qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
         finished = time.perf_counter()
     finally:
@@ -356,6 +411,7 @@ def test_gui_stays_responsive_during_run(make_napari_viewer, qtbot, eccv16_weigh
     assert len(during) >= max(3, int(duration / 0.1)), (len(during), duration)
     gaps = np.diff([started, *during, finished])
     assert gaps.max() < 1.0, f"GUI thread blocked for {gaps.max():.2f} s"
+    assert not [bar for bar in progress._all_instances if bar.desc == "Colorizing stack"]
 
 
 # ------------------------------------------------------------------------------ sample data

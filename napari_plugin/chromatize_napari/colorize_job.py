@@ -14,15 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import chromatize
 import numpy as np
-from chromatize.errors import Cancelled, ChromatizeError
 
+import chromatize
+from chromatize.errors import Cancelled, ChromatizeError
 from chromatize_napari.layer_data import (
     LayerSnapshot,
     iter_plane_indices,
     map_plane,
-    to_output_dtype,
 )
 
 ProgressCallback = Callable[[float], None]
@@ -140,12 +139,16 @@ def colorize_snapshot(
     ``progress(fraction)`` is called with the overall fraction done (0..1); ``cancel()`` is
     checked before each plane and passed to the colorizer, which checks it between its stages and
     strips. When it returns True, :class:`chromatize.errors.Cancelled` is raised and the partial
-    result is dropped. The snapshot's data is only read.
+    result is dropped. The snapshot's data is only read. A single 2D plane is returned as the
+    colorizer made it (no extra copy); stacks are filled plane by plane.
     """
     n_planes = max(snapshot.n_planes, 1)
-    out = np.empty(snapshot.output_shape, dtype=snapshot.output_dtype)
-    temperature = settings.temperature  # None lets the Colorizer use the model's default
+    out_dtype = snapshot.output_dtype
+    stack: np.ndarray | None = None
+    if snapshot.stack_shape:
+        stack = np.empty(snapshot.output_shape, dtype=out_dtype)
 
+    colored: np.ndarray | None = None
     for done, index in enumerate(iter_plane_indices(snapshot)):
         if cancel is not None and cancel():
             raise Cancelled("colorization was cancelled; no layer was added")
@@ -154,19 +157,26 @@ def colorize_snapshot(
             if progress is not None:
                 progress((_done + min(max(float(fraction), 0.0), 1.0)) / n_planes)
 
-        plane = map_plane(snapshot, snapshot.data[index])
         colored = colorizer.colorize(
-            plane,
-            temperature=temperature,
+            map_plane(snapshot, snapshot.data[index]),
+            temperature=settings.temperature,  # None lets the Colorizer use the model default
             saturation=settings.saturation,
             render_size=settings.render_size,
             progress=plane_progress,
             cancel=cancel,
         )
-        out[index] = to_output_dtype(colored, snapshot.output_dtype)
+        expected = (*snapshot.plane_shape, snapshot.output_channels)
+        if colored.shape != expected or colored.dtype != out_dtype:
+            raise ChromatizeError(
+                f"the colorizer returned {colored.shape} {colored.dtype} for a plane of "
+                f"{expected} {out_dtype}; this is a bug in chromatize, please report it"
+            )
+        if stack is not None:
+            stack[index] = colored
         if progress is not None:
             progress((done + 1) / n_planes)
-    return out
+    assert colored is not None  # every snapshot has at least one plane
+    return stack if stack is not None else colored
 
 
 class ProgressBox:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from chromatize.errors import InputImageError
 
 #: Key under which the output layer's metadata records how it was made.
@@ -86,8 +87,7 @@ class LayerSnapshot:
 def snapshot_layer(layer: Any) -> LayerSnapshot:
     """Read what colorizing ``layer`` (a napari Image layer) needs. Call on the GUI thread.
 
-    Raises :class:`InputImageError` for layers that cannot be colorized (wrong kind, too few
-    dimensions, RGB layers with an unusual channel count, empty planes).
+    Raises :class:`InputImageError` for layers that are not Image layers.
     """
     from napari.layers import Image
 
@@ -97,26 +97,7 @@ def snapshot_layer(layer: Any) -> LayerSnapshot:
             "choose an image layer as input"
         )
     data = layer.data[0] if layer.multiscale else layer.data  # level 0 = full resolution
-    rgb = bool(layer.rgb)
-    min_ndim = 3 if rgb else 2
-    if data.ndim < min_ndim:
-        raise InputImageError(
-            f"layer {layer.name!r} has shape {tuple(data.shape)}; a {min_ndim}D array or more "
-            "is needed (..., Y, X" + (", C)" if rgb else ")")
-        )
-    if rgb and data.shape[-1] not in (3, 4):
-        raise InputImageError(
-            f"RGB layer {layer.name!r} has {data.shape[-1]} channels; only RGB and RGBA work"
-        )
-    spatial = data.shape[-3:-1] if rgb else data.shape[-2:]
-    if min(spatial) < 1 or any(n == 0 for n in data.shape):
-        raise InputImageError(f"layer {layer.name!r} is empty (shape {tuple(data.shape)})")
-    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)
-            or data.dtype == np.bool_):
-        raise InputImageError(
-            f"layer {layer.name!r} has dtype {data.dtype}; only integer, float or boolean "
-            "images can be colorized"
-        )
+    rgb = bool(layer.rgb)  # napari guarantees non-empty data, >= 2 dims, 3 or 4 channels if rgb
     low, high = (float(v) for v in layer.contrast_limits)
     return LayerSnapshot(
         name=str(layer.name),
@@ -158,36 +139,49 @@ def _dtype_range(dtype: np.dtype) -> tuple[float, float]:
     return 0.0, 1.0
 
 
-def map_plane(snapshot: LayerSnapshot, plane: np.ndarray) -> np.ndarray:
-    """One plane as float32 in [0, 1]: (H, W) for gray, (H, W, 3|4) for RGB(A) layers.
+def _unit_to_dtype(unit: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float32 values in [0, 1] (modified in place) to ``dtype``: integers rounded to full range."""
+    if np.issubdtype(dtype, np.integer):
+        unit *= float(np.iinfo(dtype).max)
+        np.rint(unit, out=unit)
+        return unit.astype(dtype)
+    return unit
 
-    Colour/gray values go through the layer's contrast limits; alpha through its dtype's range.
-    Always returns a new array (the input plane is only read).
+
+def _rescale(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``(values - low) / (high - low)`` clipped to [0, 1], as a new float32 array."""
+    unit = values.astype(np.float32)  # always a copy: the caller's plane is only read
+    if high > low:
+        unit -= np.float32(low)
+        unit *= np.float32(1.0 / (high - low))
+    else:  # a degenerate range: everything at or above the single limit is white
+        unit = (unit >= np.float32(high)).astype(np.float32)
+    np.clip(unit, 0.0, 1.0, out=unit)
+    return unit
+
+
+def map_plane(snapshot: LayerSnapshot, plane: Any) -> np.ndarray:
+    """One plane, as the user sees it, in :attr:`LayerSnapshot.output_dtype`.
+
+    Gray (H, W) or RGB(A) (H, W, 3|4). Gray and colour values go through the layer's contrast
+    limits to the output dtype's full range; alpha is rescaled by dtype range only. A uint8 or
+    uint16 plane whose contrast limits already span its dtype is passed on as is (no copy), so
+    large photos cost no extra memory here; anything else is a new array. The plane is only read.
     """
     plane = np.asarray(plane)
-    low, high = snapshot.contrast_limits
-    span = high - low
+    out_dtype = snapshot.output_dtype
+    limits = tuple(float(v) for v in snapshot.contrast_limits)
+    if plane.dtype == out_dtype and np.issubdtype(out_dtype, np.integer) \
+            and limits == _dtype_range(out_dtype):
+        return plane
     values = plane[..., :3] if snapshot.rgb else plane
-    if span > 0:
-        mapped = (values.astype(np.float64) - low) / span
-    else:  # a constant image: everything at or above the single limit is white
-        mapped = (values.astype(np.float64) >= high).astype(np.float64)
-    mapped = np.clip(mapped, 0.0, 1.0).astype(np.float32)
+    mapped = _unit_to_dtype(_rescale(values, *limits), out_dtype)
     if snapshot.rgb and snapshot.channels == 4:
-        a_low, a_high = _dtype_range(plane.dtype)
-        alpha = (plane[..., 3].astype(np.float64) - a_low) / (a_high - a_low)
-        alpha = np.clip(alpha, 0.0, 1.0).astype(np.float32)
-        mapped = np.concatenate([mapped, alpha[..., None]], axis=-1)
+        alpha = plane[..., 3:4]
+        if alpha.dtype != out_dtype:
+            alpha = _unit_to_dtype(_rescale(alpha, *_dtype_range(alpha.dtype)), out_dtype)
+        mapped = np.concatenate([mapped, alpha], axis=-1)
     return np.ascontiguousarray(mapped)
-
-
-def to_output_dtype(rgb: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float RGB(A) in [0, 1] to the output layer's dtype (uint8/uint16 rounded, else float32)."""
-    clipped = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
-    if np.issubdtype(dtype, np.integer):
-        top = np.iinfo(dtype).max
-        return np.rint(clipped * top).astype(dtype)
-    return clipped.astype(np.float32)
 
 
 def output_contrast_limits(dtype: np.dtype) -> tuple[float, float]:

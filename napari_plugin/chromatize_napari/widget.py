@@ -13,8 +13,6 @@ from typing import Any
 
 import napari
 import numpy as np
-from chromatize.device import DEVICE_CHOICES, available_devices
-from chromatize.errors import ChromatizeError
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -32,6 +30,8 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
+from chromatize.device import DEVICE_CHOICES, available_devices
+from chromatize.errors import ChromatizeError
 from chromatize_napari.colorize_job import (
     ColorizerCache,
     ColorizeSettings,
@@ -357,8 +357,9 @@ class ColorizeWidget(Container):
         target.data = data
         target.contrast_limits = kwargs["contrast_limits"]
         target.metadata = kwargs["metadata"]
-        for key in ("scale", "translate", "rotate", "shear", "affine"):
-            setattr(target, key, kwargs[key])
+        for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels"):
+            if key in kwargs:
+                setattr(target, key, kwargs[key])
         return target
 
     def _on_errored(self, exc: BaseException) -> None:
