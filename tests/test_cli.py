@@ -15,9 +15,10 @@ import numpy as np
 import png
 import pytest
 import tifffile
+from PIL import Image, ImageCms
+
 from chromatize.cli import colorize as colorize_cli
 from chromatize.errors import ChromatizeError
-from PIL import Image, ImageCms
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 RNG = np.random.default_rng(11)
@@ -41,6 +42,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised ECCV16 state dict in the official layout."""
     import torch
+
     from chromatize.models.eccv16 import build_eccv16
 
     torch.manual_seed(0)

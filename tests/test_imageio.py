@@ -10,13 +10,14 @@ import numpy as np
 import png
 import pytest
 import tifffile
+from PIL import Image, ImageCms, ImageOps
+
 from chromatize.errors import InputImageError, OutputError
 from chromatize.imageio import (
     default_output_extension,
     read_image,
     write_image,
 )
-from PIL import Image, ImageCms, ImageOps
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 RNG = np.random.default_rng(7)

@@ -31,6 +31,7 @@ import os
 import secrets
 import struct
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +183,7 @@ def read_image(path: str | os.PathLike[str], *,
             # Read after decoding: Pillow turns some formats (TIFF) upright while loading them and
             # then drops the tag, so what is left here is what still needs applying.
             exif = _read_exif(im, name, notes)
-            orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1) if exif is not None else 1
+            orientation = _orientation(exif)
     if orientation != 1:
         pixels = _apply_orientation(pixels, orientation)
         notes.append(f"applied EXIF orientation {orientation} (the output is stored upright)")
@@ -238,7 +239,7 @@ def _read_png16_with_pypng(path: Path) -> np.ndarray:
 
     try:
         width, height, flat, info = png.Reader(filename=str(path)).read_flat()
-    except (png.Error, OSError, ValueError, EOFError) as exc:
+    except (png.Error, OSError, ValueError, EOFError, zlib.error) as exc:
         raise InputImageError(
             f"{path} is a damaged 16-bit PNG ({exc}). Re-export or re-download it."
         ) from None
@@ -369,6 +370,16 @@ def _read_exif(im: Image.Image, name: str, notes: list[str]) -> Image.Exif | Non
         notes.append("EXIF data is malformed and was not copied")
         return None
     return exif if len(exif) else None
+
+
+def _orientation(exif: Image.Exif | None) -> int:
+    if exif is None:
+        return 1
+    try:
+        value = int(exif.get(_ORIENTATION_TAG, 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+    return value if value in range(1, 9) else 1
 
 
 def _exif_to_keep(exif: Image.Exif, fmt: str | None) -> bytes | None:
@@ -612,8 +623,6 @@ def _write_pypng(f: BinaryIO, pixels: np.ndarray, fmt: str, icc: bytes | None,
 
 
 def _zlib(data: bytes) -> bytes:
-    import zlib
-
     return zlib.compress(data, 9)
 
 

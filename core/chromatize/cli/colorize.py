@@ -215,7 +215,7 @@ class _Reporter:
     """Progress bar on stderr (when it is a terminal) and the messages around it."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self.quiet = quiet
         self.total = total
