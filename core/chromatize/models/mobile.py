@@ -1,0 +1,210 @@
+"""``mobile``: chromatize's embedded default colorizer.
+
+A MobileNetV2 1.0 encoder (ImageNet weights converted from TensorFlow Lite, see
+:mod:`chromatize.training.tflite_convert`) that reproduces TensorFlow's SAME padding exactly, and a
+light U-Net-style decoder with skips from strides 4, 8, 16 and 32 plus a global-context branch
+(pooled stride-32 features broadcast to every position). Output: 313 bin logits at 1/4 of the input
+resolution, ``logit_scale`` 1.
+
+The grayscale input L in [0, 100] is turned into the sRGB gray level a photo of that lightness has,
+then into the backbone's input range ((u8 - 128) / 128), and replicated to 3 channels: the encoder
+sees exactly what it would see for a grayscale JPEG.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chromatize.color import lightness_to_gray
+
+#: (expand ratio, out channels, repeats, first stride) of MobileNetV2 1.0's residual stages.
+MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+#: Indices of the inverted-residual blocks whose outputs feed the decoder (strides 4, 8, 16).
+SKIP_BLOCKS: tuple[int, int, int] = (2, 5, 12)
+ENCODER_CHANNELS: tuple[int, int, int, int] = (24, 32, 96, 1280)
+RELU6_MAX = 6.0
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow SAME padding (before, after) along one axis: extra padding goes after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow SAME padding computed from the input size (asymmetric when
+    the stride is 2 and the input size is even)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
+        # With stride 1 and an odd kernel, SAME is symmetric: let the convolution pad itself.
+        pad = kernel // 2 if stride == 1 and kernel % 2 == 1 else 0
+        super().__init__(in_ch, out_ch, kernel, stride=stride, padding=pad, groups=groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.kernel_size[0], self.stride[0]
+        if k > 1 and self.padding == (0, 0):
+            top, bottom = same_padding(x.shape[-2], k, s)
+            left, right = same_padding(x.shape[-1], k, s)
+            x = F.pad(x, (left, right, top, bottom))
+        return super().forward(x)
+
+
+class ConvReLU6(nn.Sequential):
+    """Convolution (batch norm folded into its bias) followed by ReLU6 (clip to [0, 6])."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
+        super().__init__(SameConv2d(in_ch, out_ch, kernel, stride, groups), nn.ReLU6())
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand (none at ratio 1), 3x3 depthwise, 1x1 linear projection."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expand: int):
+        super().__init__()
+        hidden = in_ch * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(ConvReLU6(in_ch, hidden, 1))
+        layers.append(ConvReLU6(hidden, hidden, 3, stride, groups=hidden))
+        layers.append(SameConv2d(hidden, out_ch, 1))
+        self.conv = nn.Sequential(*layers)
+        self.residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return x + y if self.residual else y
+
+
+class MobileNetV2Encoder(nn.Module):
+    """MobileNetV2 1.0 feature extractor (no classifier). Input: (N, 3, H, W) in [-1, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = ConvReLU6(3, 32, 3, 2)
+        blocks: list[nn.Module] = []
+        in_ch = 32
+        for expand, out_ch, repeats, stride in MOBILENET_V2_STAGES:
+            for i in range(repeats):
+                blocks.append(InvertedResidual(in_ch, out_ch, stride if i == 0 else 1, expand))
+                in_ch = out_ch
+        self.blocks = nn.ModuleList(blocks)
+        self.head = ConvReLU6(in_ch, 1280, 1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features at strides 4, 8, 16 and 32."""
+        feats: list[torch.Tensor] = []
+        x = self.stem(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in SKIP_BLOCKS:
+                feats.append(x)
+        feats.append(self.head(x))
+        return feats
+
+
+class MobileNetV2Classifier(nn.Module):
+    """Encoder + the ImageNet classifier (1001 outputs, index 0 = background): only used to prove
+    that a converted backbone is faithful."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = MobileNetV2Encoder()
+        self.classifier = nn.Conv2d(1280, 1001, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.encoder(x)[-1]
+        return self.classifier(f.mean(dim=(2, 3), keepdim=True)).flatten(1)
+
+
+def lightness_to_backbone_input(lightness: torch.Tensor) -> torch.Tensor:
+    """L in [0, 100] (N, 1, H, W) -> the backbone input (N, 3, H, W) of a gray sRGB photo."""
+    v = lightness_to_gray(lightness.float().clamp(0.0, 100.0))
+    return ((v * 255.0 - 128.0) / 128.0).expand(-1, 3, -1, -1)
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 1, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
+class FuseBlock(nn.Sequential):
+    """Cheap 3x3 context at high resolution: 1x1 mix, 3x3 depthwise, 1x1 mix (BN + ReLU each)."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(
+            ConvBNReLU(in_ch, out_ch, 1),
+            ConvBNReLU(out_ch, out_ch, 3, groups=out_ch),
+            ConvBNReLU(out_ch, out_ch, 1),
+        )
+
+
+class ColorDecoder(nn.Module):
+    """U-Net-style decoder from encoder features at strides 4/8/16/32 to 313 logits at stride 4.
+
+    The stride-32 features are fused with a global-context vector (their spatial mean through a
+    linear layer, broadcast to every position) so that distant parts of the image agree on colour.
+    """
+
+    def __init__(self, channels: tuple[int, int, int, int] = ENCODER_CHANNELS) -> None:
+        super().__init__()
+        c4, c8, c16, c32 = channels
+        self.reduce32 = ConvBNReLU(c32, 256, 1)
+        self.global_context = nn.Sequential(nn.Linear(c32, 256), nn.ReLU(inplace=True))
+        self.fuse32 = ConvBNReLU(512, 256, 3)
+        self.up16 = FuseBlock(256 + c16, 192)
+        self.up8 = FuseBlock(192 + c8, 128)
+        self.up4 = FuseBlock(128 + c4, 64)
+        self.logits = nn.Conv2d(64, 313, 1)
+
+    @staticmethod
+    def _up_cat(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([x, skip], dim=1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        f4, f8, f16, f32 = feats
+        x = self.reduce32(f32)
+        g = self.global_context(f32.mean(dim=(2, 3)))[:, :, None, None].expand_as(x)
+        x = self.fuse32(torch.cat([x, g], dim=1))
+        x = self.up16(self._up_cat(x, f16))
+        x = self.up8(self._up_cat(x, f8))
+        x = self.up4(self._up_cat(x, f4))
+        return self.logits(x)
+
+
+class MobileColorizer(nn.Module):
+    """L (N, 1, H, W) in [0, 100] -> bin logits (N, 313, H/4, W/4); H, W multiples of 32."""
+
+    logit_scale: float = 1.0
+    default_input_size: int = 256
+    stride: int = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = MobileNetV2Encoder()
+        self.decoder = ColorDecoder()
+
+    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        if lightness.ndim != 4 or lightness.shape[1] != 1:
+            raise ValueError(f"expected L of shape (N, 1, H, W), got {tuple(lightness.shape)}")
+        return self.decoder(self.encoder(lightness_to_backbone_input(lightness)))
+
+
+def build_mobile() -> nn.Module:
+    """The ``mobile`` architecture with freshly initialised weights (load a state dict into it)."""
+    return MobileColorizer()

@@ -1,0 +1,333 @@
+"""Train the ``mobile`` colorizer on CPU.
+
+    python -m chromatize.training.train --out /work/runs/mobile [--budget-minutes 55] [--resume]
+
+Schedule (all phases measured in wall-clock time, so it fits the machine; accumulated across
+``--resume``): AdamW on the decoder with the ImageNet encoder frozen, cosine learning rate over
+``--budget-minutes``; from ``--unfreeze-at`` (fraction of the budget) the encoder's last blocks
+(``--unfreeze-from``) are fine-tuned at ``--encoder-lr``. bfloat16 autocast on CPU. Batches are
+prepared in DataLoader workers (random crops with scale jitter and flips, Lab, soft targets at 1/4
+resolution via a lookup table of :func:`chromatize.bins.soft_encode_sparse`).
+
+Loss: soft cross-entropy with mild class rebalancing (``--rebalance-lambda``, weights capped at
+``--max-weight``) from the empirical prior of the training split (``--prior``; computed with
+:mod:`chromatize.training.prior` when the file does not exist). Every ``--eval-minutes`` the
+held-out split is scored (loss, AuC raw and class-rebalanced, PSNR, colourfulness at several
+decoding temperatures); ``last.pt`` is written for resuming and ``best.pt`` keeps the checkpoint
+with the best held-out score (AuC raw + AuC rebalanced at its best temperature whose colourfulness
+is at least half the originals').
+
+Run it with ``OMP_WAIT_POLICY=PASSIVE`` on a shared machine: with the default (spinning) policy two
+torch threads slow down several-fold as soon as another process takes a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, RandomSampler
+
+from chromatize.bins import decode, rebalance_weights, soft_cross_entropy
+from chromatize.color import lab_to_rgb
+from chromatize.evaluation import MetricTotals, colourfulness
+from chromatize.models.mobile import SKIP_BLOCKS, MobileColorizer, lightness_to_backbone_input
+from chromatize.training.data import (
+    CropConfig,
+    HeldOutImage,
+    RandomCrops,
+    load_held_out,
+    split_files,
+    worker_init,
+)
+from chromatize.training.prior import DEFAULT_VAL_FRACTION, compute_prior, load_prior, save_prior
+from chromatize.training.tflite_convert import BACKBONE_FILE, encoder_state_dict
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared"
+TEMPERATURES = (0.3, 0.38, 0.46, 0.55, 0.65, 0.8)
+MIN_COLOURFULNESS_RATIO = 0.5
+log = logging.getLogger("chromatize.train")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs)")
+    p.add_argument("--data", type=Path, default=SHARED / "data" / "train")
+    p.add_argument("--backbone", type=Path, default=SHARED / "models" / BACKBONE_FILE)
+    p.add_argument("--prior", type=Path, default=None, help="default: OUT/prior.json")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
+    p.add_argument("--val-limit", type=int, default=200, help="held-out photos scored per eval")
+    p.add_argument("--budget-minutes", type=float, default=55.0)
+    p.add_argument("--eval-minutes", type=float, default=5.0)
+    p.add_argument("--crop", type=int, default=176)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--rebalance-lambda", type=float, default=0.8)
+    p.add_argument("--max-weight", type=float, default=3.0)
+    p.add_argument("--unfreeze-at", type=float, default=0.75, help="fraction of the budget")
+    p.add_argument("--unfreeze-from", type=int, default=14, help="first encoder block to tune")
+    p.add_argument("--encoder-lr", type=float, default=1e-4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-bf16", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", type=Path, default=None, help="start from these model weights")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def encode(
+    model: MobileColorizer, lightness: torch.Tensor, trainable_from: int | None
+) -> list[torch.Tensor]:
+    """Encoder features; gradients only flow through blocks >= ``trainable_from`` (None: none)."""
+    enc = model.encoder
+    x = lightness_to_backbone_input(lightness)
+    feats: list[torch.Tensor] = []
+    skips = SKIP_BLOCKS
+    first = len(enc.blocks) + 1 if trainable_from is None else trainable_from
+    with torch.no_grad():
+        x = enc.stem(x)
+        for i, block in enumerate(enc.blocks[:first]):
+            x = block(x)
+            if i in skips:
+                feats.append(x)
+    for i in range(first, len(enc.blocks)):
+        x = enc.blocks[i](x)
+        if i in skips:
+            feats.append(x)
+    if trainable_from is None:
+        with torch.no_grad():
+            feats.append(enc.head(x))
+    else:
+        feats.append(enc.head(x))
+    return feats
+
+
+def evaluate(
+    model: MobileColorizer,
+    images: list[HeldOutImage],
+    class_weights: torch.Tensor,
+    autocast: bool,
+) -> dict[str, Any]:
+    """Held-out loss and metrics at every temperature in :data:`TEMPERATURES`."""
+    model.eval()
+    totals = {t: MetricTotals() for t in TEMPERATURES}
+    gray = MetricTotals()
+    truth = MetricTotals()
+    loss = wloss = 0.0
+    with torch.inference_mode():
+        for im in images:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits = model(im.lightness[None]).float()
+            idx, w = im.idx[None].long(), im.w[None].float()
+            loss += float(soft_cross_entropy(logits, idx, w))
+            wloss += float(soft_cross_entropy(logits, idx, w, class_weights))
+            zeros = torch.zeros_like(im.ab)
+            gray_rgb = lab_to_rgb(torch.cat([im.lightness, zeros])).permute(1, 2, 0).numpy()
+            classes = im.classes
+            gray.add(gray_rgb, zeros, im.rgb, im.ab, classes)
+            truth.colourfulness.append(colourfulness(im.rgb))
+            for t in TEMPERATURES:
+                ab = decode(logits, "annealed_mean", t)
+                ab = F.interpolate(ab, size=im.ab.shape[-2:], mode="bilinear", align_corners=False)
+                rgb = lab_to_rgb(torch.cat([im.lightness, ab[0]])).permute(1, 2, 0).numpy()
+                totals[t].add(rgb, ab[0], im.rgb, im.ab, classes)
+    model.train()
+    n = max(len(images), 1)
+    truth_colour = truth.summary()["colourfulness"]
+    per_t = {str(t): m.summary() for t, m in totals.items()}
+    floor = MIN_COLOURFULNESS_RATIO * truth_colour
+    ok = [t for t in TEMPERATURES if per_t[str(t)]["colourfulness"] >= floor]
+    pool = ok or list(TEMPERATURES)
+    best_t = max(pool, key=lambda t: per_t[str(t)]["auc_raw"] + per_t[str(t)]["auc_rebalanced"])
+    best = per_t[str(best_t)]
+    return {
+        "loss": loss / n,
+        "weighted_loss": wloss / n,
+        "gray": gray.summary(),
+        "truth_colourfulness": truth_colour,
+        "per_temperature": per_t,
+        "temperature": best_t,
+        "score": best["auc_raw"] + best["auc_rebalanced"],
+    }
+
+
+def lr_factor(fraction: float, step: int, warmup: int) -> float:
+    warm = min(1.0, (step + 1) / max(warmup, 1))
+    return warm * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(fraction, 1.0))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(message)s",
+        handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler(sys.stdout)],
+    )
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    autocast = not args.no_bf16
+    log.info("args: %s", vars(args))
+
+    train_files, val_files = split_files(args.data, args.val_fraction)
+    prior_path = args.prior or args.out / "prior.json"
+    if not prior_path.exists():
+        log.info("computing the bin prior of %d photos -> %s", len(train_files), prior_path)
+        save_prior(prior_path, compute_prior(train_files),
+                   {"images": len(train_files), "val_fraction": args.val_fraction})
+    prior = load_prior(prior_path)
+    class_weights = rebalance_weights(prior, args.rebalance_lambda, max_weight=args.max_weight)
+    log.info("prior: %d photos' bins, %d empty; class weights %.3f..%.3f",
+             len(train_files), int((prior == 0).sum()), class_weights.min(), class_weights.max())
+
+    model = MobileColorizer()
+    model.encoder.load_state_dict(encoder_state_dict(args.backbone))
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, map_location="cpu")["model"])
+    model.encoder.requires_grad_(False)
+    decoder_params = list(model.decoder.parameters())
+    opt = torch.optim.AdamW(decoder_params, lr=args.lr, weight_decay=args.weight_decay)
+    state = {"step": 0, "elapsed": 0.0, "best_score": -math.inf, "unfrozen": False, "history": []}
+
+    def unfreeze() -> None:
+        tuned = [p for b in model.encoder.blocks[args.unfreeze_from:] for p in b.parameters()]
+        tuned += list(model.encoder.head.parameters())
+        for p in tuned:
+            p.requires_grad_(True)
+        opt.add_param_group({"params": tuned, "lr": args.encoder_lr, "base_lr": args.encoder_lr,
+                             "weight_decay": 0.0})
+        state["unfrozen"] = True
+        log.info("unfroze encoder blocks %d.. (%d tensors)", args.unfreeze_from, len(tuned))
+
+    opt.param_groups[0]["base_lr"] = args.lr
+    last_path, best_path = args.out / "last.pt", args.out / "best.pt"
+    if args.resume and last_path.exists():
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        if ckpt["state"]["unfrozen"]:
+            unfreeze()
+        opt.load_state_dict(ckpt["optimizer"])
+        state.update(ckpt["state"])
+        log.info("resumed at step %d (%.1f min)", state["step"], state["elapsed"] / 60)
+
+    held_out = load_held_out(val_files[: args.val_limit])
+    log.info("%d training photos, %d held out (%d scored)", len(train_files), len(val_files),
+             len(held_out))
+    dataset = RandomCrops(train_files, CropConfig(size=args.crop))
+    loader = DataLoader(
+        dataset,
+        batch_size=args.batch,
+        sampler=RandomSampler(dataset, replacement=True, num_samples=10**8),
+        num_workers=args.workers,
+        worker_init_fn=worker_init,
+        persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers > 0 else None,
+        drop_last=True,
+    )
+
+    def checkpoint(metrics: dict[str, Any] | None) -> None:
+        payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                   "args": {k: str(v) for k, v in vars(args).items()},
+                   "prior": prior, "class_weights": class_weights}
+        if metrics is not None and metrics["score"] > state["best_score"]:
+            state["best_score"] = metrics["score"]
+            best = {**payload, "metrics": metrics}
+            best.pop("optimizer")
+            atomic_save(best, best_path)
+            log.info("new best (score %.2f, T=%.2f) -> %s", metrics["score"],
+                     metrics["temperature"], best_path)
+        atomic_save(payload, last_path)
+
+    def run_eval() -> None:
+        t0 = time.perf_counter()
+        m = evaluate(model, held_out, class_weights, autocast)
+        m.update(step=state["step"], minutes=state["elapsed"] / 60)
+        state["history"].append({k: m[k] for k in ("step", "minutes", "loss", "weighted_loss",
+                                                    "score", "temperature")})
+        with open(args.out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(m) + "\n")
+        bt = m["per_temperature"][str(m["temperature"])]
+        t38 = m["per_temperature"]["0.38"]
+        log.info(
+            "eval step %d: loss %.4f wloss %.4f | T=%.2f aucR %.2f aucB %.2f psnr %.2f col %.1f | "
+            "T=0.38 aucR %.2f aucB %.2f psnr %.2f col %.1f | gray aucR %.2f aucB %.2f psnr %.2f | "
+            "truth col %.1f (%.0f s)",
+            state["step"], m["loss"], m["weighted_loss"], m["temperature"], bt["auc_raw"],
+            bt["auc_rebalanced"], bt["psnr"], bt["colourfulness"], t38["auc_raw"],
+            t38["auc_rebalanced"], t38["psnr"], t38["colourfulness"], m["gray"]["auc_raw"],
+            m["gray"]["auc_rebalanced"], m["gray"]["psnr"], m["truth_colourfulness"],
+            time.perf_counter() - t0,
+        )
+        checkpoint(m)
+
+    budget = args.budget_minutes * 60
+    model.train()
+    next_eval = state["elapsed"] + args.eval_minutes * 60
+    window_t, window_imgs, window_loss, window_n = time.perf_counter(), 0, 0.0, 0
+    data_wait = 0.0
+    last_tick = time.perf_counter()
+    it = iter(loader)
+    log.info("training: budget %.0f min, %.1f min done", args.budget_minutes, state["elapsed"] / 60)
+    while state["elapsed"] < budget:
+        t_wait = time.perf_counter()
+        batch = next(it)
+        data_wait += time.perf_counter() - t_wait
+        fraction = state["elapsed"] / budget
+        if not state["unfrozen"] and fraction >= args.unfreeze_at:
+            unfreeze()
+        factor = lr_factor(fraction, state["step"], args.warmup_steps)
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        trainable_from = args.unfreeze_from if state["unfrozen"] else None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            feats = encode(model, batch["l"], trainable_from)
+            logits = model.decoder(feats)
+        loss = soft_cross_entropy(logits, batch["idx"].long(), batch["w"].float(), class_weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["step"] += 1
+        now = time.perf_counter()
+        state["elapsed"] += now - last_tick
+        last_tick = now
+        window_imgs += args.batch
+        window_loss += float(loss.detach())
+        window_n += 1
+        if state["step"] % 50 == 0:
+            span = now - window_t
+            log.info("step %d  %.1f min  loss %.4f  %.1f img/s  data wait %.0f%%  lr %.2e",
+                     state["step"], state["elapsed"] / 60, window_loss / window_n,
+                     window_imgs / span, 100 * data_wait / span, opt.param_groups[0]["lr"])
+            window_t, window_imgs, window_loss, window_n, data_wait = now, 0, 0.0, 0, 0.0
+        if state["elapsed"] >= next_eval:
+            run_eval()
+            next_eval = state["elapsed"] + args.eval_minutes * 60
+            last_tick = time.perf_counter()  # evaluation time does not count against the budget
+            window_t = last_tick
+    run_eval()
+    log.info("done: %d steps, %.1f min of training", state["step"], state["elapsed"] / 60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
