@@ -300,11 +300,24 @@ def test_replace_existing_output_and_model_cache(make_napari_viewer, qtbot, eccv
     assert widget.last_outcome == "done"
     assert len(viewer.layers) == 2
     assert widget.last_output == first
+    assert first.name == "photo (colorized)"
     assert first.metadata[METADATA_KEY]["saturation"] == 0.0
     rgb = first.data.astype(int)
     assert np.abs(rgb[..., 0] - rgb[..., 1]).max() <= 2  # saturation 0 = gray
     assert np.abs(rgb[..., 1] - rgb[..., 2]).max() <= 2
     assert widget.cache.loads == loads_after_first  # same model and device: no reload
+
+    # Replacing works across sizes too (the output follows the new input's shape).
+    small = viewer.add_image((GRADIENT[:24, :32] * 255).astype(np.uint8), name="small")
+    widget.reset_choices()
+    widget.input_layer.value = small
+    widget.output.value = first
+    run_and_wait(qtbot, widget)
+    assert widget.last_outcome == "done"
+    assert len(viewer.layers) == 3
+    assert first.data.shape == (24, 32, 3)
+    assert first.metadata[METADATA_KEY]["source_layer"] == "small"
+    widget.input_layer.value = layer
 
     # A different weights file (same architecture) or device name that resolves differently
     # reloads; "auto" on a CPU-only machine is the same device as "cpu" and does not.

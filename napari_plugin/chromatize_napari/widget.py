@@ -232,6 +232,12 @@ class ColorizeWidget(Container):
         ]
         return [("new layer", NEW_LAYER), *targets]
 
+    def _refresh_model_labels(self) -> None:
+        current = self.model.value
+        with self.model.changed.blocked():
+            self.model.choices = model_choices()
+            self.model.value = current
+
     def _set_default_temperature(self, *_: Any) -> None:
         from chromatize.registry import get_spec
 
@@ -369,6 +375,7 @@ class ColorizeWidget(Container):
 
     def _on_finished(self) -> None:
         self._progress_timer.stop()
+        self._refresh_model_labels()  # a run may have downloaded weights
         self._poll_progress()
         if self._pbar is not None:
             self._pbar.close()
