@@ -9,6 +9,7 @@ annotations at run time to inject the viewer, and magicgui resolves annotations 
 """
 
 import threading
+import time
 from typing import Any
 
 import napari
@@ -123,6 +124,7 @@ class ColorizeWidget(Container):
         self._progress_box: ProgressBox | None = None
         self._pbar: progress | None = None
         self._pbar_position = 0
+        self._started = 0.0
         #: The layer the last successful run created or updated (None before that).
         self.last_output: Image | None = None
         #: "done", "cancelled" or "error" after a run finished; None before the first run.
@@ -168,7 +170,7 @@ class ColorizeWidget(Container):
             tooltip="0 = gray, 1 = the model's colours, above 1 = stronger colours.",
         )
         self.render_size = SpinBox(
-            label="Render size",
+            label="Render size (0 = auto)",
             min=0,
             max=4096,
             step=16,
@@ -311,6 +313,7 @@ class ColorizeWidget(Container):
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.status.value = f"colorizing '{snapshot.name}' ({snapshot.n_planes} plane(s))..."
+        self._started = time.perf_counter()
         self._progress_timer.start()
         worker.start()
 
@@ -384,11 +387,14 @@ class ColorizeWidget(Container):
         self._cancel_event = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False
-        self.status.value = {
-            "done": "done",
-            "cancelled": "cancelled",
-            "error": "failed (see notification)",
-        }.get(self.last_outcome or "", "")
+        elapsed = time.perf_counter() - self._started
+        if self.last_outcome == "done" and self.last_output is not None:
+            self.status.value = f"done in {elapsed:.1f} s: '{self.last_output.name}'"
+        else:
+            self.status.value = {
+                "cancelled": "cancelled; nothing was added",
+                "error": "failed (see the notification)",
+            }.get(self.last_outcome or "", "")
 
     def _on_destroyed(self, *_: Any) -> None:
         if self._cancel_event is not None:
