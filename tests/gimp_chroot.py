@@ -8,17 +8,20 @@ and cached OUTSIDE the clone, in ``<user cache dir>/chromatize/gimp-chroot/trixi
 complete). Building needs root, ``debootstrap`` (apt package) and access to a Debian mirror
 (the one named in the host's apt sources, or ``CHROMATIZE_DEBIAN_MIRROR``).
 
-GIMP runs in a private mount namespace (``unshare --mount``) with /proc and /dev mounted, and
-with extra read-only bind mounts: chromatize's worker Python lives OUTSIDE the chroot, so the
-virtual environment, the base interpreter it links to and the project sources are bind-mounted
-at the same absolute paths (see :func:`worker_bind_paths`). Nothing is mounted on the host.
+GIMP runs in a private mount namespace (``unshare --mount``) with /proc, /dev and a fresh /tmp
+mounted; nothing is mounted on the host. chromatize's worker Python lives OUTSIDE the chroot:
+the host's whole tree is bound read-only at ``/host`` inside, and the plug-in's recorded worker
+command is ``chroot /host <host python> -m chromatize.worker``, so the worker runs in the host's
+own userland (its libc, its venv, its editable install) whatever Python made the venv: a pyenv
+build (the dev machine) as well as Debian's /usr/bin/python3 (CI), which could not simply be
+bound at its own path because the chroot's /usr/bin/python3 is GIMP's Python 3.13. The test
+folder (images, plug-in, weights) is bound read-write at its own path.
 
 Command line (used by CI to pre-build): ``python tests/gimp_chroot.py build`` / ``path``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import re
@@ -26,8 +29,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-import sysconfig
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 SUITE = "trixie"
@@ -36,6 +38,10 @@ READY_MARKER = ".chromatize-gimp-chroot-ready"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 GIMP_CONSOLE = "gimp-console-3.0"
 CLEAN_ENV = ("HOME=/root", "PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LANG=C.UTF-8")
+#: Where the host's root is bound (read-only) inside the chroot.
+HOST_MOUNT = "/host"
+#: Prefix of the worker command that runs the host's Python from inside the chroot.
+HOST_WORKER_PREFIX = ("/usr/sbin/chroot", HOST_MOUNT)
 
 
 class ChrootUnavailable(RuntimeError):
@@ -102,22 +108,31 @@ def _run(cmd: Sequence[str], log: list[str], timeout: float) -> None:
                            + proc.stdout[-4000:])
 
 
-def _namespace_script(root: Path, inner: str, binds: Iterable[str] = ()) -> str:
-    """Shell code for ``unshare --mount``: mount proc/dev (+ read-only binds), then ``inner``."""
+def _namespace_script(root: Path, inner: str, binds: Iterable[tuple[str, bool]] = (),
+                      host_root: bool = False) -> str:
+    """Shell code for ``unshare --mount``: mount things under ``root``, then run ``inner``.
+
+    /proc, /dev and a fresh /tmp always; ``binds`` = (host path, read_only) mounted at the same
+    path inside; ``host_root`` binds the host's whole tree read-only at ``/host``.
+    """
     q = shlex.quote
-    lines = ["set -e",
-             f"mount -t proc proc {q(str(root / 'proc'))}",
-             f"mount --rbind /dev {q(str(root / 'dev'))}",
-             f"mount -t tmpfs tmpfs {q(str(root / 'tmp'))}"]
-    for path in binds:
-        target = root / path.lstrip("/")
-        make = "mkdir -p" if Path(path).is_dir() else "touch"
+    lines = ["set -e"]
+    if host_root:  # first, so that the copy of the mount tree holds none of the mounts below
+        target = q(str(root / HOST_MOUNT.lstrip("/")))
+        lines += [f"mkdir -p {target}", f"mount --rbind / {target}",
+                  f"mount -o remount,bind,ro {target}"]
+    lines += [f"mount -t proc proc {q(str(root / 'proc'))}",
+              f"mount --rbind /dev {q(str(root / 'dev'))}",
+              f"mount -t tmpfs tmpfs {q(str(root / 'tmp'))}"]
+    for path, read_only in binds:
+        target = q(str(root / path.lstrip("/")))
         if Path(path).is_dir():
-            lines.append(f"mkdir -p {q(str(target))}")
+            lines.append(f"mkdir -p {target}")
         else:
-            lines.append(f"mkdir -p {q(str(target.parent))} && {make} {q(str(target))}")
-        lines.append(f"mount --bind {q(path)} {q(str(target))}")
-        lines.append(f"mount -o remount,bind,ro {q(str(target))}")
+            lines.append(f"mkdir -p $(dirname {target}) && touch {target}")
+        lines.append(f"mount --bind {q(path)} {target}")
+        if read_only:
+            lines.append(f"mount -o remount,bind,ro {target}")
     lines.append(inner)
     return "\n".join(lines)
 
@@ -154,66 +169,22 @@ def build(root: Path | None = None, *, log: list[str] | None = None) -> Path:
     return root
 
 
-def worker_bind_paths(python: str | None = None) -> list[str]:
-    """Host paths the worker's Python needs inside the chroot (bound read-only, same path).
-
-    The virtual environment (``sys.prefix``), the interpreter it was created from
-    (``sys.base_prefix``, e.g. a pyenv build or /usr/lib/python3.X), every ``sys.path`` entry
-    (editable installs add the source roots) and the resolved executable. Paths that already
-    exist identically in the chroot's own /usr are skipped by the caller only when they are
-    directories of the chroot's distribution; here we keep the smallest set of top folders.
-    """
-    if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
-        out = subprocess.run(
-            [python, "-c", "import json,sys,sysconfig;print(json.dumps([sys.prefix,"
-             "sys.base_prefix,sysconfig.get_paths()['stdlib'],sys.executable]+sys.path))"],
-            capture_output=True, text=True, check=True).stdout
-        import json
-
-        candidates = json.loads(out)
-        executable = candidates[3]
-    else:
-        candidates = [sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"],
-                      sys.executable, *sys.path]
-        executable = sys.executable
-    candidates.append(os.path.realpath(executable))
-    paths: list[str] = []
-    for entry in candidates:
-        if not entry or not os.path.exists(entry):
-            continue
-        real = os.path.realpath(entry)
-        for p in {os.path.abspath(entry), real}:
-            if p.endswith(".zip") or not os.path.exists(p):
-                continue
-            paths.append(p)
-    # keep only outermost paths; never bind the system prefixes wholesale
-    shadowing = {"/", "/usr", "/usr/lib", "/usr/local", "/usr/bin", "/lib", "/bin"}
-    kept: list[str] = []
-    for p in sorted(set(paths), key=len):
-        if p in shadowing:
-            continue
-        if any(p == k or p.startswith(k.rstrip("/") + "/") for k in kept):
-            continue
-        kept.append(p)
-    return kept
-
-
 def gimp_command(root: Path, code: str, *, gimprc: str | None = None,
-                 binds: Iterable[str] = (), timeout: float = 240.0,
-                 extra_env: Sequence[str] = ()) -> list[str]:
-    """The host command running GIMP 3 headless in the chroot on a python-fu-eval batch."""
+                 binds: Iterable[tuple[str, bool]] = (), host_root: bool = True,
+                 timeout: float = 240.0, extra_env: Sequence[str] = ()) -> list[str]:
+    """The host command running GIMP 3 headless in the chroot on a python-fu-eval batch.
+
+    With ``host_root`` the host's tree is visible read-only at :data:`HOST_MOUNT`, so a plug-in
+    can start chromatize's worker in the host's own userland with
+    :data:`HOST_WORKER_PREFIX` + the host's Python (see the module docstring).
+    """
     gimp = ["chroot", str(root), "env", "-i", *CLEAN_ENV, *extra_env, GIMP_CONSOLE, "-i", "-n"]
     if gimprc:
         gimp += ["-g", gimprc]
     gimp += ["--batch-interpreter", "python-fu-eval", "-b", code, "--quit"]
     inner = "exec " + shlex.join(gimp)
     return ["timeout", "-k", "10", str(int(timeout)), "unshare", "--mount", "sh", "-c",
-            _namespace_script(root, inner, binds)]
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    yield
+            _namespace_script(root, inner, binds, host_root)]
 
 
 def main(argv: list[str] | None = None) -> int:

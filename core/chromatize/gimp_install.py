@@ -24,6 +24,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -91,12 +92,16 @@ def default_plugins_dir(gimp_version: str = "3", flatpak: bool = False) -> Path:
     return gimp_config_dir(gimp_version, flatpak) / "plug-ins"
 
 
-def worker_command(python: str | os.PathLike[str] | None = None,
-                   flatpak: bool = False) -> list[str]:
-    """The argument list the plug-in runs: ``[python, "-m", "chromatize.worker"]``."""
+def worker_command(python: str | os.PathLike[str] | None = None, flatpak: bool = False,
+                   prefix: Sequence[str] = ()) -> list[str]:
+    """The argument list the plug-in runs: ``[*prefix, python, "-m", "chromatize.worker"]``.
+
+    ``prefix`` wraps the interpreter (``flatpak=True`` means ``flatpak-spawn --host``); the
+    real-GIMP tests use ``chroot /host`` to reach the host's Python from their GIMP chroot.
+    """
     interpreter = os.path.abspath(os.fspath(python) if python is not None else sys.executable)
-    command = [interpreter, "-m", "chromatize.worker"]
-    return [*FLATPAK_SPAWN, *command] if flatpak else command
+    wrapper = [*FLATPAK_SPAWN] if flatpak else []
+    return [*wrapper, *prefix, interpreter, "-m", "chromatize.worker"]
 
 
 def _model_entries() -> list[dict[str, str]]:
@@ -129,8 +134,13 @@ def _check_python(python: str) -> None:
 
 def install(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None = None, *,
             python: str | os.PathLike[str] | None = None, flatpak: bool = False,
-            force: bool = False, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> InstallResult:
-    """Install (or update) the plug-in; returns where it went and the recorded command."""
+            force: bool = False, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+            command_prefix: Sequence[str] = ()) -> InstallResult:
+    """Install (or update) the plug-in; returns where it went and the recorded command.
+
+    ``command_prefix`` is put before the interpreter in the recorded worker command (see
+    :func:`worker_command`).
+    """
     import chromatize_gimp
 
     version = _check_version(gimp_version)
@@ -140,7 +150,8 @@ def install(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None 
     if python is not None and os.path.abspath(os.fspath(python)) != os.path.abspath(
             sys.executable):
         _check_python(os.path.abspath(os.fspath(python)))
-    command = worker_command(python, flatpak)
+    command = worker_command(python, flatpak, command_prefix)
+    interpreter = command[len(command) - 3]
     folder = target_root / chromatize_gimp.PLUGIN_NAME
     if folder.exists() and not force and not _is_ours(folder):
         raise GimpInstallError(
@@ -158,7 +169,7 @@ def install(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None 
         "protocol": _protocol_version(),
         "gimp_version": version,
         "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "python": command[len(FLATPAK_SPAWN)] if flatpak else command[0],
+        "python": interpreter,
         "command": command,
         "flatpak": flatpak,
         "timeout_seconds": int(timeout_seconds),

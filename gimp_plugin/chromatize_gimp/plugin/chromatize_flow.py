@@ -80,7 +80,7 @@ def check_drawables(host, drawables):
             reason = _REFUSED.get(kind, "is not a pixel layer")
             problems.append("\"%s\" %s." % (host.drawable_name(drawable), reason))
     if problems:
-        raise PluginError(PROCEDURE_LABEL + " works on pixel layers only: " + " ".join(problems),
+        raise PluginError("Only pixel layers can be colorized: " + " ".join(problems),
                           kind="bad_input")
 
 

@@ -73,11 +73,10 @@ def run(procedure, run_mode, image, drawables, config, data):
         if not accepted:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
-    weights_file = config.get_property("weights")
     try:
         settings = chromatize_flow.make_settings(
             model=config.get_property("model"),
-            weights=weights_file.get_path() if weights_file is not None else "",
+            weights=config.get_property("weights") or "",
             temperature=config.get_property("temperature"),
             saturation=config.get_property("saturation"),
             render_size=config.get_property("render-size"),
@@ -125,9 +124,12 @@ class ChromatizeColorize(Gimp.PlugIn):
         models = _model_entries()
         procedure.add_choice_argument("model", "_Model", "Colorization model", _choice(models),
                                       models[0][0], flags)
-        procedure.add_file_argument("weights", "_Weights file",
-                                    "Optional weights file for the model (empty: the model's "
-                                    "own)", Gimp.FileChooserAction.OPEN, True, None, flags)
+        # A path string, not a GFile: the worker may run outside GIMP's sandbox (Flatpak), where
+        # GIMP could not check the file, and GIMP refuses OPEN files it cannot see.
+        procedure.add_string_argument("weights", "_Weights file",
+                                      "Optional path of a weights file for the model, as the "
+                                      "worker's Python sees it (empty: the model's own)", "",
+                                      flags)
         procedure.add_double_argument("temperature", "_Temperature",
                                       "Annealed-mean temperature; lower = more vivid, 0 = the "
                                       "model's default", 0.0, 2.0, 0.0, flags)

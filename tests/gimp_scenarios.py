@@ -1,0 +1,209 @@
+"""Scenarios run INSIDE GIMP 3 (python-fu-eval) by tests/test_gimp_plugin.py; not a test module.
+
+Executed with ``exec`` by GIMP's own Python (3.13 in the Debian chroot, no chromatize, no
+numpy needed). It reads ``plan.json`` from the work folder (``CHROMATIZE_GIMP_WORK`` global set
+by the caller), runs every scenario through the real PDB procedure
+``plug-in-chromatize-colorize`` and writes ``results.json`` plus raw "R'G'B'A float" dumps of
+the layers (``<scenario>-<n>.f32``) for the host-side test to check with numpy.
+"""
+
+import json
+import os
+import traceback
+
+from gi.repository import Gegl, Gimp, Gio
+
+PROC = "plug-in-chromatize-colorize"
+WORK = CHROMATIZE_GIMP_WORK  # noqa: F821  (defined by the -b code before exec)
+with open(os.path.join(WORK, "plan.json")) as _handle:
+    PLAN = json.load(_handle)
+CONFIG_PATH = PLAN["worker_config"]
+results = {}
+
+
+def load(name):
+    return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE,
+                          Gio.File.new_for_path(os.path.join(WORK, name)))
+
+
+def dump(scenario, index, layer):
+    width, height = layer.get_width(), layer.get_height()
+    data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0,
+                                  "R'G'B'A float", Gegl.AbyssPolicy.CLAMP)
+    path = os.path.join(WORK, f"{scenario}-{index}.f32")
+    with open(path, "wb") as handle:
+        handle.write(bytes(data))
+    ok, x, y = layer.get_offsets()
+    return {"file": path, "width": width, "height": height, "offsets": [x, y],
+            "name": layer.get_name(), "has_alpha": layer.has_alpha()}
+
+
+def describe(scenario, image):
+    layers = image.get_layers()
+    return {"base_type": image.get_base_type().value_nick,
+            "precision": image.get_precision().value_nick,
+            "layers": [dump(scenario, i, layer) for i, layer in enumerate(layers)]}
+
+
+def run(image, drawables, **options):
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    if proc is None:
+        raise RuntimeError("the plug-in did not register " + PROC)
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", drawables)
+    config.set_property("model", "eccv16")
+    config.set_property("weights", options.pop("weights", PLAN["weights"]))
+    config.set_property("render-size", 32)
+    config.set_property("device", "cpu")
+    for key, value in options.items():
+        config.set_property(key, value)
+    result = proc.run(config)
+    status = result.index(0)
+    error = Gimp.get_pdb().get_last_error() if status != Gimp.PDBStatusType.SUCCESS else ""
+    return {"status": status.value_nick, "error": error}
+
+
+def scenario(function):
+    name = function.__name__
+    try:
+        results[name] = function(name)
+    except Exception:
+        results[name] = {"exception": traceback.format_exc()}
+    return function
+
+
+def with_worker_command(command, body):
+    with open(CONFIG_PATH) as handle:
+        original = handle.read()
+    config = json.loads(original)
+    config["command"] = command
+    config["startup_timeout_seconds"] = 20
+    with open(CONFIG_PATH, "w") as handle:
+        json.dump(config, handle)
+    try:
+        return body()
+    finally:
+        with open(CONFIG_PATH, "w") as handle:
+            handle.write(original)
+
+
+@scenario
+def gray_new_layer(name):
+    image = load("gray.png")
+    before = describe(name + "-before", image)
+    outcome = run(image, image.get_layers())
+    return {"before": before, "run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def rgb_in_place(name):
+    image = load("rgb.png")
+    outcome = run(image, image.get_layers(), output="in-place")
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def gray16_new_layer(name):
+    image = load("gray16.png")
+    before = describe(name + "-before", image)
+    outcome = run(image, image.get_layers())
+    return {"before": before, "run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def offset_alpha_layer(name):
+    image = load("rgb.png")
+    layer = Gimp.Layer.new(image, "patch", 20, 16, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                           Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    layer.set_offsets(10, 8)
+    with open(os.path.join(WORK, "patch-ya.f32"), "rb") as handle:
+        layer.get_buffer().set(Gegl.Rectangle.new(0, 0, 20, 16), "Y'A float", handle.read())
+    before = describe(name + "-before", image)
+    outcome = run(image, [layer])
+    return {"before": before, "run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def hard_selection_in_place(name):
+    image = load("gray.png")
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 24, 16)
+    outcome = run(image, image.get_layers(), output="in-place")
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def soft_selection_in_place(name):
+    image = load("gray.png")
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 32, 24)
+    Gimp.Selection.feather(image, 12.0)
+    outcome = run(image, image.get_layers(), output="in-place")
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def two_layers_new_layers(name):
+    image = load("gray.png")
+    base = image.get_layers()[0]
+    second = base.copy()
+    second.set_name("second")
+    image.insert_layer(second, None, 0)
+    second.set_offsets(4, 2)
+    outcome = run(image, [base, second])
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def indexed_new_layer(name):
+    image = load("indexed.png")
+    base_type = image.get_base_type().value_nick
+    outcome = run(image, image.get_layers())
+    return {"loaded_as": base_type, "run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def group_refused(name):
+    image = load("rgb.png")
+    group = Gimp.GroupLayer.new(image, "folder")
+    image.insert_layer(group, None, 0)
+    outcome = run(image, [group])
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def channel_refused(name):
+    image = load("rgb.png")
+    channel = Gimp.Channel.new(image, "alpha-ish", image.get_width(), image.get_height(), 50.0,
+                               Gegl.Color.new("red"))
+    image.insert_channel(channel, None, 0)
+    outcome = run(image, [channel])
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def model_missing_leaves_image(name):
+    image = load("gray.png")
+    outcome = run(image, image.get_layers(), weights=os.path.join(WORK, "no-such-weights.pth"))
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def worker_missing_leaves_image(name):
+    image = load("gray.png")
+    outcome = with_worker_command(["/nonexistent/python3", "-m", "chromatize.worker"],
+                                  lambda: run(image, image.get_layers()))
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def worker_crash_leaves_image(name):
+    image = load("gray.png")
+    outcome = with_worker_command(["/bin/sh", "-c", "kill -9 $$"],
+                                  lambda: run(image, image.get_layers(), output="in-place"))
+    return {"run": outcome, "after": describe(name, image)}
+
+
+with open(os.path.join(WORK, "results.json"), "w") as _handle:
+    json.dump(results, _handle, indent=1)
