@@ -125,6 +125,7 @@ class ColorizeWidget(Container):
         self._pbar: progress | None = None
         self._pbar_position = 0
         self._started = 0.0
+        self._running_text = ""
         #: The layer the last successful run created or updated (None before that).
         self.last_output: Image | None = None
         #: "done", "cancelled" or "error" after a run finished; None before the first run.
@@ -312,7 +313,9 @@ class ColorizeWidget(Container):
         self._worker = worker
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        self.status.value = f"colorizing '{snapshot.name}' ({snapshot.n_planes} plane(s))..."
+        planes = f", {snapshot.n_planes} planes" if snapshot.stack_shape else ""
+        self._running_text = f"colorizing '{snapshot.name}'{planes}"
+        self.status.value = f"{self._running_text}..."
         self._started = time.perf_counter()
         self._progress_timer.start()
         worker.start()
@@ -328,10 +331,13 @@ class ColorizeWidget(Container):
     def _poll_progress(self) -> None:
         if self._pbar is None or self._progress_box is None:
             return
-        position = int(self._progress_box.fraction * _PROGRESS_STEPS)
+        fraction = self._progress_box.fraction
+        position = int(fraction * _PROGRESS_STEPS)
         if position > self._pbar_position:
             self._pbar.update(position - self._pbar_position)
             self._pbar_position = position
+            if self._cancel_event is not None and not self._cancel_event.is_set():
+                self.status.value = f"{self._running_text}: {fraction:.0%}"
 
     def _on_returned(self, outcome: JobOutcome, snapshot: LayerSnapshot, target: Any) -> None:
         if outcome.cancelled:
