@@ -22,9 +22,9 @@ import threading
 import time
 
 try:  # Python 3
-    import queue
+    import queue  # novm
 except ImportError:  # Python 2.7
-    import Queue as queue  # noqa: N813
+    import Queue as queue  # noqa: N813  # novm
 
 PROTOCOL_VERSION = 1
 CONFIG_NAME = "chromatize-worker.json"

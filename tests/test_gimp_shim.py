@@ -1,0 +1,532 @@
+"""The plug-in's host-neutral layer and colorize flow without GIMP, and the GIMP 2.10 variant.
+
+- A recording in-memory host (:class:`RecordingHost`) drives ``chromatize_flow`` with the real
+  worker client and the real worker: refusals, one undo group holding every change (undoing the
+  group restores the original), failures changing nothing, selections, progress.
+- A fake ``gimpfu`` module (GIMP 2.10's Python-Fu is not installable on Debian 12/13) records
+  what ``gimp2_plugin.py`` registers, and a small in-memory GIMP 2.10 (pixel regions with shadow
+  tiles, PDB calls) runs the registered function with the real worker.
+- The files GIMP 2.10 runs are checked to be Python 2.7 compatible with ``vermin``.
+"""
+
+from __future__ import annotations
+
+import copy
+import runpy
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from worker_helpers import (
+    PLUGIN_SOURCE,
+    WORKER_COMMAND,
+    WORKER_ENV,
+    gray_test_image,
+    lab,
+    lightness_of_gray,
+    mean_chroma,
+    random_eccv16_weights,
+)
+
+from chromatize.gimp_install import install
+
+sys.path.insert(0, str(PLUGIN_SOURCE))
+import chromatize_client  # noqa: E402
+import chromatize_flow  # noqa: E402
+import chromatize_shim  # noqa: E402
+
+PY27_FILES = ["chromatize_shim.py", "chromatize_flow.py", "chromatize_client.py",
+              "chromatize_shim_gimpfu.py", "gimp2_plugin.py"]
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_eccv16_weights(tmp_path_factory.getbasetemp())
+
+
+def worker_client() -> chromatize_client.WorkerClient:
+    return chromatize_client.WorkerClient(WORKER_COMMAND, env=WORKER_ENV)
+
+
+def settings(weights: Path | str, **extra: Any) -> dict[str, Any]:
+    return chromatize_flow.make_settings(model="eccv16", weights=str(weights), render_size=32,
+                                         device="cpu", **extra)
+
+
+# ------------------------------------------------------------------ recording host
+
+
+class RecordingHost(chromatize_shim.Host):
+    """An in-memory image (float32 layers) that records every call and can undo one group."""
+
+    sample_dtype = "float32"
+    MUTATING = ("convert_to_rgb", "add_layer_above", "write_pixels")
+
+    def __init__(self, mode: str, layers: list[dict[str, Any]],
+                 selection: tuple[int, int, int, int] | None = None) -> None:
+        self.mode = mode
+        self.layers = layers  # top first; dicts with name, kind, pixels (H, W, C), offsets
+        self.selection = selection  # image rectangle, or None = nothing selected
+        self.calls: list[str] = []
+        self.depth = 0
+        self.groups = 0
+        self.outside_group: list[str] = []
+        self.progress: list[float] = []
+        self._snapshot: tuple[str, list[dict[str, Any]]] | None = None
+
+    def _record(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.MUTATING and self.depth == 0:
+            self.outside_group.append(name)
+
+    def state(self) -> tuple[str, list[dict[str, Any]]]:
+        return self.mode, copy.deepcopy(self.layers)
+
+    def undo(self) -> None:
+        """What Ctrl+Z does for a group: restore the state from before the group started."""
+        assert self._snapshot is not None
+        self.mode, self.layers = self._snapshot
+
+    def image_mode(self) -> str:
+        return self.mode
+
+    def convert_to_rgb(self) -> None:
+        self._record("convert_to_rgb")
+        for layer in self.layers:
+            px = layer["pixels"]
+            if px.shape[2] in (1, 2):
+                rgb = np.repeat(px[..., :1], 3, axis=2)
+                layer["pixels"] = np.concatenate([rgb, px[..., 1:]], axis=2)
+        self.mode = chromatize_shim.MODE_RGB
+
+    def undo_group_start(self) -> None:
+        self._record("undo_group_start")
+        if self.depth == 0:
+            self._snapshot = self.state()
+        self.depth += 1
+        self.groups += 1
+
+    def undo_group_end(self) -> None:
+        self._record("undo_group_end")
+        self.depth -= 1
+
+    def drawable_kind(self, drawable: dict[str, Any]) -> str:
+        return drawable["kind"]
+
+    def drawable_name(self, drawable: dict[str, Any]) -> str:
+        return drawable["name"]
+
+    def drawable_size(self, drawable: dict[str, Any]) -> tuple[int, int]:
+        return drawable["pixels"].shape[1], drawable["pixels"].shape[0]
+
+    def read_pixels(self, drawable: dict[str, Any]) -> tuple[bytes, int]:
+        self._record("read_pixels")
+        px = drawable["pixels"]
+        return px.astype("<f4").tobytes(), px.shape[2]
+
+    def _mask(self, drawable: dict[str, Any]) -> np.ndarray:
+        h, w = drawable["pixels"].shape[:2]
+        if self.selection is None:
+            return np.ones((h, w), bool)
+        ox, oy = drawable["offsets"]
+        sx, sy, sw, sh = self.selection
+        y, x = np.mgrid[0:h, 0:w]
+        return (x + ox >= sx) & (x + ox < sx + sw) & (y + oy >= sy) & (y + oy < sy + sh)
+
+    def selection_bounds(self, drawable: dict[str, Any]) -> tuple[int, int, int, int] | None:
+        mask = self._mask(drawable)
+        if not mask.any():
+            return None
+        ys, xs = np.nonzero(mask)
+        return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), \
+            int(ys.max() - ys.min() + 1)
+
+    def add_layer_above(self, drawable: dict[str, Any], name: str) -> dict[str, Any]:
+        self._record("add_layer_above")
+        layer = copy.deepcopy(drawable)
+        layer["name"] = name
+        self.layers.insert(self.layers.index(drawable), layer)
+        return layer
+
+    def write_pixels(self, drawable: dict[str, Any], rect: tuple[int, int, int, int],
+                     data: bytes, channels: int) -> None:
+        self._record("write_pixels")
+        x, y, w, h = rect
+        block = np.frombuffer(data, dtype="<f4").reshape(h, w, channels)
+        mask = self._mask(drawable)[y:y + h, x:x + w]
+        target = drawable["pixels"]
+        assert target.shape[2] == channels
+        target[y:y + h, x:x + w][mask] = block[mask]
+
+    def progress_start(self, text: str) -> None:
+        self.calls.append("progress_start")
+
+    def progress_update(self, fraction: float) -> None:
+        self.progress.append(fraction)
+
+    def progress_end(self) -> None:
+        self.calls.append("progress_end")
+
+    def message(self, text: str) -> None:
+        self.calls.append("message")
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+
+
+def gray_layer(name: str, height: int = 24, width: int = 32, offsets=(0, 0)) -> dict[str, Any]:
+    return {"name": name, "kind": chromatize_shim.KIND_LAYER, "offsets": offsets,
+            "pixels": gray_test_image(height, width)[..., None].copy()}
+
+
+def test_flow_puts_every_change_in_one_undo_group(weights: Path) -> None:
+    bottom = gray_layer("bottom")
+    top = gray_layer("top", 16, 20, offsets=(5, 3))
+    host = RecordingHost(chromatize_shim.MODE_GRAY, [top, bottom])
+    original = host.state()
+    count = chromatize_flow.colorize_drawables(host, [bottom, top], settings(weights),
+                                               worker_client())
+    assert count == 2
+    assert host.groups == 1 and host.outside_group == []
+    group = host.calls[host.calls.index("undo_group_start"):host.calls.index("undo_group_end")]
+    assert group[1] == "convert_to_rgb"  # the gray image is converted inside the group
+    assert group.count("add_layer_above") == 2 and group.count("write_pixels") == 2
+    assert "read_pixels" not in group  # everything was computed before the image changed
+    assert [layer["name"] for layer in host.layers] == [
+        "top (colorized)", "top", "bottom (colorized)", "bottom"]
+    new = host.layers[2]["pixels"]
+    assert mean_chroma(new) > 2.0
+    assert np.abs(lab(new)[..., 0] - lightness_of_gray(bottom["pixels"][..., 0])).max() < 0.05
+    assert host.progress == sorted(host.progress) and host.progress[-1] == 1.0
+    assert host.calls[-2:] == ["progress_end", "flush"]
+
+    host.undo()
+    restored_mode, restored_layers = host.state()
+    assert restored_mode == original[0]
+    assert [layer["name"] for layer in restored_layers] == ["top", "bottom"]
+    for got, expected in zip(restored_layers, original[1], strict=True):
+        np.testing.assert_array_equal(got["pixels"], expected["pixels"])
+
+
+def test_flow_worker_failure_changes_nothing(tmp_path: Path) -> None:
+    layer = gray_layer("photo")
+    host = RecordingHost(chromatize_shim.MODE_GRAY, [layer])
+    original = host.state()
+    with pytest.raises(chromatize_shim.PluginError) as info:
+        chromatize_flow.colorize_drawables(host, [layer], settings(tmp_path / "missing.pth"),
+                                           worker_client())
+    assert info.value.kind == "model_missing" and "missing.pth" in info.value.message
+    assert not any(call in RecordingHost.MUTATING for call in host.calls)
+    assert "undo_group_start" not in host.calls and "progress_end" in host.calls
+    np.testing.assert_array_equal(host.layers[0]["pixels"], original[1][0]["pixels"])
+
+
+@pytest.mark.parametrize(("kind", "needle"), [
+    (chromatize_shim.KIND_GROUP, "is a layer group"),
+    (chromatize_shim.KIND_CHANNEL, "is a channel"),
+    (chromatize_shim.KIND_LAYER_MASK, "is a layer mask"),
+])
+def test_flow_refuses_non_layers_before_anything_happens(kind: str, needle: str) -> None:
+    good, bad = gray_layer("good"), gray_layer("odd")
+    bad["kind"] = kind
+    host = RecordingHost(chromatize_shim.MODE_GRAY, [bad, good])
+    with pytest.raises(chromatize_shim.PluginError) as info:
+        chromatize_flow.colorize_drawables(host, [good, bad], settings("unused.pth"),
+                                           client=None)
+    assert f'"odd" {needle}' in info.value.message
+    assert host.calls == []
+
+
+def test_flow_refuses_a_selection_that_misses_the_layers() -> None:
+    layer = gray_layer("photo")
+    host = RecordingHost(chromatize_shim.MODE_GRAY, [layer], selection=(100, 100, 5, 5))
+    with pytest.raises(chromatize_shim.PluginError, match="selection does not touch"):
+        chromatize_flow.colorize_drawables(host, [layer], settings("unused.pth"), client=None)
+    with pytest.raises(chromatize_shim.PluginError, match="Select a layer"):
+        chromatize_flow.colorize_drawables(host, [], settings("unused.pth"), client=None)
+
+
+def test_make_settings_maps_dialog_values() -> None:
+    made = chromatize_flow.make_settings(model="eccv16", weights="  ", temperature=0.0,
+                                         saturation=1.5, render_size=0, device="cpu",
+                                         output="in-place", allow_download=1)
+    assert made == {"output": "in-place", "worker": {
+        "model": "eccv16", "weights": None, "temperature": None, "saturation": 1.5,
+        "render_size": None, "device": "cpu", "allow_download": True}}
+    assert chromatize_flow.make_settings(temperature=0.5, render_size=64.0)["worker"][
+        "temperature"] == 0.5
+    with pytest.raises(chromatize_shim.PluginError):
+        chromatize_flow.make_settings(output="sideways")
+    with pytest.raises(chromatize_shim.PluginError):
+        chromatize_flow.make_settings(saturation=-1)
+
+
+def test_crop_rows_cuts_rectangles() -> None:
+    block = np.arange(5 * 4 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    cut = chromatize_shim.crop_rows(block.tobytes(), 5, 3, 1, (1, 2, 3, 2))
+    np.testing.assert_array_equal(np.frombuffer(cut, np.uint8).reshape(2, 3, 3),
+                                  block[2:4, 1:4])
+    assert chromatize_shim.crop_rows(block.tobytes(), 5, 3, 1, (0, 1, 5, 2)) == \
+        block[1:3].tobytes()
+
+
+# ------------------------------------------------------------------ GIMP 2.10 (gimpfu)
+
+GRAY, RGB, INDEXED = 1, 0, 2  # gimpenums values of GimpImageBaseType
+
+
+class FakeRegion:
+    """gimp.PixelRgn: slicing reads/writes raw 8-bit bytes of the layer or its shadow."""
+
+    def __init__(self, layer: FakeLayer, shadow: bool) -> None:
+        self.layer, self.shadow = layer, shadow
+
+    def __getitem__(self, key: tuple[slice, slice]) -> bytes:
+        xs, ys = key
+        return self.layer.pixels[ys, xs].tobytes()
+
+    def __setitem__(self, key: tuple[slice, slice], data: bytes) -> None:
+        xs, ys = key
+        assert self.shadow, "plug-ins must write through shadow tiles"
+        h, w = ys.stop - ys.start, xs.stop - xs.start
+        self.layer.shadow[ys, xs] = np.frombuffer(data, np.uint8).reshape(h, w, self.layer.bpp)
+
+
+class FakeLayer:
+    def __init__(self, image: FakeImage, name: str, pixels: np.ndarray,
+                 offsets: tuple[int, int] = (0, 0)) -> None:
+        self.image, self.name, self.pixels, self.offsets = image, name, pixels, offsets
+        self.tattoo = id(self)
+        self.shadow = np.zeros_like(pixels)
+        self.updated: list[tuple[int, int, int, int]] = []
+
+    width = property(lambda self: self.pixels.shape[1])
+    height = property(lambda self: self.pixels.shape[0])
+    bpp = property(lambda self: self.pixels.shape[2])
+    has_alpha = property(lambda self: self.bpp in (2, 4))
+    is_gray = property(lambda self: self.bpp in (1, 2))
+
+    def get_pixel_rgn(self, x: int, y: int, w: int, h: int, dirty: bool,
+                      shadow: bool) -> FakeRegion:
+        if shadow:
+            self.shadow = self.pixels.copy()
+        return FakeRegion(self, shadow)
+
+    def flush(self) -> None:
+        self.image.log.append("flush")
+
+    def merge_shadow(self, undo: bool) -> None:
+        assert undo, "the merge must be undoable"
+        self.image.log.append("merge_shadow")
+        self.pixels = self.shadow.copy()
+
+    def update(self, x: int, y: int, w: int, h: int) -> None:
+        self.updated.append((x, y, w, h))
+
+
+class FakeImage:
+    def __init__(self, base_type: int) -> None:
+        self.base_type = base_type
+        self.layers: list[FakeLayer] = []
+        self.log: list[str] = []
+        self.undo_depth = 0
+
+
+class FakePdb:
+    """The PDB procedures GimpfuHost calls, on FakeImage; records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(type(self), "_" + name, None)
+        if method is None:
+            raise AttributeError(f"the fake PDB has no {name}")
+
+        def call(*args: Any) -> Any:
+            self.calls.append(name)
+            return method(self, *args)
+
+        return call
+
+    def _gimp_image_convert_rgb(self, image: FakeImage) -> None:
+        assert image.undo_depth == 1, "conversion outside the undo group"
+        image.base_type = RGB
+        for layer in image.layers:
+            if layer.is_gray:
+                rgb = np.repeat(layer.pixels[..., :1], 3, axis=2)
+                layer.pixels = np.concatenate([rgb, layer.pixels[..., 1:]], axis=2)
+
+    def _gimp_image_undo_group_start(self, image: FakeImage) -> None:
+        image.undo_depth += 1
+
+    def _gimp_image_undo_group_end(self, image: FakeImage) -> None:
+        image.undo_depth -= 1
+
+    def _gimp_item_is_layer_mask(self, item: Any) -> int:
+        return 0
+
+    def _gimp_item_is_group(self, item: Any) -> int:
+        return int(getattr(item, "is_group", False))
+
+    def _gimp_item_is_channel(self, item: Any) -> int:
+        return 0
+
+    def _gimp_item_is_layer(self, item: Any) -> int:
+        return int(isinstance(item, FakeLayer))
+
+    def _gimp_drawable_mask_intersect(self, layer: FakeLayer) -> tuple[int, ...]:
+        return 1, 0, 0, layer.width, layer.height
+
+    def _gimp_layer_copy(self, layer: FakeLayer, add_alpha: bool) -> FakeLayer:
+        return FakeLayer(layer.image, layer.name, layer.pixels.copy(), layer.offsets)
+
+    def _gimp_item_set_name(self, layer: FakeLayer, name: str) -> None:
+        layer.name = name
+
+    def _gimp_item_get_parent(self, layer: FakeLayer) -> None:
+        return None
+
+    def _gimp_image_get_item_position(self, image: FakeImage, layer: FakeLayer) -> int:
+        return image.layers.index(layer)
+
+    def _gimp_image_insert_layer(self, image: FakeImage, layer: FakeLayer, parent: Any,
+                                 position: int) -> None:
+        assert image.undo_depth == 1, "new layer outside the undo group"
+        assert parent is None
+        image.layers.insert(position, layer)
+
+    def _gimp_progress_end(self) -> None:
+        pass
+
+
+def fake_gimpfu(pdb: FakePdb) -> tuple[types.ModuleType, dict[str, Any]]:
+    """A ``gimpfu`` module recording register()/main() and GIMP's message/progress calls."""
+    record: dict[str, Any] = {"register": [], "main": 0, "messages": [], "progress": []}
+    module = types.ModuleType("gimpfu")
+    for index, name in enumerate(["PF_IMAGE", "PF_DRAWABLE", "PF_OPTION", "PF_SPINNER",
+                                  "PF_STRING", "PF_TOGGLE"]):
+        setattr(module, name, f"<{name}:{index}>")
+    module.GRAY, module.RGB, module.INDEXED = GRAY, RGB, INDEXED
+    module.register = lambda *args, **kwargs: record["register"].append((args, kwargs))
+
+    def main() -> None:
+        record["main"] += 1
+
+    module.main = main
+    gimp = types.SimpleNamespace(
+        message=record["messages"].append,
+        progress_init=lambda text: record["progress"].append(("init", text)),
+        progress_update=lambda fraction: record["progress"].append(("update", fraction)),
+        displays_flush=lambda: record["progress"].append(("flush", None)),
+    )
+    module.gimp, module.pdb = gimp, pdb
+    return module, record
+
+
+@pytest.fixture
+def gimp210(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """GIMP 2.10's view: the installed 2.10 plug-in executed with a fake gimpfu."""
+    installed = install("2.10", tmp_path / "plug-ins")
+    pdb = FakePdb()
+    module, record = fake_gimpfu(pdb)
+    monkeypatch.setitem(sys.modules, "gimpfu", module)
+    monkeypatch.syspath_prepend(str(installed.plugin_dir))
+    for name in ("chromatize_shim", "chromatize_flow", "chromatize_client",
+                 "chromatize_shim_gimpfu"):  # import the installed copies
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    runpy.run_path(str(installed.entry), run_name="__main__")
+    return {"record": record, "pdb": pdb, "installed": installed}
+
+
+def test_gimpfu_variant_registers_colors_menu_entry(gimp210: dict[str, Any]) -> None:
+    record = gimp210["record"]
+    assert record["main"] == 1
+    ((args, kwargs),) = record["register"]
+    name, blurb, help_text, author, copyright_, date, label, types_, params, results, func = args
+    assert name == "python-fu-chromatize-colorize"
+    assert label == "Colorize (AI)..." and kwargs == {"menu": "<Image>/Colors"}
+    assert label.rstrip(".") != "Colorize"  # GIMP's own non-AI Colorize keeps its label
+    assert types_ == "RGB*, GRAY*, INDEXED*"
+    assert [p[1] for p in params] == ["image", "drawable", "model", "weights", "temperature",
+                                      "saturation", "render_size", "device", "output",
+                                      "allow_download"]
+    assert params[2][4][:2] == ["mobile", "eccv16"]  # model names from the installed config
+    assert len(params[7][4]) == len(chromatize_flow.DEVICE_CHOICES)
+    assert params[8][3] == 0 and params[8][4][0] == "New layer above"  # default output
+    assert results == [] and callable(func)
+
+
+def _run_gimp210(gimp210: dict[str, Any], image: FakeImage, layer: FakeLayer,
+                 weights: str, output: int = 0) -> None:
+    ((args, _),) = gimp210["record"]["register"]
+    func = args[-1]
+    model = args[8][2][4].index("eccv16")
+    func(image, layer, model, weights, 0.0, 1.0, 32.0, 1, output, False)
+
+
+def test_gimpfu_variant_colorizes_with_the_real_worker(gimp210: dict[str, Any],
+                                                       weights: Path) -> None:
+    image = FakeImage(GRAY)
+    gray8 = np.round(gray_test_image() * 255).astype(np.uint8)
+    alpha = np.full_like(gray8, 200)
+    layer = FakeLayer(image, "scan", np.stack([gray8, alpha], axis=2), offsets=(7, 5))
+    image.layers.append(layer)
+    _run_gimp210(gimp210, image, layer, str(weights))
+    record, pdb = gimp210["record"], gimp210["pdb"]
+    assert record["messages"] == []
+    assert image.base_type == RGB and image.undo_depth == 0
+    new, old = image.layers
+    assert new.name == "scan (colorized)" and new.offsets == (7, 5) and new.bpp == 4
+    np.testing.assert_array_equal(new.pixels[..., 3], alpha)
+    np.testing.assert_array_equal(old.pixels[..., :3], np.repeat(gray8[..., None], 3, axis=2))
+    assert mean_chroma(new.pixels / 255.0) > 2.0
+    diff = np.abs(lab(new.pixels / 255.0)[..., 0] - lightness_of_gray(gray8 / 255.0))
+    assert diff.max() < 1.0
+    assert image.log[-2:] == ["flush", "merge_shadow"] and new.updated == [(0, 0, 32, 24)]
+    start = pdb.calls.index("gimp_image_undo_group_start")
+    end = pdb.calls.index("gimp_image_undo_group_end")
+    assert pdb.calls.count("gimp_image_undo_group_start") == 1
+    assert start < pdb.calls.index("gimp_image_convert_rgb") < end
+    assert start < pdb.calls.index("gimp_image_insert_layer") < end
+    updates = [value for kind, value in record["progress"] if kind == "update"]
+    assert updates and updates[-1] == 1.0
+
+
+def test_gimpfu_variant_reports_failures_and_changes_nothing(gimp210: dict[str, Any],
+                                                             tmp_path: Path) -> None:
+    image = FakeImage(GRAY)
+    gray8 = np.round(gray_test_image() * 255).astype(np.uint8)[..., None]
+    layer = FakeLayer(image, "scan", gray8.copy())
+    image.layers.append(layer)
+    _run_gimp210(gimp210, image, layer, str(tmp_path / "absent.pth"), output=1)
+    (message,) = gimp210["record"]["messages"]
+    assert message.startswith("Colorize (AI): ") and "absent.pth" in message
+    assert image.base_type == GRAY and image.layers == [layer]
+    np.testing.assert_array_equal(layer.pixels, gray8)
+    assert "gimp_image_undo_group_start" not in gimp210["pdb"].calls
+
+
+# ------------------------------------------------------------------ Python 2.7 compatibility
+
+
+def _vermin(*paths: Path) -> subprocess.CompletedProcess[str]:
+    vermin = Path(sys.executable).with_name("vermin")
+    return subprocess.run([str(vermin), "--no-tips", "--violations", "-t=2.7", "-t=3",
+                           *map(str, paths)], capture_output=True, text=True, timeout=120)
+
+
+def test_gimp_210_side_is_python_27_compatible(tmp_path: Path) -> None:
+    proc = _vermin(*(PLUGIN_SOURCE / name for name in PY27_FILES))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Minimum required versions: 2.7, 3.0" in proc.stdout
+    # the check does catch Python-3-only code
+    sample = tmp_path / "py3_only.py"
+    sample.write_text('name = "x"\nprint(f"{name}")\n')
+    assert _vermin(sample).returncode != 0
+    for name in PY27_FILES:  # and the shared files still compile for GIMP 3's Python
+        compile((PLUGIN_SOURCE / name).read_text(), name, "exec")
