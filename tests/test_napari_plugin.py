@@ -415,6 +415,22 @@ def test_unavailable_model_shows_notification_and_adds_no_layer(make_napari_view
     assert widget.run_button.enabled
 
 
+def test_run_without_image_layer_explains_instead_of_failing(make_napari_viewer):
+    from napari.utils.notifications import NotificationSeverity
+
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    viewer.add_labels(np.zeros((8, 8), np.int32), name="labels")
+    before = notification_count()
+    widget.run_button.native.click()
+    assert not widget.running
+    assert widget.last_outcome == "error"
+    (note,) = notifications_since(before)
+    assert note.severity == NotificationSeverity.ERROR
+    assert "no image layer" in str(note.message)
+    assert [lyr.name for lyr in viewer.layers] == ["labels"]
+
+
 def test_gui_stays_responsive_during_run(make_napari_viewer, qtbot, eccv16_weights):
     from qtpy.QtCore import QTimer
 
