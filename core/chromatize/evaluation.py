@@ -21,7 +21,11 @@ model.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -148,3 +152,198 @@ class MetricTotals:
             "psnr": float(np.mean(finite)) if finite else math.inf,
             "colourfulness": float(np.mean(self.colourfulness)) if self.colourfulness else 0.0,
         }
+
+
+# --------------------------------------------------------------------------------------------
+# Folder evaluation
+# --------------------------------------------------------------------------------------------
+
+#: Pixels per chunk when finding the true colour classes of a large image (bounds memory).
+_CLASS_CHUNK = 1 << 16
+#: Height of one row of the contact sheet, in pixels.
+CONTACT_ROW_HEIGHT = 192
+
+
+@dataclass
+class ImageResult:
+    name: str
+    model: dict[str, float]
+    gray: dict[str, float]
+    truth_colourfulness: float
+
+
+@dataclass
+class EvaluationReport:
+    """Metrics of a model and of the grayscale baseline (ab = 0) over a folder of photos."""
+
+    folder: str
+    model_name: str
+    temperature: float
+    saturation: float
+    count: int
+    model: dict[str, float]
+    gray: dict[str, float]
+    truth_colourfulness: float
+    images: list[ImageResult]
+
+    def format_table(self) -> str:
+        """A plain-text table: metric | model | grayscale baseline."""
+        rows = [
+            ("AuC raw (%)", "auc_raw", "{:.2f}"),
+            ("AuC class-rebalanced (%)", "auc_rebalanced", "{:.2f}"),
+            ("PSNR RGB (dB)", "psnr", "{:.2f}"),
+            ("colourfulness", "colourfulness", "{:.1f}"),
+        ]
+        head = (f"{self.count} photos from {self.folder}; model {self.model_name}, "
+                f"T={self.temperature:g}, saturation={self.saturation:g}")
+        lines = [head, f"{'metric':<26}{'model':>10}{'gray':>10}"]
+        for label, key, fmt in rows:
+            lines.append(f"{label:<26}{fmt.format(self.model[key]):>10}"
+                         f"{fmt.format(self.gray[key]):>10}")
+        lines.append(f"{'colourfulness of originals':<26}{self.truth_colourfulness:>10.1f}")
+        return "\n".join(lines)
+
+
+def true_classes_chunked(true_ab: torch.Tensor) -> torch.Tensor:
+    """:func:`true_classes` in chunks of pixels (large images would need GBs at once)."""
+    flat = true_ab.reshape(2, -1)
+    parts = [
+        nearest_bins(flat[:, i : i + _CLASS_CHUNK][:, None, :, None].permute(1, 0, 2, 3), 1)[0]
+        .flatten()
+        for i in range(0, flat.shape[1], _CLASS_CHUNK)
+    ]
+    return torch.cat(parts)
+
+
+def list_photos(folder: str | os.PathLike[str], limit: int | None = None) -> list[Path]:
+    """The readable image files directly in ``folder``, sorted by name."""
+    from chromatize.errors import InputImageError
+    from chromatize.imageio import READABLE_EXTENSIONS
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputImageError(f"{root} is not a folder; pass a folder of colour photos")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in READABLE_EXTENSIONS)
+    if not files:
+        raise InputImageError(f"{root} holds no images chromatize can read")
+    return files[:limit] if limit else files
+
+
+def _thumb(rgb: np.ndarray, height: int) -> np.ndarray:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    img = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    return np.asarray(img.resize((max(1, round(w * height / h)), height), Image.LANCZOS))
+
+
+def write_contact_sheet(
+    path: str | os.PathLike[str],
+    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    row_height: int = CONTACT_ROW_HEIGHT,
+    overwrite: bool = False,
+) -> None:
+    """PNG with one row per photo: gray | ours | original (sRGB floats in [0, 1])."""
+    from PIL import Image
+
+    from chromatize.errors import OutputError
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists; not replacing it (pass --overwrite)")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+    gap = 4
+    strips = []
+    for triple in rows:
+        thumbs = [_thumb(x, row_height) for x in triple]
+        pad = np.full((row_height, gap, 3), 255, np.uint8)
+        strips.append(np.concatenate([thumbs[0], pad, thumbs[1], pad, thumbs[2]], axis=1))
+    width = max(s.shape[1] for s in strips)
+    sheet = np.full((len(strips) * (row_height + gap) - gap, width, 3), 255, np.uint8)
+    for i, s in enumerate(strips):
+        y = i * (row_height + gap)
+        sheet[y : y + row_height, : s.shape[1]] = s
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
+    os.close(fd)
+    try:
+        Image.fromarray(sheet).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc}") from None
+
+
+def evaluate_folder(
+    folder: str | os.PathLike[str],
+    model: str | torch.nn.Module = "mobile",
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    temperature: float | None = None,
+    saturation: float = 1.0,
+    limit: int | None = None,
+    contact_sheet: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+    **colorize_kwargs: object,
+) -> EvaluationReport:
+    """Turn each colour photo of ``folder`` to gray, colorize it, compare with the original.
+
+    The gray input is the photo's own CIE L rendered as sRGB gray (float, no rounding), so the
+    output has exactly the original's lightness and only colour is judged. The grayscale baseline
+    (ab = 0) is scored beside the model. ``progress(done, total, name)`` is called per photo.
+    ``colorize_kwargs`` go to :meth:`Colorizer.colorize` (``render_size``, ``upsample``, ...).
+    """
+    from chromatize.color import lightness_to_gray, rgb_to_lab
+    from chromatize.imagearray import color_float, inspect_image
+    from chromatize.imageio import read_image
+    from chromatize.pipeline import Colorizer
+
+    files = list_photos(folder, limit)
+    colorizer = Colorizer(model, device=device, weights=weights)
+    t = colorizer.default_temperature if temperature is None else float(temperature)
+    ours, gray = MetricTotals(), MetricTotals()
+    truth_colour: list[float] = []
+    results: list[ImageResult] = []
+    sheet_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for i, f in enumerate(files):
+        pixels = read_image(f).pixels
+        layout = inspect_image(pixels, str(f))
+        rgb_t = color_float(pixels, layout).contiguous()  # (3, H, W) float32 sRGB in [0, 1]
+        lab = rgb_to_lab(rgb_t)
+        true_ab = lab[1:]
+        rgb = rgb_t.permute(1, 2, 0).numpy()
+        gray_rgb = lightness_to_gray(lab[0]).clamp(0, 1)
+        gray_in = gray_rgb.numpy().astype(np.float32)
+        out = colorizer.colorize(gray_in, temperature=t, saturation=saturation, **colorize_kwargs)
+        out = np.asarray(out, np.float32)[..., :3]
+        pred_ab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1))[1:]
+        classes = true_classes_chunked(true_ab)
+        gray3 = np.repeat(gray_in[..., None], 3, axis=2)
+        one_ours, one_gray = MetricTotals(), MetricTotals()
+        for acc in (ours, one_ours):
+            acc.add(out, pred_ab, rgb, true_ab, classes)
+        for acc in (gray, one_gray):
+            acc.add(gray3, torch.zeros_like(true_ab), rgb, true_ab, classes)
+        truth_colour.append(colourfulness(rgb))
+        results.append(
+            ImageResult(f.name, one_ours.summary(), one_gray.summary(), truth_colour[-1])
+        )
+        if contact_sheet is not None:
+            sheet_rows.append((gray3, out, rgb))
+        if progress is not None:
+            progress(i + 1, len(files), f.name)
+    if contact_sheet is not None:
+        write_contact_sheet(contact_sheet, sheet_rows, overwrite=overwrite)
+    return EvaluationReport(
+        folder=str(folder),
+        model_name=colorizer.model_name,
+        temperature=t,
+        saturation=saturation,
+        count=len(files),
+        model=ours.summary(),
+        gray=gray.summary(),
+        truth_colourfulness=float(np.mean(truth_colour)),
+        images=results,
+    )

@@ -1,0 +1,86 @@
+"""Export a training checkpoint as the shipped ``mobile`` weights (fp16 safetensors).
+
+    python -m chromatize.training.export --checkpoint RUN/best.pt \\
+        --out core/chromatize/shipped/mobile.safetensors [--temperature T] [--overwrite]
+
+Floating-point tensors are stored as float16 (loading casts them back into the float32 model);
+integer buffers (batch-norm counters) are kept. The safetensors metadata (all strings) records
+what the weights came from: ``default_temperature`` (chosen on the held-out split unless given),
+the empirical bin prior of the training split (``prior_counts``, JSON list of 313 counts), the
+rebalancing settings, the training step/minutes, and the held-out metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from chromatize.models.mobile import build_mobile
+from chromatize.training.tflite_convert import BACKBONE_SHA256
+
+
+def export(checkpoint: Path, out: Path, temperature: float | None, overwrite: bool) -> dict:
+    if out.exists() and not overwrite:
+        raise SystemExit(f"{out} exists; pass --overwrite to replace it")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = build_mobile()
+    model.load_state_dict(ckpt["model"], strict=True)  # proves the checkpoint fits the architecture
+    state = {
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    metrics = ckpt.get("metrics", {})
+    chosen = temperature if temperature is not None else metrics.get("temperature", 0.38)
+    args = ckpt.get("args", {})
+    meta = {
+        "format": "chromatize-mobile-1",
+        "architecture": "chromatize.models.mobile:build_mobile",
+        "default_temperature": f"{float(chosen):g}",
+        "prior_counts": json.dumps([int(c) for c in ckpt["prior"].tolist()]),
+        "rebalance_lambda": str(args.get("rebalance_lambda", "")),
+        "rebalance_max_weight": str(args.get("max_weight", "")),
+        "training_step": str(ckpt["state"]["step"]),
+        "training_minutes": f"{ckpt['state']['elapsed'] / 60:.1f}",
+        "held_out_metrics": json.dumps(
+            {k: metrics[k] for k in ("loss", "weighted_loss", "gray", "truth_colourfulness",
+                                      "per_temperature") if k in metrics}
+        ),
+        "backbone": f"mobilenet_v2_1.0_224_quant.tflite sha256={BACKBONE_SHA256} (Apache-2.0)",
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".safetensors.tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=meta)
+        reloaded = load_file(tmp)
+        check = build_mobile()
+        check.load_state_dict(reloaded, strict=True)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    meta = export(args.checkpoint, args.out, args.temperature, args.overwrite)
+    size = args.out.stat().st_size / 1e6
+    print(f"wrote {args.out} ({size:.1f} MB), default temperature {meta['default_temperature']}, "
+          f"step {meta['training_step']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
