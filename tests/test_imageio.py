@@ -74,19 +74,24 @@ def test_16bit_colour_png_keeps_every_bit(tmp_path: Path, planes: int) -> None:
     np.testing.assert_array_equal(loaded.pixels, pixels)
 
 
-@pytest.mark.parametrize("planes", [3, 4])
-def test_16bit_colour_png_written_as_16bit_with_icc_and_exif(tmp_path: Path, planes: int) -> None:
-    pixels = random_u16(9, 11, planes)
+@pytest.mark.parametrize("planes,width", [(1, 11), (2, 11), (3, 11), (4, 11), (3, 100_000)])
+def test_16bit_png_written_as_16bit_with_icc_and_exif(tmp_path: Path, planes: int,
+                                                      width: int) -> None:
+    # width 100000: rows are filtered and compressed in several blocks and IDAT chunks
+    pixels = random_u16(9, width, planes)
+    rgb_profile = planes >= 3
     path = tmp_path / "out.png"
-    notes = write_image(path, pixels, icc_profile=SRGB_ICC, exif=exif_with().tobytes(),
-                        dpi=(300.0, 300.0))
+    profile = SRGB_ICC if rgb_profile else gray_icc()
+    notes = write_image(path, pixels.squeeze(), icc_profile=profile,
+                        exif=exif_with().tobytes(), dpi=(300.0, 300.0))
     assert notes == []
     _, _, rows, info = png.Reader(filename=str(path)).read()
     assert info["bitdepth"] == 16 and info["planes"] == planes
     np.testing.assert_array_equal(np.array(list(rows), dtype=np.uint16).reshape(pixels.shape),
                                   pixels)
     with Image.open(path) as im:
-        assert im.info["icc_profile"] == SRGB_ICC
+        im.load()  # Pillow checks every chunk's CRC
+        assert im.info["icc_profile"] == profile
         assert im.getexif()[0x010F] == "TestCam"
         assert im.info["dpi"] == pytest.approx((300, 300), abs=0.01)
 

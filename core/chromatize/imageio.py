@@ -32,7 +32,7 @@ import secrets
 import struct
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -533,10 +533,10 @@ def _prepare(fmt: str, pixels: np.ndarray, notes: list[str]) -> tuple[np.ndarray
         dtype = np.uint16 if fmt == "PNG" else np.uint8
         pixels = np.round(pixels * scale).astype(dtype)
     if pixels.dtype == np.uint16:
-        if fmt in ("PNG", "TIFF"):
-            if pixels.ndim == 2:
-                return pixels, _write_pillow
-            return pixels, _write_pypng if fmt == "PNG" else _write_tifffile
+        if fmt == "PNG":
+            return pixels, _write_png16
+        if fmt == "TIFF":
+            return pixels, _write_pillow if pixels.ndim == 2 else _write_tifffile
         notes.append(f"{fmt} stores 8 bits per channel: the 16-bit result was reduced to "
                      "8 bits (write .png or .tif to keep 16 bits)")
         pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
@@ -599,31 +599,51 @@ def _gray16(pixels: np.ndarray) -> Image.Image:
     return im
 
 
-def _write_pypng(f: BinaryIO, pixels: np.ndarray, fmt: str, icc: bytes | None,
+def _write_png16(f: BinaryIO, pixels: np.ndarray, fmt: str, icc: bytes | None,
                  exif: bytes | None, dpi: tuple[float, float] | None, notes: list[str]) -> None:
-    import png  # pypng: Pillow cannot write 16-bit colour PNG
+    """16-bit PNG (Pillow cannot write 16-bit colour): chunks framed by pypng, pixel rows
+    filtered with PNG's "Sub" filter (about a quarter smaller than unfiltered) in bounded blocks."""
+    import png  # pypng
 
-    height, width, planes = pixels.shape
-    options: dict[str, Any] = {}
+    planes = 1 if pixels.ndim == 2 else pixels.shape[2]
+    height, width = pixels.shape[:2]
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[planes]
+    chunks: list[tuple[bytes, bytes]] = [
+        (b"IHDR", struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0))
+    ]
     if dpi:
-        options.update(x_pixels_per_unit=round(dpi[0] / 0.0254),
-                       y_pixels_per_unit=round(dpi[1] / 0.0254), unit_is_meter=True)
-    writer = png.Writer(width, height, greyscale=planes <= 2, alpha=planes in (2, 4),
-                        bitdepth=16, compression=6, **options)
-    rows = pixels.astype(">u2").reshape(height, width * planes).view(np.uint8)
-    buffer = io.BytesIO()
-    writer.write_packed(buffer, (row.tobytes() for row in rows))
-    chunks = list(png.Reader(bytes=buffer.getvalue()).chunks())
-    extra = []
+        per_metre = (round(dpi[0] / 0.0254), round(dpi[1] / 0.0254))
+        chunks.append((b"pHYs", struct.pack(">IIB", *per_metre, 1)))
     if icc:
-        extra.append((b"iCCP", b"ICC profile\x00\x00" + _zlib(icc)))
+        chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc, 9)))
     if exif:
-        extra.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
-    png.write_chunks(f, chunks[:1] + extra + chunks[1:])
+        chunks.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    chunks += [(b"IDAT", block) for block in _png_idat(pixels.reshape(height, width, planes))]
+    chunks.append((b"IEND", b""))
+    png.write_chunks(f, chunks)
 
 
-def _zlib(data: bytes) -> bytes:
-    return zlib.compress(data, 9)
+def _png_idat(pixels: np.ndarray, level: int = 6) -> Iterator[bytes]:
+    """Compressed IDAT data of 16-bit pixels (H, W, planes), Sub-filtered, ~8 MB per chunk."""
+    height, width, planes = pixels.shape
+    bpp = 2 * planes
+    compressor = zlib.compressobj(level)
+    pending = bytearray()
+    rows_per_block = max(1, (4 << 20) // max(1, width * bpp))
+    for y0 in range(0, height, rows_per_block):
+        raw = pixels[y0 : y0 + rows_per_block].astype(">u2").view(np.uint8)
+        raw = raw.reshape(raw.shape[0], width * bpp)
+        filtered = np.empty((raw.shape[0], width * bpp + 1), np.uint8)
+        filtered[:, 0] = 1  # filter type Sub: byte minus the same byte of the previous pixel
+        filtered[:, 1 : bpp + 1] = raw[:, :bpp]
+        np.subtract(raw[:, bpp:], raw[:, :-bpp], out=filtered[:, bpp + 1 :])
+        pending += compressor.compress(filtered.tobytes())
+        while len(pending) >= 8 << 20:
+            yield bytes(pending[: 8 << 20])
+            del pending[: 8 << 20]
+    pending += compressor.flush()
+    for offset in range(0, len(pending), 8 << 20):
+        yield bytes(pending[offset : offset + (8 << 20)])
 
 
 def _write_tifffile(f: BinaryIO, pixels: np.ndarray, fmt: str, icc: bytes | None,
