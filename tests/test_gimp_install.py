@@ -1,0 +1,135 @@
+"""``chromatize gimp install|uninstall`` and :mod:`chromatize.gimp_install` (no GIMP needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from worker_helpers import PLUGIN_SOURCE, WORKER_ENV
+
+from chromatize.cli import main
+from chromatize.gimp_install import (
+    CONFIG_NAME,
+    GimpInstallError,
+    default_plugins_dir,
+    install,
+    uninstall,
+)
+
+sys.path.insert(0, str(PLUGIN_SOURCE))
+import chromatize_client  # noqa: E402
+
+
+def test_cli_installs_gimp3_layout_and_records_this_python(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    assert main(["gimp", "install", "--plug-ins-dir", str(tmp_path)]) == 0
+    folder = tmp_path / "chromatize-colorize"
+    entry = folder / "chromatize-colorize.py"  # GIMP 3: folder name == file stem
+    assert entry.stat().st_mode & stat.S_IXUSR
+    assert entry.read_text().startswith("#!/usr/bin/env python3")
+    assert "Gimp.PlugIn" in entry.read_text()
+    for helper in ("chromatize_shim.py", "chromatize_flow.py", "chromatize_client.py",
+                   "chromatize_shim_gimp3.py"):
+        assert (folder / helper).is_file()
+        assert not (folder / helper).stat().st_mode & stat.S_IXUSR
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    python = os.path.abspath(sys.executable)
+    assert config["python"] == python
+    assert config["command"] == [python, "-m", "chromatize.worker"]
+    assert config["gimp_version"] == "3" and config["installed_by"] == "chromatize"
+    assert [m["name"] for m in config["models"]][:2] == ["mobile", "eccv16"]
+    out = capsys.readouterr().out
+    assert str(folder) in out and "Colors > Colorize (AI)" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chromatize-colorize"]  # no leftovers
+
+
+def test_installed_config_starts_a_working_worker(tmp_path: Path) -> None:
+    result = install("3", tmp_path)
+    client = chromatize_client.client_from_config(
+        chromatize_client.load_config(str(result.plugin_dir)))
+    client.env = WORKER_ENV
+    info = client.info()
+    assert info["type"] == "info" and info["python"] == sys.executable
+    assert "eccv16" in {m["name"] for m in info["models"]}
+
+
+def test_gimp_210_variant_uses_gimpfu(tmp_path: Path) -> None:
+    result = install("2.10", tmp_path)
+    text = result.entry.read_text()
+    assert text.startswith("#!/usr/bin/env python2") and "from gimpfu import" in text
+    assert (result.plugin_dir / "chromatize_shim_gimpfu.py").is_file()
+    assert not (result.plugin_dir / "chromatize_shim_gimp3.py").exists()
+    assert json.loads(result.config.read_text())["gimp_version"] == "2.10"
+
+
+def test_reinstall_updates_but_foreign_folders_are_protected(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = install("3", tmp_path)
+    (first.plugin_dir / "stale.txt").write_text("old file")
+    second = install("3", tmp_path, timeout_seconds=60)
+    assert not (second.plugin_dir / "stale.txt").exists()
+    assert json.loads(second.config.read_text())["timeout_seconds"] == 60
+
+    shutil.rmtree(second.plugin_dir)
+    foreign = tmp_path / "chromatize-colorize"
+    foreign.mkdir()
+    (foreign / "mine.py").write_text("# someone else's plug-in")
+    assert main(["gimp", "install", "--plug-ins-dir", str(tmp_path)]) == 1
+    assert "not installed by chromatize" in capsys.readouterr().err
+    assert main(["gimp", "uninstall", "--plug-ins-dir", str(tmp_path)]) == 1
+    assert (foreign / "mine.py").is_file()
+    assert main(["gimp", "install", "--plug-ins-dir", str(tmp_path), "--force"]) == 0
+    assert not (foreign / "mine.py").exists() and (foreign / CONFIG_NAME).is_file()
+
+
+def test_uninstall_removes_only_the_plugin(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "other-plugin").mkdir()
+    install("3", tmp_path)
+    assert main(["gimp", "uninstall", "--plug-ins-dir", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other-plugin"]
+    assert main(["gimp", "uninstall", "--plug-ins-dir", str(tmp_path)]) == 0
+    assert "nothing to remove" in capsys.readouterr().out
+    assert uninstall("3", tmp_path) is None
+
+
+def test_flatpak_install_goes_through_flatpak_spawn(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    expected = tmp_path / ".var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins"
+    assert default_plugins_dir("3", flatpak=True) == expected
+    result = install("3", flatpak=True)
+    assert result.plugin_dir == expected / "chromatize-colorize"
+    config = json.loads(result.config.read_text())
+    assert config["command"][:2] == ["flatpak-spawn", "--host"]
+    assert config["command"][2:] == [os.path.abspath(sys.executable), "-m", "chromatize.worker"]
+    assert config["python"] == os.path.abspath(sys.executable) and config["flatpak"] is True
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux folder conventions")
+def test_default_folders_follow_gimp_conventions(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    monkeypatch.delenv("GIMP2_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    assert default_plugins_dir("3") == tmp_path / "cfg/GIMP/3.0/plug-ins"
+    assert default_plugins_dir("2.10") == tmp_path / "cfg/GIMP/2.10/plug-ins"
+    monkeypatch.setenv("GIMP3_DIRECTORY", str(tmp_path / "custom"))
+    assert default_plugins_dir("3") == tmp_path / "custom/plug-ins"
+    with pytest.raises(GimpInstallError, match="unknown GIMP version"):
+        default_plugins_dir("2.8")
+
+
+def test_a_python_without_chromatize_is_refused(tmp_path: Path) -> None:
+    bare = shutil.which("python3", path="/usr/bin:/bin")
+    if bare is None or os.path.realpath(bare) == os.path.realpath(sys.executable):
+        pytest.skip("no separate system python3 to try")
+    with pytest.raises(GimpInstallError, match="cannot run chromatize's worker"):
+        install("3", tmp_path, python=bare)
+    assert not (tmp_path / "chromatize-colorize").exists()
