@@ -90,6 +90,18 @@ def with_worker_command(command, body):
 
 
 @scenario
+def registration(name):
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    config = proc.create_config()
+    defaults = {key: config.get_property(key) for key in (
+        "model", "weights", "temperature", "saturation", "render-size", "device", "output",
+        "allow-download")}
+    return {"label": proc.get_menu_label(), "menu_paths": list(proc.get_menu_paths()),
+            "image_types": proc.get_image_types(),
+            "arguments": [spec.name for spec in proc.get_arguments()], "defaults": defaults}
+
+
+@scenario
 def gray_new_layer(name):
     image = load("gray.png")
     before = describe(name + "-before", image)

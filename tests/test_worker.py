@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chromatize.errors import Cancelled, InputImageError, ModelUnavailableError, WeightsError
-from chromatize.worker import ERROR_KINDS, PROTOCOL_VERSION, RequestError, classify_exception
 from worker_helpers import (
     PLUGIN_SOURCE,
     WORKER_COMMAND,
@@ -28,6 +26,9 @@ from worker_helpers import (
     mean_chroma,
     random_eccv16_weights,
 )
+
+from chromatize.errors import Cancelled, InputImageError, ModelUnavailableError, WeightsError
+from chromatize.worker import ERROR_KINDS, PROTOCOL_VERSION, RequestError, classify_exception
 
 sys.path.insert(0, str(PLUGIN_SOURCE))
 import chromatize_client  # noqa: E402

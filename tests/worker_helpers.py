@@ -20,6 +20,7 @@ def random_eccv16_weights(directory: Path) -> Path:
     path = directory / "eccv16_random.pth"
     if not path.is_file():
         import torch
+
         from chromatize.models.eccv16 import build_eccv16
 
         torch.manual_seed(0)
