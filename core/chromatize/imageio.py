@@ -4,8 +4,9 @@ Reading (:func:`read_image`) returns the pixels as a numpy array that
 :meth:`chromatize.pipeline.Colorizer.colorize` accepts, plus the metadata to write back:
 
 - Bit depth: 8-bit images stay ``uint8``; 16-bit PNG and TIFF (grayscale, gray+alpha, RGB, RGBA)
-  stay ``uint16`` (Pillow reduces 16-bit colour to 8 bits, so those are decoded with pypng and
-  tifffile); float TIFF stays ``float32`` if its values lie in [0, 1] and is refused otherwise.
+  stay ``uint16`` (Pillow reduces 16-bit colour to 8 bits, so those are decoded with imagecodecs'
+  libpng and tifffile, and written by this module and tifffile); float TIFF stays ``float32``
+  if its values lie in [0, 1] and is refused otherwise.
 - Alpha (LA, RGBA, palette transparency) is kept as the last channel.
 - The ICC profile is kept; it is written to the output when its colour space fits the output
   (an RGB profile on an RGB output; a grayscale profile cannot describe colour and is dropped).
@@ -165,7 +166,7 @@ def read_image(path: str | os.PathLike[str], *,
             icc = im.info.get("icc_profile") or None
             dpi = _dpi(im)
             if im.format == "PNG" and _png_is_16bit_color(path):
-                pixels = _read_png16_with_pypng(path)
+                pixels = _read_png16(path)
             elif im.format == "TIFF" and _tiff_needs_tifffile(im):
                 loaded = _read_tiff_with_tifffile(path, limit, notes, icc)
                 pixels, icc = loaded.pixels, loaded.icc_profile
@@ -234,18 +235,17 @@ def _tiff_needs_tifffile(im: Image.Image) -> bool:
     return (max(bits) > 8 and samples > 1) or 3 in sample_format
 
 
-def _read_png16_with_pypng(path: Path) -> np.ndarray:
-    import png  # pypng
+def _read_png16(path: Path) -> np.ndarray:
+    """16-bit PNG pixels at full depth (libpng through imagecodecs; Pillow keeps only 8 bits)."""
+    import imagecodecs
 
     try:
-        width, height, flat, info = png.Reader(filename=str(path)).read_flat()
-    except (png.Error, OSError, ValueError, EOFError, zlib.error) as exc:
+        pixels = imagecodecs.png_decode(path.read_bytes())
+    except (imagecodecs.PngError, OSError, ValueError) as exc:
         raise InputImageError(
             f"{path} is a damaged 16-bit PNG ({exc}). Re-export or re-download it."
         ) from None
-    planes = int(info["planes"])
-    pixels = np.frombuffer(flat, dtype=np.uint16).reshape(height, width, planes)
-    return pixels[:, :, 0] if planes == 1 else pixels
+    return np.asarray(pixels, dtype=np.uint16)
 
 
 def _read_tiff_with_tifffile(path: Path, limit: int | None, notes: list[str],
@@ -601,10 +601,8 @@ def _gray16(pixels: np.ndarray) -> Image.Image:
 
 def _write_png16(f: BinaryIO, pixels: np.ndarray, fmt: str, icc: bytes | None,
                  exif: bytes | None, dpi: tuple[float, float] | None, notes: list[str]) -> None:
-    """16-bit PNG (Pillow cannot write 16-bit colour): chunks framed by pypng, pixel rows
-    filtered with PNG's "Sub" filter (about a quarter smaller than unfiltered) in bounded blocks."""
-    import png  # pypng
-
+    """16-bit PNG (Pillow cannot write 16-bit colour). Rows are filtered with PNG's "Sub" filter
+    (about a quarter smaller than unfiltered) and compressed in blocks of bounded size."""
     planes = 1 if pixels.ndim == 2 else pixels.shape[2]
     height, width = pixels.shape[:2]
     color_type = {1: 0, 2: 4, 3: 2, 4: 6}[planes]
@@ -620,7 +618,10 @@ def _write_png16(f: BinaryIO, pixels: np.ndarray, fmt: str, icc: bytes | None,
         chunks.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     chunks += [(b"IDAT", block) for block in _png_idat(pixels.reshape(height, width, planes))]
     chunks.append((b"IEND", b""))
-    png.write_chunks(f, chunks)
+    f.write(b"\x89PNG\r\n\x1a\n")
+    for kind, data in chunks:
+        f.write(struct.pack(">I", len(data)) + kind + data)
+        f.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF))
 
 
 def _png_idat(pixels: np.ndarray, level: int = 6) -> Iterator[bytes]:
