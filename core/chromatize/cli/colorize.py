@@ -288,7 +288,7 @@ def _colorize_jobs(jobs: list[Job], failures: list[Failure], args: argparse.Name
 def _colorize_chunk(chunk: list[Job], done: int, colorizer: Any, options: dict[str, Any],
                     args: argparse.Namespace, reporter: _Reporter,
                     failures: list[Failure]) -> int:
-    from chromatize.imageio import read_image
+    from chromatize.imageio import read_image, write_image
 
     loaded = []
     for job in chunk:
@@ -314,8 +314,6 @@ def _colorize_chunk(chunk: list[Job], done: int, colorizer: Any, options: dict[s
             continue
         try:
             job.target.parent.mkdir(parents=True, exist_ok=True)
-            from chromatize.imageio import write_image
-
             notes = write_image(job.target, result, icc_profile=image.icc_profile,
                                 exif=image.exif, dpi=image.dpi, overwrite=args.overwrite)
         except OutputError as exc:
