@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from chromatize import color, imagearray
 from chromatize.errors import Cancelled, ChromatizeError, InputImageError
 from chromatize.pipeline import Colorizer, colorize, render_shape
-from torch import nn
 
 DTYPES = [np.uint8, np.uint16, np.float32, np.float64]
 SUFFIXES = {"gray2d": (), "gray": (1,), "gray_alpha": (2,), "rgb": (3,), "rgba": (4,)}
@@ -40,7 +41,6 @@ class TinyColorizer(nn.Module):
 
 @pytest.fixture(scope="module")
 def colorizer() -> Colorizer:
-    torch.set_num_threads(1)
     return Colorizer(TinyColorizer(), device="cpu")
 
 
@@ -171,6 +171,34 @@ def test_cancel_raises_cancelled_before_and_during_work(colorizer, monkeypatch):
     assert len(calls) == 5 and seen and seen[-1] < 1.0
 
 
+def test_parallel_strips_match_serial_and_leave_torch_threads_alone(colorizer, monkeypatch):
+    import chromatize.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 500)  # 12 strips
+    image = _image("rgba", np.uint16, 120, 50)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = colorizer.colorize(image)  # strips one after another
+        torch.set_num_threads(2)
+        parallel = colorizer.colorize(image)  # strips on the pool, single-threaded ops
+        assert torch.get_num_threads() == 2
+        calls: list[int] = []
+
+        def cancel_later() -> bool:
+            calls.append(1)
+            return len(calls) > 6
+
+        with pytest.raises(Cancelled):
+            colorizer.colorize(image, cancel=cancel_later)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+    # the model ran with 1 vs 2 threads: float summation order may move a value by one level
+    assert np.abs(serial.astype(int) - parallel.astype(int)).max() <= 1
+    assert np.array_equal(serial[:, :, 3], parallel[:, :, 3])
+
+
 def test_progress_is_monotonic_and_reaches_one(colorizer, monkeypatch):
     import chromatize.pipeline as pipeline
 
@@ -236,14 +264,14 @@ def test_extreme_shapes(colorizer):
         assert out.shape == (*shape, 3)
 
 
-def test_render_shape_keeps_aspect_and_stride():
-    assert render_shape(4000, 6000, 256, 8) == (256, 384)
-    assert render_shape(6000, 4000, 256, 32) == (384, 256)
+def test_render_shape_keeps_aspect_area_and_stride():
+    assert render_shape(4000, 6000, 256, 8) == (208, 312)  # 3:2, about 256 * 256 pixels
+    assert render_shape(6000, 4000, 256, 32) == (320, 224)
     assert render_shape(100, 100, 256, 32) == (256, 256)
-    h, w = render_shape(1, 10000, 256, 8)  # panoramas are capped at 4:1
-    assert (h, w) == (256, 1024)
+    assert render_shape(1, 10000, 256, 8) == (128, 512)  # panoramas are capped at 4:1
     h, w = render_shape(333, 500, 250, 32)
     assert h % 32 == 0 and w % 32 == 0 and abs(w / h - 1.5) < 0.2
+    assert abs(h * w / 250**2 - 1) < 0.25
 
 
 def test_module_function_and_named_model_cache(tmp_path):

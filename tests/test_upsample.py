@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from chromatize.upsample import ABUpsampler, resize_bilinear_rows, upsample_ab
 
 

@@ -86,6 +86,13 @@ def _f_inv(f: torch.Tensor) -> torch.Tensor:
     return torch.where(f > _DELTA, f * f * f, (f - _OFFSET) / _SLOPE)
 
 
+def _f_inv_(f: torch.Tensor) -> torch.Tensor:
+    """:func:`_f_inv` reusing ``f``'s memory (``f`` is overwritten)."""
+    linear = (f - _OFFSET).mul_(1.0 / _SLOPE)
+    above = f > _DELTA
+    return torch.where(above, f.pow_(3), linear)
+
+
 def _mix(
     m: tuple[tuple[float, float, float], ...], c0: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -157,14 +164,25 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
 
 
+#: XYZ/white -> linear sRGB: RGB_FROM_XYZ with the reference white folded in.
+_RGB_FROM_XYZ_REL = tuple(tuple(row[k] * WHITE_XYZ[k] for k in range(3)) for row in RGB_FROM_XYZ)
+
+
 def _linear_rgb_from_fab(
     fy: torch.Tensor, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x = WHITE_XYZ[0] * _f_inv(fy + a / 500.0)
-    z = WHITE_XYZ[2] * _f_inv(fy - b / 200.0)
+    """Linear sRGB channels from f(Y) and a, b (few passes: this is the hot loop)."""
+    x = _f_inv_(torch.add(fy, a, alpha=1.0 / 500.0))  # X / Xn
+    z = _f_inv_(torch.add(fy, b, alpha=-1.0 / 200.0))  # Z / Zn
     if y is None:
         y = _f_inv(fy)
-    return _mix(RGB_FROM_XYZ, x, y, z)
+    m = _RGB_FROM_XYZ_REL
+    out = []
+    for row in m:
+        c = x * row[0]
+        c.add_(y, alpha=row[1]).add_(z, alpha=row[2])
+        out.append(c)
+    return out[0], out[1], out[2]
 
 
 def lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
@@ -174,46 +192,142 @@ def lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
     return torch.stack(_linear_rgb_from_fab((lightness + 16.0) / 116.0, a, b), dim=-3)
 
 
-def gamut_map_chroma(
-    lab: torch.Tensor, iterations: int = 14, tolerance: float = 1e-6
+#: Resolution of the max-chroma table: L in steps of 0.5, hue in steps of 0.5 degrees.
+_LUT_L_STEPS = 200
+_LUT_HUE_STEPS = 720
+#: Table estimates are scaled by this before being verified (bilinear interpolation of the table
+#: can slightly overshoot the true gamut boundary; this keeps overshoots rare).
+_LUT_SAFETY = 0.998
+_CHROMA_TABLES: dict[str, torch.Tensor] = {}
+
+
+def _inside(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, tolerance: float) -> torch.Tensor:
+    lo, hi = -tolerance, 1.0 + tolerance
+    return (r >= lo) & (r <= hi) & (g >= lo) & (g <= hi) & (b >= lo) & (b <= hi)
+
+
+def _bisect_scale(
+    fy: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    iterations: int,
+    tolerance: float,
 ) -> torch.Tensor:
+    """Largest s in [lo, hi] with (L, s*a, s*b) in gamut, given lo inside and hi outside."""
+    for _ in range(iterations):
+        mid = (lo + hi) * 0.5
+        ok = _inside(*_linear_rgb_from_fab(fy, a * mid, b * mid, y), tolerance)
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    return lo
+
+
+def max_chroma_table(device: torch.device | str = "cpu") -> torch.Tensor:
+    """Largest in-gamut chroma C*ab of sRGB for L = 0, 0.5, ..., 100 (rows) and hue = 0, 0.5,
+    ..., 360 degrees (columns; the last equals the first). Computed once per device by bisection
+    (to 1e-5 chroma units) and cached."""
+    key = str(device)
+    table = _CHROMA_TABLES.get(key)
+    if table is None:
+        lightness = torch.linspace(0.0, 100.0, _LUT_L_STEPS + 1, device=device)
+        hue = torch.linspace(0.0, 2 * torch.pi, _LUT_HUE_STEPS + 1, device=device)
+        lightness, hue = torch.meshgrid(lightness, hue, indexing="ij")
+        fy = (lightness + 16.0) / 116.0
+        a, b = 200.0 * torch.cos(hue), 200.0 * torch.sin(hue)  # chroma 200: outside everywhere
+        scale = _bisect_scale(
+            fy, _f_inv(fy), a, b, torch.zeros_like(a), torch.ones_like(a), 24, 0.0
+        )
+        table = 200.0 * scale
+        table[:, -1] = table[:, 0]
+        _CHROMA_TABLES[key] = table
+    return table
+
+
+def _table_scale(lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Chroma factor min(1, C_max(L, hue) / C) from the bilinearly interpolated table."""
+    table = max_chroma_table(lightness.device)
+    chroma = torch.hypot(a, b)
+    li = lightness * (_LUT_L_STEPS / 100.0)
+    hi = torch.atan2(b, a).remainder_(2 * torch.pi).mul_(_LUT_HUE_STEPS / (2 * torch.pi))
+    l0 = li.floor().clamp_(0, _LUT_L_STEPS - 1)
+    h0 = hi.floor().clamp_(0, _LUT_HUE_STEPS - 1)
+    wl, wh = (li - l0).clamp_(0, 1), (hi - h0).clamp_(0, 1)
+    flat = table.reshape(-1)
+    idx = l0.long() * (_LUT_HUE_STEPS + 1) + h0.long()
+    c00, c01 = flat[idx], flat[idx + 1]
+    c10, c11 = flat[idx + _LUT_HUE_STEPS + 1], flat[idx + _LUT_HUE_STEPS + 2]
+    cmax = torch.lerp(torch.lerp(c00, c01, wh), torch.lerp(c10, c11, wh), wl)
+    return (cmax * _LUT_SAFETY / chroma.clamp_min(1e-12)).clamp_(max=1.0)
+
+
+def _map_chroma(
+    lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor, tolerance: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Gamut-map (L, a, b) planes; returns the new a, b and the linear sRGB of the result.
+
+    Out-of-gamut pixels get the chroma factor of the max-chroma table (times a safety margin),
+    which is verified; the rare pixels where the interpolated table overshoots are bisected
+    between 0 and that factor (14 steps). ``a`` and ``b`` are not modified.
+    """
+    fy = (lightness + 16.0) / 116.0
+    y = _f_inv(fy)
+    r, g, bl = _linear_rgb_from_fab(fy, a, b, y)
+    outside = ~_inside(r, g, bl, tolerance)
+    count = int(outside.sum())
+    if count == 0:
+        return a, b, (r, g, bl)
+    if count > outside.numel() // 4:  # many: dense arithmetic beats gathering and scattering
+        scale = torch.where(outside, _table_scale(lightness, a, b), 1.0)
+        a, b = a * scale, b * scale
+        r, g, bl = _linear_rgb_from_fab(fy, a, b, y)
+        failed = ~_inside(r, g, bl, tolerance)
+        if not bool(failed.any()):
+            return a, b, (r, g, bl)
+        # few left: treat them as the sparse case below, starting from the reduced chroma
+        outside = failed
+    shape = a.shape
+    idx = outside.reshape(-1).nonzero().squeeze(1)
+
+    def pick(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(-1).index_select(0, idx)
+
+    sel_fy, sel_y, sel_a, sel_b = pick(fy), pick(y), pick(a), pick(b)
+    scale = _table_scale(pick(lightness), sel_a, sel_b)
+    rgb = _linear_rgb_from_fab(sel_fy, sel_a * scale, sel_b * scale, sel_y)
+    failed = ~_inside(*rgb, tolerance)
+    if bool(failed.any()):
+        hi = scale[failed]
+        scale[failed] = _bisect_scale(
+            sel_fy[failed], sel_y[failed], sel_a[failed], sel_b[failed],
+            torch.zeros_like(hi), hi, 14, tolerance,
+        )  # fmt: skip
+        rgb = _linear_rgb_from_fab(sel_fy, sel_a * scale, sel_b * scale, sel_y)
+    a = a.reshape(-1).clone().index_copy_(0, idx, sel_a * scale).reshape(shape)
+    b = b.reshape(-1).clone().index_copy_(0, idx, sel_b * scale).reshape(shape)
+    # r, g, bl are our own fresh tensors: update them in place
+    channels = tuple(
+        c.reshape(-1).index_copy_(0, idx, new).reshape(shape)
+        for c, new in zip((r, g, bl), rgb, strict=True)
+    )
+    return a, b, (channels[0], channels[1], channels[2])
+
+
+def gamut_map_chroma(lab: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:
     """Bring L*a*b* colours into the sRGB gamut by scaling (a, b) towards 0 at constant L and hue.
 
-    For each pixel the largest factor s in [0, 1] with linear sRGB of (L, s*a, s*b) inside
-    [0, 1] (up to ``tolerance``) is found by bisection (``iterations`` steps, precision 2**-14 of
-    the chroma by default). Pixels already in gamut are returned unchanged; s = 0 (gray of the
-    same L) is always in gamut, so the result always is. L is clamped to [0, 100] first; it is
-    otherwise left exactly as given. Returns a new tensor.
+    Each out-of-gamut pixel keeps at least 99.8 % of the largest chroma that fits at its L and hue
+    (from :func:`max_chroma_table`, verified per pixel; where the table overshoots, bisection
+    finds the boundary to 2**-14). Linear sRGB of the result lies in [0, 1] up to ``tolerance``.
+    Pixels already in gamut are returned unchanged; L is clamped to [0, 100] and otherwise left
+    exactly as given (gray of the same L is always in gamut). Returns a new tensor.
     """
     _check_channels(lab, 3, "Lab")
     lab = _as_float(lab)
     lightness = lab.select(-3, 0).clamp(0.0, 100.0)
-    a = lab.select(-3, 1).clone()
-    b = lab.select(-3, 2).clone()
-    fy = (lightness + 16.0) / 116.0
-    y = _f_inv(fy)
-    lo_bound, hi_bound = -tolerance, 1.0 + tolerance
-
-    def inside(fy_: torch.Tensor, a_: torch.Tensor, b_: torch.Tensor, y_: torch.Tensor):
-        r, g, bl = _linear_rgb_from_fab(fy_, a_, b_, y_)
-        return (
-            (r >= lo_bound) & (r <= hi_bound) & (g >= lo_bound) & (g <= hi_bound)
-            & (bl >= lo_bound) & (bl <= hi_bound)
-        )  # fmt: skip
-
-    outside = ~inside(fy, a, b, y)
-    if bool(outside.any()):
-        sel_fy, sel_y = fy[outside], y[outside]
-        sel_a, sel_b = a[outside], b[outside]
-        lo = torch.zeros_like(sel_a)
-        hi = torch.ones_like(sel_a)
-        for _ in range(iterations):
-            mid = (lo + hi) * 0.5
-            ok = inside(sel_fy, sel_a * mid, sel_b * mid, sel_y)
-            lo = torch.where(ok, mid, lo)
-            hi = torch.where(ok, hi, mid)
-        a[outside] = sel_a * lo
-        b[outside] = sel_b * lo
+    a, b, _ = _map_chroma(lightness, lab.select(-3, 1), lab.select(-3, 2), tolerance)
     return torch.stack((lightness, a, b), dim=-3)
 
 
@@ -228,8 +342,13 @@ def lab_to_rgb(lab: torch.Tensor, gamut: GamutMode = "chroma") -> torch.Tensor:
     if gamut not in GAMUT_MODES:
         raise ValueError(f"unknown gamut mode {gamut!r}; choose one of {', '.join(GAMUT_MODES)}")
     if gamut == "chroma":
-        lab = gamut_map_chroma(lab)
-    linear = lab_to_linear_rgb(lab)
+        _check_channels(lab, 3, "Lab")
+        lab = _as_float(lab)
+        lightness = lab.select(-3, 0).clamp(0.0, 100.0)
+        _, _, rgb = _map_chroma(lightness, lab.select(-3, 1), lab.select(-3, 2))
+        linear = torch.stack(rgb, dim=-3)
+    else:
+        linear = lab_to_linear_rgb(lab)
     if gamut == "none":
         return linear_to_srgb(linear)
     return linear_to_srgb(linear.clamp_(0.0, 1.0))

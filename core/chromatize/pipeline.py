@@ -3,11 +3,13 @@
 Stages (for one image of H x W pixels):
 
 1. **Lightness.** L of the input at full resolution (float32, computed in row strips).
-2. **Render.** L is resized (antialiased) to the *render size*: the short side becomes
-   ``render_size`` (default: the model's ``default_input_size``), the long side keeps the aspect
-   ratio (capped at :data:`MAX_RENDER_ASPECT` times the short side), both rounded to multiples of
-   the model's ``stride``. Keeping the aspect ratio measurably helped a trained model (+0.3 AuC in
-   the team's pilot run) compared with squashing to a square as the original demo does.
+2. **Render.** L is resized (antialiased) to the *render size*: about ``render_size`` squared
+   pixels (default: the model's ``default_input_size``, the square it was trained at) with the
+   image's aspect ratio (capped at :data:`MAX_RENDER_ASPECT`), both sides rounded to multiples of
+   the model's ``stride``; e.g. 312x208 for a 3:2 photo and ECCV16. Keeping the aspect ratio
+   measurably helped a trained model (+0.3 AuC in the team's pilot run) compared with squashing to
+   a square as the original demo does, and keeping the area keeps the model's cost and the scale
+   of objects close to what it was trained on.
 3. **Model.** Bin logits at 1/4 of the render size, under ``torch.inference_mode`` (float16
    autocast on CUDA), decoded with :func:`chromatize.bins.decode` (annealed mean at the model's
    temperature by default) and scaled by ``saturation``.
@@ -31,7 +33,10 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +58,8 @@ STRIP_PIXELS = 1 << 20
 #: The render's long side is at most this many times its short side (extreme panoramas are
 #: squeezed rather than rendered huge).
 MAX_RENDER_ASPECT = 4.0
+#: At most this many strips are processed at once (one per intra-op thread torch would use).
+MAX_STRIP_WORKERS = 8
 #: Stride assumed for a model that does not declare ``stride`` (safe for both of ours).
 FALLBACK_STRIDE = 32
 DEFAULT_MODEL = "mobile"
@@ -96,15 +103,16 @@ def clear_model_cache() -> None:
 def render_shape(
     height: int, width: int, render_size: int, stride: int, max_aspect: float = MAX_RENDER_ASPECT
 ) -> tuple[int, int]:
-    """Model input size (h, w) for an H x W image: short side ``render_size``, aspect kept
-    (capped at ``max_aspect``), both multiples of ``stride`` (rounded to nearest, at least one)."""
+    """Model input size (h, w) for an H x W image: about ``render_size**2`` pixels with the image's
+    aspect ratio (capped at ``max_aspect``), both sides multiples of ``stride`` (rounded to the
+    nearest, at least one stride)."""
 
     def snap(v: float) -> int:
         return max(stride, int(round(v / stride)) * stride)
 
     short, long = min(height, width), max(height, width)
     aspect = min(long / short, max_aspect)
-    s, lg = snap(render_size), snap(render_size * aspect)
+    s, lg = snap(render_size / math.sqrt(aspect)), snap(render_size * math.sqrt(aspect))
     return (s, lg) if height <= width else (lg, s)
 
 
@@ -193,6 +201,9 @@ class Colorizer:
         self.stride = int(getattr(self.model, "stride", FALLBACK_STRIDE))
         self.default_input_size = int(getattr(self.model, "default_input_size", 256))
         self.max_pixels = int(max_pixels)
+        #: Seconds spent per stage in the last colorize/colorize_batch call ("lightness", "model",
+        #: "upsample", "recombine"); for benchmarks and diagnostics.
+        self.last_timings: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"Colorizer(model={self.model_name!r}, device={str(self.device)!r})"
@@ -265,6 +276,7 @@ class Colorizer:
         ]
         tracker = _Progress(progress, cancel, len(images))
         tracker.check()
+        self.last_timings = dict.fromkeys(("lightness", "model", "upsample", "recombine"), 0.0)
 
         # Group by render shape (input order kept within a group), run the model per chunk of
         # `batch_size`, and finish each image right after its chunk so that only `batch_size`
@@ -275,20 +287,27 @@ class Colorizer:
             groups.setdefault(shape, []).append(i)
         results: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
         done = 0
-        for shape, members in groups.items():
-            for start in range(0, len(members), batch_size):
-                chunk = members[start : start + batch_size]
-                jobs = [
-                    self._prepare(images[i], layouts[i], checked_masks[i], shape, tracker, done + n)
-                    for n, i in enumerate(chunk)
-                ]
-                tracker.check()
-                self._predict(jobs, temperature, decode, saturation)
-                for n, (i, job) in enumerate(zip(chunk, jobs, strict=True)):
-                    tracker.image(done + n, _P_LIGHTNESS + _P_MODEL)
-                    results[i] = self._finish(job, upsample, tracker, done + n)
-                    job.ab_low = None
-                done += len(chunk)
+        # Everything but the network runs with single-threaded torch ops (see _run_strips).
+        with _intra_op_threads(1) as threads:
+            workers = max(1, min(MAX_STRIP_WORKERS, threads))
+            for shape, members in groups.items():
+                for start in range(0, len(members), batch_size):
+                    chunk = members[start : start + batch_size]
+                    jobs = [
+                        self._prepare(
+                            images[i], layouts[i], checked_masks[i], shape, tracker, done + n,
+                            workers,
+                        )
+                        for n, i in enumerate(chunk)
+                    ]  # fmt: skip
+                    tracker.check()
+                    with _intra_op_threads(threads):
+                        self._predict(jobs, temperature, decode, saturation)
+                    for n, (i, job) in enumerate(zip(chunk, jobs, strict=True)):
+                        tracker.image(done + n, _P_LIGHTNESS + _P_MODEL)
+                        results[i] = self._finish(job, upsample, tracker, done + n, workers)
+                        job.ab_low = None
+                    done += len(chunk)
         tracker.report(1.0)
         return results
 
@@ -347,21 +366,31 @@ class Colorizer:
         shape: tuple[int, int],
         tracker: _Progress,
         index: int,
+        workers: int,
     ) -> _Job:
-        """Full-resolution L (strip by strip) and its resized copy for the model."""
+        """Full-resolution L, strip by strip."""
+        started = time.perf_counter()
         full = torch.empty((layout.height, layout.width), dtype=torch.float32)
-        step = _strip_rows(layout.width)
-        for y0 in range(0, layout.height, step):
-            tracker.check()
-            rows = slice(y0, min(layout.height, y0 + step))
+
+        def work(rows: slice) -> dict[str, float]:
             full[rows] = imagearray.lightness(image, layout, rows)
-            tracker.image(index, _P_LIGHTNESS * rows.stop / layout.height)
+            return {}
+
+        _run_strips(layout.height, layout.width, work, tracker, workers,
+                    lambda done: tracker.image(index, _P_LIGHTNESS * done))  # fmt: skip
+        self._timed("lightness", started)
         return _Job(image, layout, mask, full, shape)
+
+    def _timed(self, stage: str, started: float) -> float:
+        now = time.perf_counter()
+        self.last_timings[stage] = self.last_timings.get(stage, 0.0) + now - started
+        return now
 
     def _predict(
         self, jobs: list[_Job], temperature: float, decode: str, saturation: float
     ) -> None:
-        """Run the model on the jobs' L (all the same render shape) and store their ab."""
+        """Resize the jobs' L (all to the same render shape), run the model, store their ab."""
+        started = time.perf_counter()
         h, w = jobs[0].render
         planes = []
         for job in jobs:
@@ -380,43 +409,157 @@ class Colorizer:
             ab = bins.apply_saturation(ab, saturation)
         for job, one in zip(jobs, ab, strict=True):
             job.ab_low = one
+        self._timed("model", started)
 
-    def _finish(self, job: _Job, upsample: str, tracker: _Progress, index: int) -> np.ndarray:
+    def _finish(
+        self, job: _Job, upsample: str, tracker: _Progress, index: int, workers: int
+    ) -> np.ndarray:
         """Upsample ab, join it with the original L, gamut-map, blend, write the caller's dtype."""
         assert job.ab_low is not None
-        layout, image, mask = job.layout, job.image, job.mask
+        started = time.perf_counter()
         upsampler = ABUpsampler(job.ab_low, job.lightness.to(self.device), upsample)  # type: ignore[arg-type]
-        out = imagearray.allocate_output(layout)
-        step = _strip_rows(layout.width)
+        started = self._timed("upsample", started)
+        out = imagearray.allocate_output(job.layout)
         base = _P_LIGHTNESS + _P_MODEL
-        for y0 in range(0, layout.height, step):
-            tracker.check()
-            rows = slice(y0, min(layout.height, y0 + step))
-            lightness = job.lightness[rows].to(self.device)
-            ab = upsampler.rows(rows, lightness)
-            keep = None
-            if mask is not None:
-                m = torch.from_numpy(np.ascontiguousarray(mask[rows], dtype=np.float32))
-                m = m.to(self.device)
-                if not layout.is_gray:  # blend towards the input's own colour
-                    own = color.rgb_to_lab(
-                        imagearray.color_float(image, layout, rows).to(self.device)
-                    )
-                    ab = torch.lerp(own[1:], ab, m[None])
-                else:
-                    ab = ab * m[None]
-                keep = (m == 0).cpu().numpy()
-            rgb = color.lab_to_rgb(torch.cat((lightness[None], ab)), gamut="chroma")
-            imagearray.write_rgb(out, rows, rgb, imagearray.alpha(image, layout, rows))
-            if keep is not None and keep.any():  # unselected pixels stay exactly as given
-                original = imagearray.color_values(image, layout, rows)
-                out[rows, :, :3][keep] = original[keep]
-            tracker.image(index, base + (1 - base) * rows.stop / layout.height)
+        spent = _run_strips(
+            job.layout.height,
+            job.layout.width,
+            lambda rows: self._finish_rows(job, upsampler, out, rows),
+            tracker,
+            workers,
+            lambda done: tracker.image(index, base + (1 - base) * done),
+        )
+        # strips run in parallel: split the stage's wall time by the work each part did
+        wall = time.perf_counter() - started
+        busy = sum(spent.values()) or 1.0
+        for stage in ("upsample", "recombine"):
+            self.last_timings[stage] += wall * spent.get(stage, 0.0) / busy
         return out
+
+    def _finish_rows(
+        self, job: _Job, upsampler: ABUpsampler, out: np.ndarray, rows: slice
+    ) -> dict[str, float]:
+        """One strip of :meth:`_finish`; returns seconds spent upsampling and recombining."""
+        t0 = time.perf_counter()
+        layout, image, mask = job.layout, job.image, job.mask
+        lightness = job.lightness[rows].to(self.device)
+        ab = upsampler.rows(rows, lightness)
+        t1 = time.perf_counter()
+        keep = None
+        if mask is not None:
+            m = torch.from_numpy(np.ascontiguousarray(mask[rows], dtype=np.float32))
+            m = m.to(self.device)
+            if not layout.is_gray:  # blend towards the input's own colour
+                own = color.rgb_to_lab(imagearray.color_float(image, layout, rows).to(self.device))
+                ab = torch.lerp(own[1:], ab, m[None])
+            else:
+                ab = ab * m[None]
+            keep = (m == 0).cpu().numpy()
+        rgb = color.lab_to_rgb(torch.cat((lightness[None], ab)), gamut="chroma")
+        imagearray.write_rgb(out, rows, rgb, imagearray.alpha(image, layout, rows))
+        if keep is not None and keep.any():  # unselected pixels stay exactly as given
+            original = imagearray.color_values(image, layout, rows)
+            out[rows, :, :3][keep] = original[keep]
+        return {"upsample": t1 - t0, "recombine": time.perf_counter() - t1}
 
 
 def _strip_rows(width: int) -> int:
     return max(1, STRIP_PIXELS // max(1, width))
+
+
+# ------------------------------------------------------------------------------------------------
+# Running strips in parallel
+#
+# Full-resolution stages are long chains of cheap elementwise torch ops. Letting every op split
+# itself over the intra-op (OpenMP) threads costs a barrier per op, which on a busy machine (the
+# 2 cores here are shared with a training job) made these stages several times slower than
+# single-threaded. Instead, the pipeline runs its own ops single-threaded and processes whole
+# strips in parallel on a small thread pool; only the network uses torch's intra-op threads.
+# torch's thread count is per calling thread (OpenMP), so this does not affect other threads.
+# ------------------------------------------------------------------------------------------------
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+@contextmanager
+def _intra_op_threads(count: int) -> Iterator[int]:
+    """Run the block with ``count`` intra-op torch threads; yields the previous count."""
+    saved = torch.get_num_threads()
+    if count != saved:
+        torch.set_num_threads(count)
+    try:
+        yield saved
+    finally:
+        if torch.get_num_threads() != saved:
+            torch.set_num_threads(saved)
+
+
+def _single_threaded(work: Callable[[slice], dict[str, float]], rows: slice) -> dict[str, float]:
+    if torch.get_num_threads() != 1:  # a pool thread: make its own ops single-threaded
+        torch.set_num_threads(1)
+    return work(rows)
+
+
+def _strip_pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE != workers:
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="chromatize-strips")
+            _POOL_SIZE = workers
+        return _POOL
+
+
+def _run_strips(
+    height: int,
+    width: int,
+    work: Callable[[slice], dict[str, float]],
+    tracker: _Progress,
+    workers: int,
+    on_progress: Callable[[float], None],
+) -> dict[str, float]:
+    """Call ``work(rows)`` for every strip of rows, in parallel where there are several cores.
+
+    Cancellation and progress are handled on the calling thread between strips; on cancellation
+    or an error, strips not started are dropped and running ones are waited for before raising.
+    Returns the sums of the per-stage seconds the strips reported.
+    """
+    step = _strip_rows(width)
+    ranges = [slice(y, min(height, y + step)) for y in range(0, height, step)]
+    totals: dict[str, float] = {}
+
+    def add(spent: dict[str, float]) -> None:
+        for key, value in spent.items():
+            totals[key] = totals.get(key, 0.0) + value
+
+    workers = min(workers, len(ranges))
+    if workers <= 1:
+        for done, rows in enumerate(ranges, 1):
+            tracker.check()
+            add(work(rows))
+            on_progress(done / len(ranges))
+        return totals
+    stop = threading.Event()
+
+    def guarded(rows: slice) -> dict[str, float]:
+        return {} if stop.is_set() else _single_threaded(work, rows)
+
+    pool = _strip_pool(workers)
+    tracker.check()
+    futures = [pool.submit(guarded, rows) for rows in ranges]
+    try:
+        for done, future in enumerate(as_completed(futures), 1):
+            add(future.result())
+            on_progress(done / len(ranges))
+            tracker.check()
+    except BaseException:
+        stop.set()
+        for future in futures:
+            future.cancel()
+        wait(futures)
+        raise
+    return totals
 
 
 def _check_mask(mask: object, layout: ImageLayout, name: str) -> np.ndarray:
