@@ -14,22 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from chromatize import __version__
-from chromatize.cli import colorize, sample
+from chromatize.cli import colorize, eval, gimp, models, sample
 from chromatize.errors import ChromatizeError
 
 PROG = "chromatize"
-
-
-def _optional_commands() -> list[object]:
-    """Sub-commands written by other parts of the team, imported once their module exists."""
-    from importlib import import_module
-    from importlib.util import find_spec
-
-    found = []
-    for name in ("models", "eval", "gimp"):
-        if find_spec(f"chromatize.cli.{name}") is not None:
-            found.append(import_module(f"chromatize.cli.{name}"))
-    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (colorize, sample, *_optional_commands()):
-        module.register(subparsers)  # type: ignore[attr-defined]
+    for module in (colorize, models, eval, gimp, sample):
+        module.register(subparsers)
     return parser
 
 
