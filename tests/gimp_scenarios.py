@@ -195,6 +195,17 @@ def channel_refused(name):
 
 
 @scenario
+def layer_mask_refused(name):
+    image = load("rgb.png")
+    layer = image.get_layers()[0]
+    layer.add_alpha()
+    mask = layer.create_mask(Gimp.AddMaskType.WHITE)
+    layer.add_mask(mask)
+    outcome = run(image, [mask])
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
 def model_missing_leaves_image(name):
     image = load("gray.png")
     outcome = run(image, image.get_layers(), weights=os.path.join(WORK, "no-such-weights.pth"))

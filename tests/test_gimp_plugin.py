@@ -243,7 +243,8 @@ def test_indexed_image_is_converted_and_colorized(gimp_run: dict[str, Any]) -> N
 
 
 @pytest.mark.parametrize(("name", "needle"), [("group_refused", "is a layer group"),
-                                              ("channel_refused", "is a channel")])
+                                              ("channel_refused", "is a channel"),
+                                              ("layer_mask_refused", "is a layer mask")])
 def test_groups_and_channels_are_refused(gimp_run: dict[str, Any], name: str, needle: str) -> None:
     r = scenario(gimp_run, name)
     assert r["run"]["status"] == "execution-error"

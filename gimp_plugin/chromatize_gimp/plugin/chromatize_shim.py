@@ -126,6 +126,8 @@ def crop_rows(data, width, channels, itemsize, rect):
     start = x * channels * itemsize
     length = w * channels * itemsize
     if x == 0 and w == width:
+        if y == 0 and h * stride == len(data):
+            return data  # the whole block: no copy
         return data[y * stride:(y + h) * stride]
     return b"".join(data[row * stride + start:row * stride + start + length]
                     for row in range(y, y + h))
