@@ -19,10 +19,10 @@ __all__ = ["SAMPLES", "sample_color", "sample_grayscale"]
 
 #: Sample name -> (scikit-image ``skimage.data`` function, what it shows). All ship in the wheel.
 SAMPLES: dict[str, tuple[str, str]] = {
-    "astronaut": ("astronaut", "astronaut Eileen Collins, NASA portrait (public domain)"),
-    "coffee": ("coffee", "a cup of coffee on a saucer (CC0, Rachel Michetti)"),
+    "astronaut": ("astronaut", "astronaut Eileen Collins, NASA (public domain)"),
+    "coffee": ("coffee", "a cup of coffee (CC0, Rachel Michetti)"),
     "chelsea": ("chelsea", "Chelsea the cat (CC0, Stefan van der Walt)"),
-    "rocket": ("rocket", "a rocket launch, NASA (public domain)"),
+    "rocket": ("rocket", "DSCOVR launch on a Falcon 9, SpaceX (public domain)"),
 }
 
 _SRGB_WEIGHTS = np.array([0.2126, 0.7152, 0.0722])  # luminance Y of linear sRGB (D65)
