@@ -171,14 +171,18 @@ def build(root: Path | None = None, *, log: list[str] | None = None) -> Path:
 
 def gimp_command(root: Path, code: str, *, gimprc: str | None = None,
                  binds: Iterable[tuple[str, bool]] = (), host_root: bool = True,
-                 timeout: float = 240.0, extra_env: Sequence[str] = ()) -> list[str]:
+                 timeout: float = 240.0, extra_env: Sequence[str] = (),
+                 home: str | None = None) -> list[str]:
     """The host command running GIMP 3 headless in the chroot on a python-fu-eval batch.
 
     With ``host_root`` the host's tree is visible read-only at :data:`HOST_MOUNT`, so a plug-in
     can start chromatize's worker in the host's own userland with
-    :data:`HOST_WORKER_PREFIX` + the host's Python (see the module docstring).
+    :data:`HOST_WORKER_PREFIX` + the host's Python (see the module docstring). ``home`` gives
+    GIMP a private configuration folder (a path inside a bound folder), so concurrent runs do
+    not share the chroot's /root/.config/GIMP.
     """
-    gimp = ["chroot", str(root), "env", "-i", *CLEAN_ENV, *extra_env, GIMP_CONSOLE, "-i", "-n"]
+    env = [*CLEAN_ENV, *([f"HOME={home}"] if home else []), *extra_env]
+    gimp = ["chroot", str(root), "env", "-i", *env, GIMP_CONSOLE, "-i", "-n"]
     if gimprc:
         gimp += ["-g", gimprc]
     gimp += ["--batch-interpreter", "python-fu-eval", "-b", code, "--quit"]

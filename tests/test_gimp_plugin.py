@@ -88,6 +88,7 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     weights = random_eccv16_weights(tmp_path_factory.getbasetemp())
     work = tmp_path_factory.mktemp("gimp")
     _write_inputs(work)
+    (work / "home").mkdir()
     installed = install("3", work / "plug-ins", command_prefix=gimp_chroot.HOST_WORKER_PREFIX)
     shutil.copyfile(HERE / "gimp_scenarios.py", work / "gimp_scenarios.py")
     (work / "plan.json").write_text(json.dumps({"weights": str(weights),
@@ -99,7 +100,7 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "{'CHROMATIZE_GIMP_WORK': w, '__name__': 'gimp_scenarios'})")
     command = gimp_chroot.gimp_command(
         root, code, gimprc=str(work / "gimprc"), binds=[(str(work), False)],
-        timeout=GIMP_TIMEOUT, extra_env=("OMP_NUM_THREADS=1",))
+        timeout=GIMP_TIMEOUT, extra_env=("OMP_NUM_THREADS=1",), home=str(work / "home"))
     started = time.monotonic()
     proc = subprocess.run(["nice", "-n", "10", *command], capture_output=True, text=True)
     elapsed = time.monotonic() - started

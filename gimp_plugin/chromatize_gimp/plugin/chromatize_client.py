@@ -34,6 +34,11 @@ STDERR_TAIL = 4000
 # Variables GIMP (or its bundle) may set for its own Python; they would break another Python.
 _PYTHON_ENV = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE",
                "PYTHONNOUSERSITE", "PYTHONUSERBASE", "__PYVENV_LAUNCHER__")
+# Library paths of self-contained GIMP bundles (macOS app, AppImage) point at GIMP's own copies
+# of system libraries, which the worker's Python must not pick up.
+_BUNDLE_LIBRARY_ENV = ("DYLD_LIBRARY_PATH", "DYLD_FALLBACK_LIBRARY_PATH", "DYLD_FRAMEWORK_PATH",
+                       "DYLD_INSERT_LIBRARIES")
+_CREATE_NO_WINDOW = 0x08000000  # Windows: no console window flashing up for the worker
 
 
 class WorkerError(Exception):
@@ -222,14 +227,23 @@ class WorkerClient(object):
         env = dict(os.environ if self.env is None else self.env)
         for name in _PYTHON_ENV:
             env.pop(name, None)
+        if sys.platform == "darwin":
+            for name in _BUNDLE_LIBRARY_ENV:
+                env.pop(name, None)
+        if env.get("APPIMAGE") or env.get("APPDIR"):
+            env.pop("LD_LIBRARY_PATH", None)
         return env
 
     def _start(self):
+        extra = {}
+        if sys.platform == "win32":
+            extra["creationflags"] = _CREATE_NO_WINDOW
+        else:
+            extra["close_fds"] = True
         try:
             return subprocess.Popen(
                 self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=self._environment(), bufsize=0,
-                close_fds=sys.platform != "win32")
+                stderr=subprocess.PIPE, env=self._environment(), bufsize=0, **extra)
         except (OSError, IOError) as exc:
             raise WorkerError(
                 "worker_missing",
