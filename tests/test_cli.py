@@ -298,3 +298,24 @@ def test_plan_names_outputs_and_skips_earlier_results(tmp_path: Path) -> None:
     with pytest.raises(ChromatizeError, match="one output file"):
         colorize_cli.plan([str(tmp_path)], output="x.png", out_dir=None, suffix=None,
                           recursive=False, overwrite=False)
+
+
+def test_sample_grayscale_has_the_lightness_of_the_colour_photo() -> None:
+    pytest.importorskip("skimage")
+    from chromatize.samples import sample_color, sample_grayscale
+
+    gray = sample_grayscale("chelsea")
+    colour = sample_color("chelsea")
+    assert gray.dtype == np.uint8 and gray.shape == colour.shape[:2]
+    gray_l = lightness(np.repeat(gray[..., None], 3, axis=2))
+    assert np.abs(gray_l - lightness(colour)).max() < 0.6  # 8-bit rounding only
+
+
+def test_sample_without_scikit_image_says_how_to_install_it() -> None:
+    code = ("import sys; sys.modules['skimage'] = None\n"
+            "from chromatize.errors import ChromatizeError\n"
+            "from chromatize.samples import sample_grayscale\n"
+            "try:\n    sample_grayscale()\nexcept ChromatizeError as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert "pip install 'chromatize[samples]'" in result.stdout
