@@ -476,7 +476,7 @@ def write_image(path: str | os.PathLike[str], pixels: np.ndarray, *,
 
     tmp = parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
-        handle = open(tmp, "xb")  # noqa: SIM115 - closed below; "x" never reuses a name
+        handle = open(tmp, "xb")  # "x": never reuses an existing name; closed below
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc} (folder {parent}). "
                           "Choose a folder you can write to.") from None
@@ -490,7 +490,8 @@ def write_image(path: str | os.PathLike[str], pixels: np.ndarray, *,
         raise
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except (ValueError, KeyError, TypeError) as exc:  # encoder refused the data
+    except (ValueError, KeyError, TypeError, SystemError, struct.error, zlib.error) as exc:
+        # the encoder refused the data (size limits of the format, unsupported layout)
         raise OutputError(f"cannot encode {path} as {fmt}: {exc}") from None
     finally:
         if tmp.exists():
