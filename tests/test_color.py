@@ -174,3 +174,15 @@ def test_lightness_survives_gamut_mapping_and_8bit_on_natural_images(shared_dir)
 def test_unknown_gamut_mode_is_rejected():
     with pytest.raises(ValueError, match="gamut"):
         color.lab_to_rgb(torch.zeros(3, 2, 2), gamut="squash")  # type: ignore[arg-type]
+
+
+def test_uint8_table_matches_exact_rounding():
+    linear = torch.rand(1_000_000, generator=torch.Generator().manual_seed(5)) ** 2.2
+    exact = (color.linear_to_srgb(linear) * 255).round().to(torch.int16)
+    table = color.linear_to_srgb_uint8(linear).to(torch.int16)
+    assert (table - exact).abs().max() <= 1
+    assert (table != exact).float().mean() < 3e-3  # only values within 0.004 of x.5
+    # every level's own linear value maps back to that level
+    levels = torch.arange(256, dtype=torch.float32) / 255
+    assert torch.equal(color.linear_to_srgb_uint8(color.srgb_to_linear(levels)).long(),
+                       torch.arange(256))  # fmt: skip

@@ -235,6 +235,29 @@ def from_float_rgb(rgb: torch.Tensor, dtype: np.dtype) -> np.ndarray:
     return hwc.clamp(0.0, 1.0).numpy().astype(dtype, copy=False)
 
 
+def from_linear_rgb(linear: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    """Linear sRGB (3, h, w) in [0, 1] -> (h, w, 3) sRGB-encoded array of ``dtype``.
+
+    8-bit output goes through :func:`chromatize.color.linear_to_srgb_uint8` (a table lookup);
+    other dtypes apply the transfer curve in float32."""
+    if np.dtype(dtype) == np.uint8:
+        codes = color.linear_to_srgb_uint8(linear.detach()).to("cpu")
+        return codes.permute(1, 2, 0).numpy()
+    return from_float_rgb(color.linear_to_srgb(linear.clamp(0.0, 1.0)), dtype)
+
+
+def write_linear_rgb(
+    out: np.ndarray,
+    rows: slice,
+    linear: torch.Tensor,
+    alpha_rows: np.ndarray | None,
+) -> None:
+    """Store a linear sRGB strip (3, h, W) and its untouched alpha into ``out[rows]``."""
+    out[rows, :, :3] = from_linear_rgb(linear, out.dtype)
+    if alpha_rows is not None:
+        out[rows, :, 3] = alpha_rows
+
+
 def write_rgb(
     out: np.ndarray,
     rows: slice,

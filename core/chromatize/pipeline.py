@@ -455,8 +455,8 @@ class Colorizer:
             else:
                 ab = ab * m[None]
             keep = (m == 0).cpu().numpy()
-        rgb = color.lab_to_rgb(torch.cat((lightness[None], ab)), gamut="chroma")
-        imagearray.write_rgb(out, rows, rgb, imagearray.alpha(image, layout, rows))
+        linear = color.lab_to_linear_rgb(torch.cat((lightness[None], ab)), gamut="chroma")
+        imagearray.write_linear_rgb(out, rows, linear, imagearray.alpha(image, layout, rows))
         if keep is not None and keep.any():  # unselected pixels stay exactly as given
             original = imagearray.color_values(image, layout, rows)
             out[rows, :, :3][keep] = original[keep]
