@@ -152,17 +152,17 @@ class Channel:
         self.send(body)
 
 
-def _read_exact(stream: BinaryIO, nbytes: int, what: str) -> bytes:
-    chunks: list[bytes] = []
-    remaining = nbytes
-    while remaining:
-        chunk = stream.read(min(remaining, 1 << 24))
+def _read_exact(stream: BinaryIO, nbytes: int, what: str) -> bytearray:
+    """Read exactly ``nbytes`` into one buffer (no second copy of a large image)."""
+    buffer = bytearray(nbytes)
+    view = memoryview(buffer)
+    got = 0
+    while got < nbytes:
+        chunk = stream.readinto(view[got:got + (1 << 24)])  # type: ignore[attr-defined]
         if not chunk:
-            got = nbytes - remaining
             raise RequestError(f"truncated {what}: expected {nbytes} bytes, got {got}")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        got += chunk
+    return buffer
 
 
 def _optional_number(header: dict[str, Any], key: str, kind: type, minimum: float,
@@ -320,7 +320,10 @@ def _colorize(header: dict[str, Any], stdin: BinaryIO, channel: Channel) -> None
 
     image = pixels
     if dtype.kind == "f":
-        image = np.clip(np.nan_to_num(pixels, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+        # In place unless the originals are needed for the bit-exact pass-through below.
+        image = pixels if mask is None else pixels.copy()
+        np.nan_to_num(image, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        np.clip(image, 0.0, 1.0, out=image)
     if channels == 1:
         image = image[:, :, 0]
 
