@@ -30,6 +30,8 @@ OUTPUT_NEW_LAYER = "new-layer"
 OUTPUT_IN_PLACE = "in-place"
 OUTPUT_CHOICES = (OUTPUT_NEW_LAYER, OUTPUT_IN_PLACE)
 LAYER_SUFFIX = " (colorized)"
+MODEL_MISSING_HINT = ("In the Colorize (AI) dialog you can choose another model, give a "
+                      "weights file, or allow downloading missing model weights.")
 
 _REFUSED = {
     KIND_GROUP: "is a layer group; select the layers inside it instead",
@@ -113,7 +115,10 @@ def colorize_drawables(host, drawables, settings, client):
                     pixels, width, height, channels, host.sample_dtype, settings["worker"],
                     progress=report)
             except WorkerError as exc:
-                raise PluginError(_with_layer(exc.message, host, drawable, len(jobs)),
+                message = exc.message
+                if exc.kind == "model_missing":
+                    message = message.rstrip() + "\n\n" + MODEL_MISSING_HINT
+                raise PluginError(_with_layer(message, host, drawable, len(jobs)),
                                   kind=exc.kind)
             del pixels
             results.append((drawable, rect,
