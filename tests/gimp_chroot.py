@@ -66,15 +66,25 @@ def is_ready(root: Path) -> bool:
     return (root / READY_MARKER).is_file() and (root / "usr/bin" / GIMP_CONSOLE).exists()
 
 
-def why_unbuildable() -> str | None:
-    """A reason the chroot cannot be built here, or None when it can."""
+def why_unrunnable() -> str | None:
+    """A reason GIMP cannot be run in the chroot here, or None when it can."""
     if os.geteuid() != 0:
-        return "building/running the GIMP 3 chroot needs root (chroot, mount namespaces)"
-    if shutil.which("debootstrap") is None:
-        return "debootstrap is not installed (apt-get install debootstrap)"
+        return "running GIMP in the chroot needs root (chroot, mount namespaces)"
     if shutil.which("unshare") is None:
         return "unshare (util-linux) is not installed"
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return ("private mount namespaces are not permitted here (a container without "
+                f"CAP_SYS_ADMIN?): unshare --mount said {probe.stderr.strip()!r}")
     return None
+
+
+def why_unbuildable() -> str | None:
+    """A reason the chroot cannot be built (or run) here, or None when it can."""
+    reason = why_unrunnable()
+    if reason is None and shutil.which("debootstrap") is None:
+        reason = "debootstrap is not installed (apt-get install debootstrap)"
+    return reason
 
 
 def host_mirror() -> str:
