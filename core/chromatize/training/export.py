@@ -1,11 +1,13 @@
 """Export a training checkpoint as the shipped ``mobile`` weights (fp16 safetensors).
 
     python -m chromatize.training.export --checkpoint RUN/best.pt \\
-        --out core/chromatize/shipped/mobile.safetensors [--temperature T] [--overwrite]
+        --out core/chromatize/shipped/mobile.safetensors [--temperature T] [--overwrite] \\
+        [--choose-temperature-on ../shared/data/train]
 
 Floating-point tensors are stored as float16 (loading casts them back into the float32 model);
 integer buffers (batch-norm counters) are kept. The safetensors metadata (all strings) records
-what the weights came from: ``default_temperature`` (chosen on the held-out split unless given),
+what the weights came from: ``default_temperature`` (``--temperature``, else re-chosen on the whole
+held-out split with ``--choose-temperature-on``, else the one training chose on its subset),
 the empirical bin prior of the training split (``prior_counts``, JSON list of 313 counts), the
 rebalancing settings, the training step/minutes, and the held-out metrics.
 """
@@ -25,8 +27,34 @@ from safetensors.torch import load_file, save_file
 from chromatize.models.mobile import build_mobile
 from chromatize.training.tflite_convert import BACKBONE_SHA256
 
+#: Temperatures tried by ``--choose-temperature`` on the whole held-out split.
+TEMPERATURE_GRID = (0.3, 0.38, 0.46, 0.55, 0.65, 0.8, 1.0)
 
-def export(checkpoint: Path, out: Path, temperature: float | None, overwrite: bool) -> dict:
+
+def choose_temperature(checkpoint: dict, data: Path, val_fraction: float) -> dict:
+    """Score the checkpoint on the whole held-out split over :data:`TEMPERATURE_GRID`."""
+    from chromatize.bins import rebalance_weights
+    from chromatize.training.data import load_held_out, split_files
+    from chromatize.training.train import evaluate
+
+    model = build_mobile()
+    model.load_state_dict(checkpoint["model"])
+    _, val = split_files(data, val_fraction)
+    args = checkpoint.get("args", {})
+    weights = rebalance_weights(
+        checkpoint["prior"], float(args.get("rebalance_lambda", 0.85)),
+        max_weight=float(args.get("max_weight", 3.0)),
+    )
+    return evaluate(model, load_held_out(val), weights, True, TEMPERATURE_GRID)
+
+
+def export(
+    checkpoint: Path,
+    out: Path,
+    temperature: float | None,
+    overwrite: bool,
+    choose_on: Path | None = None,
+) -> dict:
     if out.exists() and not overwrite:
         raise SystemExit(f"{out} exists; pass --overwrite to replace it")
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -37,6 +65,10 @@ def export(checkpoint: Path, out: Path, temperature: float | None, overwrite: bo
         for k, v in model.state_dict().items()
     }
     metrics = ckpt.get("metrics", {})
+    if choose_on is not None:
+        metrics = choose_temperature(ckpt, choose_on, float(ckpt["args"].get("val_fraction", 0.03)))
+        print(json.dumps({"temperature": metrics["temperature"], "gray": metrics["gray"],
+                          "per_temperature": metrics["per_temperature"]}, indent=1))
     chosen = temperature if temperature is not None else metrics.get("temperature", 0.38)
     args = ckpt.get("args", {})
     meta = {
@@ -74,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--choose-temperature-on", type=Path, default=None, metavar="TRAIN_DIR",
+                   help="re-choose the temperature on the whole held-out split of this folder")
     args = p.parse_args(argv)
-    meta = export(args.checkpoint, args.out, args.temperature, args.overwrite)
+    meta = export(args.checkpoint, args.out, args.temperature, args.overwrite,
+                  args.choose_temperature_on)
     size = args.out.stat().st_size / 1e6
     print(f"wrote {args.out} ({size:.1f} MB), default temperature {meta['default_temperature']}, "
           f"step {meta['training_step']}")
