@@ -3,13 +3,15 @@
 Each sub-command lives in its own module of this package and exposes ``register(subparsers)``,
 which adds its parser and sets ``func=run`` (``run(args) -> int``, the exit code). Expected
 failures (:class:`~chromatize.errors.ChromatizeError`) are printed as
-``chromatize: error: <message>`` without a traceback and exit with status 1; Ctrl-C exits 130.
+``chromatize: error: <message>`` without a traceback and exit with status 1; Ctrl-C exits 130,
+a closed output pipe 141 (as a shell reports SIGPIPE).
 Sub-command modules import torch-heavy code inside ``run`` so that ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,3 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. `| head`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit-time flush stays quiet
+        return 141
