@@ -116,7 +116,11 @@ def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def luminance_to_lightness(y: torch.Tensor) -> torch.Tensor:
     """Relative luminance Y in [0, 1] -> L in [0, 100] (elementwise)."""
-    return 116.0 * _f(_as_float(y)) - 16.0
+    y = _as_float(y)
+    # 116 f(Y) - 16, written with in-place steps (this runs on every pixel of every image)
+    cube_root = y.clamp_min(_EPSILON).pow_(1.0 / 3.0).mul_(116.0).sub_(16.0)
+    linear = y * (116.0 * _SLOPE)  # 116 * (Y * slope + 4/29) - 16 = 116 * slope * Y
+    return torch.where(y > _EPSILON, cube_root, linear)
 
 
 def lightness_to_luminance(lightness: torch.Tensor) -> torch.Tensor:

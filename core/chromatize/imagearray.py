@@ -159,12 +159,26 @@ def lightness(image: np.ndarray, layout: ImageLayout, rows: slice | None = None)
     block = _channel_view(image)[rows if rows is not None else slice(None)]
     if layout.is_gray:
         y = _to_linear(block[:, :, 0])
+    elif layout.dtype.kind == "u":  # Y = sum of per-channel tables with the weights folded in
+        tables = _luminance_luts(layout.dtype.name)
+        y_np = np.take(tables[0], block[:, :, 0])
+        y_np += np.take(tables[1], block[:, :, 1])
+        y_np += np.take(tables[2], block[:, :, 2])
+        y = torch.from_numpy(y_np)
     else:
         m = color.XYZ_FROM_RGB[1]
         y = m[0] * _to_linear(block[:, :, 0])
         y += m[1] * _to_linear(block[:, :, 1])
         y += m[2] * _to_linear(block[:, :, 2])
     return color.luminance_to_lightness(y)
+
+
+@lru_cache(maxsize=4)
+def _luminance_luts(dtype_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each integer level's contribution to Y, for R, G and B."""
+    lut = _linear_lut(dtype_name)
+    w = color.XYZ_FROM_RGB[1]
+    return tuple((lut * np.float32(w[i])).astype(np.float32) for i in range(3))  # type: ignore[return-value]
 
 
 def color_float(image: np.ndarray, layout: ImageLayout, rows: slice | None = None) -> torch.Tensor:
