@@ -18,14 +18,17 @@ Stages (for one image of H x W pixels):
 5. **Recombination.** The *original* full-resolution L is joined with the upsampled ab, the
    optional mask blends with the input's own ab, out-of-gamut colours are reduced in chroma at
    constant L (:func:`chromatize.color.gamut_map_chroma`), and the result is written in the
-   caller's dtype; alpha is copied untouched. Stages 4-5 run in row strips of about
-   :data:`STRIP_PIXELS` pixels, so scratch memory does not grow with the image.
+   caller's dtype; alpha is copied untouched.
+
+Stages 1, 4 and 5 run in row strips of about :data:`STRIP_PIXELS` pixels, several strips at a time
+on a small thread pool with single-threaded torch ops (see :func:`_run_strips` for why).
 
 Memory: besides the caller's input and the returned output, a job holds L at full resolution
-(4 bytes per pixel) plus a bounded amount of strip scratch. A 24-megapixel 8-bit photo stays well
-under 2.5 GB peak RSS on CPU (see ``benchmarks/RESULTS.md``). Images above :data:`MAX_PIXELS`
-(160 megapixels) are refused with :class:`~chromatize.errors.InputImageError`; the limit can be
-changed per :class:`Colorizer`.
+(4 bytes per pixel) plus scratch for the strips in flight (about 80 MB each). Measured peak RSS with
+ECCV16 on CPU, including ~350 MB for Python, torch and the network: 817 MB for a 24-megapixel
+8-bit photo, 1.7 GB for 100 megapixels (``benchmarks/RESULTS.md``). Images above
+:data:`MAX_PIXELS` (160 megapixels) are refused with :class:`~chromatize.errors.InputImageError`;
+the limit can be changed per :class:`Colorizer`.
 """
 
 from __future__ import annotations
