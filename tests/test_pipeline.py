@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -294,3 +298,41 @@ def test_module_function_and_named_model_cache(tmp_path):
 def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(ChromatizeError, match="unknown model 'nope'"):
         Colorizer("nope")
+
+
+def test_images_above_the_pixel_limit_are_refused_before_any_work(colorizer):
+    from chromatize.pipeline import MAX_PIXELS
+
+    side = int(MAX_PIXELS**0.5) + 100
+    huge = np.zeros((side, side), dtype=np.uint8)  # calloc'd: never touched, so never resident
+    with pytest.raises(InputImageError, match=r"megapixels.*max_pixels"):
+        colorizer.colorize(huge)
+
+
+_MEMORY_PROBE = """
+import numpy as np, torch
+from chromatize.models.eccv16 import build_eccv16
+from chromatize.pipeline import Colorizer
+torch.manual_seed(0)
+c = Colorizer(build_eccv16(), device="cpu")
+y, x = np.mgrid[0:4000, 0:6000].astype(np.float32)
+img = np.stack([(x / 6000 * 255), (y / 4000 * 255), ((x + y) % 255)], -1).astype(np.uint8)
+del x, y
+out = c.colorize(img)
+assert out.shape == (4000, 6000, 3) and out.dtype == np.uint8
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print(int(line.split()[1]) // 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_24_megapixel_photo_stays_under_the_memory_bound():
+    """The issue's bound: a 6000x4000 8-bit photo colorizes with peak RSS under 2.5 GB on CPU
+    (ECCV16 architecture, measured in a fresh process)."""
+    proc = subprocess.run([sys.executable, "-c", _MEMORY_PROBE], capture_output=True, text=True,
+                          timeout=600, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peak_mb = int(proc.stdout.strip().splitlines()[-1])
+    assert peak_mb < 2500, peak_mb
