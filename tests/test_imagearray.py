@@ -139,3 +139,16 @@ def test_denormalize_adds_untouched_alpha():
     assert out.shape == (9, 7, 4) and out.dtype == np.uint16
     assert np.array_equal(out[:, :, 3], image[:, :, 1])
     assert (out[:, :, :3] == round(0.25 * 65535)).all()
+
+
+def test_read_only_arrays_work_without_warnings():
+    import warnings
+
+    for dtype in DTYPES:
+        image = _image("rgba", dtype)
+        image.flags.writeable = False  # like np.asarray(PIL image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            norm = imagearray.normalize(image)
+            rgb = imagearray.color_float(image, norm.layout)
+        assert rgb.shape == (3, 9, 7) and norm.lightness.shape == (9, 7)

@@ -43,7 +43,7 @@ def test_guided_upsampling_snaps_colour_edges_to_lightness_edges():
     guided = upsample_ab(low, lightness, "guided")
     err_bilinear = (bilinear - truth).abs()[:, near].mean()
     err_guided = (guided - truth).abs()[:, near].mean()
-    # measured when written: a: 6.5 vs 10.0 ab units within 40 px of the edge
+    # measured when written: 5.8 vs 8.3 ab units within 40 px of the edge
     assert err_guided < 0.75 * err_bilinear
     # away from the edge the L noise must not leak much into the colour
     assert (guided - truth).abs()[:, ~near].mean() < 1.0
@@ -57,7 +57,7 @@ def test_guided_upsampling_snaps_colour_edges_to_lightness_edges():
         return float((step / total).mean())
 
     sharp_guided, sharp_bilinear = share_at_edge(guided[0]), share_at_edge(bilinear[0])
-    assert sharp_guided > 2 * sharp_bilinear, (sharp_guided, sharp_bilinear)  # was 0.69 vs 0.08
+    assert sharp_guided > 2 * sharp_bilinear, (sharp_guided, sharp_bilinear)  # was 0.66 vs 0.08
 
 
 def test_constant_colour_stays_constant():

@@ -12,6 +12,7 @@ copy of their colour channels.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -132,6 +133,18 @@ def _check_float_values(image: np.ndarray, name: str) -> None:
             )
 
 
+def as_tensor(array: np.ndarray, dtype: type | None = None) -> torch.Tensor:
+    """A CPU tensor sharing ``array``'s memory where possible (contiguous, same dtype), only ever
+    read. Read-only arrays (e.g. ``np.asarray(PIL_image)``) are accepted without torch's warning
+    about non-writable memory: chromatize never writes through these tensors."""
+    contiguous = np.ascontiguousarray(array, dtype=dtype)
+    if contiguous.flags.writeable:
+        return torch.from_numpy(contiguous)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(contiguous)
+
+
 def _channel_view(image: np.ndarray) -> np.ndarray:
     return image[:, :, None] if image.ndim == 2 else image
 
@@ -147,7 +160,7 @@ def _to_linear(values: np.ndarray) -> torch.Tensor:
     """sRGB-encoded values of any accepted dtype -> linear float32 tensor (same shape)."""
     if values.dtype.kind == "u":
         return torch.from_numpy(_linear_lut(values.dtype.name)[values])
-    return color.srgb_to_linear(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)))
+    return color.srgb_to_linear(as_tensor(values, np.float32))
 
 
 def lightness(image: np.ndarray, layout: ImageLayout, rows: slice | None = None) -> torch.Tensor:
@@ -187,7 +200,7 @@ def color_float(image: np.ndarray, layout: ImageLayout, rows: slice | None = Non
     Gray input is replicated to three channels.
     """
     block = _channel_view(image)[rows if rows is not None else slice(None)]
-    values = torch.from_numpy(np.ascontiguousarray(block[:, :, : layout.color_channels]))
+    values = as_tensor(block[:, :, : layout.color_channels])
     values = values.float() / layout.max_value if layout.dtype.kind == "u" else values.float()
     values = values.permute(2, 0, 1)
     return values.expand(3, -1, -1) if layout.is_gray else values

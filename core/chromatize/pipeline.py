@@ -450,7 +450,7 @@ class Colorizer:
         t1 = time.perf_counter()
         keep = None
         if mask is not None:
-            m = torch.from_numpy(np.ascontiguousarray(mask[rows], dtype=np.float32))
+            m = imagearray.as_tensor(mask[rows], np.float32)
             m = m.to(self.device)
             if not layout.is_gray:  # blend towards the input's own colour
                 own = color.rgb_to_lab(imagearray.color_float(image, layout, rows).to(self.device))

@@ -26,9 +26,9 @@ UPSAMPLE_METHODS: tuple[str, ...] = ("guided", "bilinear")
 
 #: Defaults of the guided filter. The radius is in low-res (ab) pixels: the model's colour
 #: transitions span 2-3 of them, and the window must cover a transition to snap it to the L edge.
-#: eps is for L scaled to [0, 1] (sqrt(eps) ~ 1.4 L units: weaker L texture does not tint ab).
+#: eps is for L scaled to [0, 1] (sqrt(eps) ~ 3 L units: weaker L texture does not tint ab).
 GUIDED_RADIUS = 3.0
-GUIDED_EPS = 2e-4
+GUIDED_EPS = 1e-3
 GUIDED_INTERMEDIATE_SCALE = 4
 
 
