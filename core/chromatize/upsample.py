@@ -26,7 +26,8 @@ UPSAMPLE_METHODS: tuple[str, ...] = ("guided", "bilinear")
 
 #: Defaults of the guided filter. The radius is in low-res (ab) pixels: the model's colour
 #: transitions span 2-3 of them, and the window must cover a transition to snap it to the L edge.
-#: eps is for L scaled to [0, 1] (sqrt(eps) ~ 3 L units: weaker L texture does not tint ab).
+#: eps is for L scaled to [0, 1] (sqrt(eps) ~ 3 L units: weaker L texture does not tint ab);
+#: compared on Kodak24 in benchmarks/RESULTS.md.
 GUIDED_RADIUS = 3.0
 GUIDED_EPS = 1e-3
 GUIDED_INTERMEDIATE_SCALE = 4
