@@ -102,6 +102,9 @@ class ECCV16(nn.Module):
     default_input_size: int = 256
     #: Total downsampling inside the network; inputs should be multiples of it.
     stride: int = 8
+    #: Temperature at which chromatize's annealed mean equals the official demo's softmax; used
+    #: when an instance is passed to Colorizer directly (named models take it from the registry).
+    default_temperature: float = OFFICIAL_TEMPERATURE
 
     def __init__(self) -> None:
         super().__init__()
