@@ -109,3 +109,13 @@ def test_fresh_network_is_a_module_with_logit_scale() -> None:
     model = build_eccv16()
     assert isinstance(model, nn.Module)
     model.validate_weights("fresh")  # a fresh build decodes like the official release
+
+
+def test_instance_and_registry_agree_on_default_temperature() -> None:
+    """A bare ECCV16 passed to Colorizer must decode like the named model does."""
+    from chromatize.pipeline import Colorizer
+    from chromatize.registry import get_spec
+
+    colorizer = Colorizer(ECCV16(), device="cpu")
+    assert colorizer.default_temperature == pytest.approx(get_spec("eccv16").default_temperature)
+    assert colorizer.default_temperature == pytest.approx(1 / 2.606)
