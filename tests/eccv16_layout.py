@@ -8,6 +8,7 @@ richzhang/colorization ``colorizers/eccv16.py``: blocks of (Conv2d, ReLU)* endin
 from __future__ import annotations
 
 import torch
+
 from chromatize.bins import AB_BINS
 from chromatize.registry import ModelSpec
 

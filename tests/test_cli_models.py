@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from eccv16_layout import eccv16_spec, random_official_state_dict
+from local_http import LocalServer, Route
+
 from chromatize.cli import models as models_cli
 from chromatize.errors import ChromatizeError
 from chromatize.registry import MODELS
-from eccv16_layout import eccv16_spec, random_official_state_dict
-from local_http import LocalServer, Route
 
 
 @pytest.fixture(autouse=True)

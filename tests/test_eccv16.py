@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from eccv16_layout import random_official_state_dict
+from torch import nn
+
 from chromatize.bins import NUM_BINS, decode
 from chromatize.errors import WeightsError
 from chromatize.models.eccv16 import (
@@ -15,8 +18,6 @@ from chromatize.models.eccv16 import (
     OFFICIAL_TEMPERATURE,
     build_eccv16,
 )
-from eccv16_layout import random_official_state_dict
-from torch import nn
 
 
 def test_official_layout_loads_strictly_and_round_trips(tmp_path: Path) -> None:

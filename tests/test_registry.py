@@ -6,10 +6,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from eccv16_layout import eccv16_spec
+
 from chromatize.errors import ModelUnavailableError
 from chromatize.registry import MODELS, ModelSpec, get_spec, list_models, model_status
 from chromatize.weights import cached_path, load_model
-from eccv16_layout import eccv16_spec
 
 
 @pytest.fixture(autouse=True)

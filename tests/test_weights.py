@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from eccv16_layout import eccv16_spec, official_layout, random_official_state_dict
+from local_http import LocalServer, Route
+
 from chromatize.errors import DownloadError, ModelUnavailableError, WeightsError
 from chromatize.models.eccv16 import ECCV16
 from chromatize.weights import (
@@ -24,8 +27,6 @@ from chromatize.weights import (
     load_state_dict,
     resolve_weights,
 )
-from eccv16_layout import eccv16_spec, official_layout, random_official_state_dict
-from local_http import LocalServer, Route
 
 
 @pytest.fixture(scope="module")

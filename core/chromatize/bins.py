@@ -34,7 +34,9 @@ DECODE_METHODS: tuple[str, ...] = ("annealed_mean", "mean", "mode")
 
 
 def _build_bins() -> torch.Tensor:
-    centres = [(a, b) for a in sorted(_B_RANGES) for b in range(_B_RANGES[a][0], _B_RANGES[a][1] + 1, 10)]
+    centres = [
+        (a, b) for a in sorted(_B_RANGES) for b in range(_B_RANGES[a][0], _B_RANGES[a][1] + 1, 10)
+    ]
     return torch.tensor(centres, dtype=torch.float32)
 
 
@@ -89,7 +91,9 @@ def decode(
     - ``mode``: centre of the most likely bin (vivid, but blotchy).
     """
     if logits.ndim != 4 or logits.shape[1] != NUM_BINS:
-        raise ValueError(f"expected logits of shape (N, {NUM_BINS}, H, W), got {tuple(logits.shape)}")
+        raise ValueError(
+            f"expected logits of shape (N, {NUM_BINS}, H, W), got {tuple(logits.shape)}"
+        )
     bins = bins_on(logits.device)
     if method == "mode":
         idx = logits.argmax(dim=1)  # (N, H, W)
@@ -97,7 +101,9 @@ def decode(
     if method == "mean":
         temperature = 1.0
     elif method != "annealed_mean":
-        raise ValueError(f"unknown decode method {method!r}; choose one of {', '.join(DECODE_METHODS)}")
+        raise ValueError(
+            f"unknown decode method {method!r}; choose one of {', '.join(DECODE_METHODS)}"
+        )
     p = probabilities(logits, temperature, logit_scale)
     return torch.einsum("nqhw,qc->nchw", p, bins)
 
@@ -121,7 +127,9 @@ def nearest_bins(ab: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tens
         raise ValueError(f"expected ab of shape (N, 2, H, W), got {tuple(ab.shape)}")
     pts = ab.permute(0, 2, 3, 1).reshape(-1, 2).float()
     bins = bins_on(ab.device)
-    d2 = (pts.square().sum(1, keepdim=True) - 2 * pts @ bins.T + bins.square().sum(1)[None]).clamp_min(0)
+    d2 = (
+        pts.square().sum(1, keepdim=True) - 2 * pts @ bins.T + bins.square().sum(1)[None]
+    ).clamp_min(0)
     dist, idx = torch.topk(d2, k, dim=1, largest=False)
     idx = idx.reshape(n, h, w, k).permute(0, 3, 1, 2).contiguous()
     dist = dist.reshape(n, h, w, k).permute(0, 3, 1, 2).contiguous()

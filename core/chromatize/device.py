@@ -40,8 +40,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(name)
     if name == "mps":
         if not mps_available():
-            raise ChromatizeError("device 'mps' was requested but Apple MPS is not available here; "
-                                  "use --device cpu or auto")
+            raise ChromatizeError(
+                "device 'mps' was requested but Apple MPS is not available here; "
+                "use --device cpu or auto"
+            )
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")

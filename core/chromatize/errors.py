@@ -4,15 +4,15 @@ from __future__ import annotations
 
 
 class ChromatizeError(Exception):
-    """Base class: an expected failure with a message meant for the user (no traceback needed)."""
+    """Base class: an expected failure whose message is meant for the user (no traceback)."""
 
 
 class ModelUnavailableError(ChromatizeError):
-    """The requested model has no usable weights here (not shipped, not cached, download not allowed)."""
+    """The requested model has no usable weights here (not shipped, not cached, no download)."""
 
 
 class WeightsError(ChromatizeError):
-    """A weights file is missing, corrupted, has the wrong hash, or does not fit the architecture."""
+    """A weights file is missing, corrupted, has the wrong hash or does not fit the architecture."""
 
 
 class DownloadError(WeightsError):
@@ -20,11 +20,11 @@ class DownloadError(WeightsError):
 
 
 class InputImageError(ChromatizeError):
-    """An input image cannot be read or colorized (empty, truncated, unsupported mode, too large)."""
+    """An input image cannot be read or colorized (empty, truncated, unsupported, too large)."""
 
 
 class OutputError(ChromatizeError):
-    """An output cannot be written (exists and no overwrite, unwritable directory, encoder error)."""
+    """An output cannot be written (exists without overwrite, unwritable folder, encoder error)."""
 
 
 class Cancelled(ChromatizeError):
