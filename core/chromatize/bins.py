@@ -204,7 +204,7 @@ def rebalance_weights(
     sigma: float = PRIOR_SMOOTHING_SIGMA,
     max_weight: float | None = None,
 ) -> torch.Tensor:
-    """Class-rebalancing weights (313,) float32 from an empirical bin prior (counts or probabilities).
+    """Class-rebalancing weights (313,) float32 from an empirical bin prior (counts or probs).
 
     w ∝ ((1 - lam) * smooth(prior) + lam / 313) ** -1, normalised so that E_smooth(prior)[w] = 1
     (Zhang et al. 2016, eq. 4). ``lam=1`` gives uniform weights; ``max_weight`` optionally caps
