@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             run_eval()
             next_eval = state["elapsed"] + args.eval_minutes * 60
             last_tick = time.perf_counter()  # evaluation time does not count against the budget
-            window_t = last_tick
+            window_t, window_imgs, window_loss, window_n, data_wait = last_tick, 0, 0.0, 0, 0.0
     run_eval()
     log.info("done: %d steps, %.1f min of training", state["step"], state["elapsed"] / 60)
     return 0
