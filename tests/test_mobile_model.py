@@ -1,0 +1,85 @@
+"""The ``mobile`` architecture and its shipped weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import chromatize
+from chromatize.models.mobile import build_mobile, lightness_to_backbone_input
+
+SHIPPED = Path(chromatize.__file__).parent / "shipped" / "mobile.safetensors"
+
+
+def test_contract_attributes_and_output_shape():
+    model = build_mobile().eval()
+    assert model.logit_scale == 1.0
+    assert model.default_input_size == 256
+    with torch.inference_mode():
+        out = model(torch.rand(2, 1, 64, 96) * 100)
+        odd = model(torch.rand(1, 1, 72, 40) * 100)  # not multiples of 32: TF-SAME still works
+    assert out.shape == (2, 313, 16, 24)
+    assert odd.shape == (1, 313, 18, 10)
+
+
+def test_parameter_budget_without_the_classifier_head():
+    model = build_mobile()
+    total = sum(p.numel() for p in model.parameters())
+    assert total <= 8_000_000
+    assert not any("classifier" in name for name, _ in model.named_parameters())
+
+
+def test_gray_input_reaches_the_backbone_as_the_gray_jpeg_would():
+    from chromatize.color import gray_to_lightness
+
+    gray = torch.tensor([0.0, 128.0, 255.0]) / 255.0
+    lightness = gray_to_lightness(gray).reshape(1, 1, 1, 3)
+    x = lightness_to_backbone_input(lightness)
+    assert x.shape == (1, 3, 1, 3)
+    expected = torch.tensor([-1.0, 0.0, 127.0 / 128.0])
+    assert torch.allclose(x[0, 0, 0], expected, atol=1e-4)
+    assert torch.equal(x[0, 0], x[0, 2])
+
+
+@pytest.fixture(scope="module")
+def shipped_state():
+    from safetensors import safe_open
+
+    if not SHIPPED.exists():
+        pytest.fail(f"{SHIPPED} is missing: the package must ship the mobile weights")
+    with safe_open(str(SHIPPED), "pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    return state, meta
+
+
+def test_shipped_weights_are_fp16_and_fit_strictly(shipped_state):
+    state, meta = shipped_state
+    floats = [v for v in state.values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    model = build_mobile()
+    model.load_state_dict(state, strict=True)
+    assert 0.1 <= float(meta["default_temperature"]) <= 1.0
+    prior = json.loads(meta["prior_counts"])
+    assert len(prior) == 313 and sum(prior) > 0
+
+
+def test_shipped_model_colours_a_synthetic_landscape(shipped_state):
+    from chromatize.color import rgb_to_lab
+    from chromatize.pipeline import Colorizer
+
+    h, w = 128, 192
+    y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+    rng = np.random.default_rng(0)
+    sky = np.broadcast_to(0.75 + 0.15 * y, (h, w))  # smooth bright gradient on top
+    grass = 0.35 + 0.12 * rng.standard_normal((h, w)).astype(np.float32)  # texture below
+    gray = np.where(np.arange(h)[:, None] < h // 2, sky, grass).clip(0, 1).astype(np.float32)
+    out = Colorizer("mobile", device="cpu").colorize(gray)
+    assert out.shape == (h, w, 3) and out.dtype == np.float32
+    lab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1))
+    chroma = lab[1:].square().sum(0).sqrt()
+    assert float(chroma.mean()) > 3.0  # visibly coloured, not gray
