@@ -319,3 +319,21 @@ def test_sample_without_scikit_image_says_how_to_install_it() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)
     assert "pip install 'chromatize[samples]'" in result.stdout
+
+
+def test_readme_main_job_with_the_default_model(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """`chromatize sample photo.png && chromatize colorize photo.png`, as in the README."""
+    pytest.importorskip("skimage")
+    from skimage.color import rgb2lab
+
+    assert run_cli(cli_env, "sample", "photo.png", cwd=tmp_path).returncode == 0
+    result = run_cli(cli_env, "colorize", "photo.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "photo.png -> photo_color.png"
+    with Image.open(tmp_path / "photo.png") as im:
+        gray = np.asarray(im)
+    with Image.open(tmp_path / "photo_color.png") as im:
+        assert im.mode == "RGB" and im.size == (512, 512)
+        lab = rgb2lab(np.asarray(im))
+    assert np.abs(lab[..., 0] - lightness(np.repeat(gray[..., None], 3, axis=2))).mean() < 0.5
+    assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 5.0  # visibly coloured (gray: 0)
