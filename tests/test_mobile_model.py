@@ -83,3 +83,14 @@ def test_shipped_model_colours_a_synthetic_landscape(shipped_state):
     lab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1))
     chroma = lab[1:].square().sum(0).sqrt()
     assert float(chroma.mean()) > 3.0  # visibly coloured, not gray
+
+
+def test_registry_matches_the_shipped_weights(shipped_state):
+    """The registry's default temperature and hash describe the file actually shipped."""
+    from chromatize.registry import get_spec
+    from chromatize.weights import file_sha256
+
+    spec = get_spec("mobile")
+    _, meta = shipped_state
+    assert spec.default_temperature == pytest.approx(float(meta["default_temperature"]))
+    assert file_sha256(spec.shipped_path()) == spec.sha256
