@@ -92,7 +92,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--saturation", type=_non_negative_float, default=1.0,
                         help="colour strength: 0 = gray, 1 = model output (default), >1 = stronger")
     parser.add_argument("--render-size", type=_positive_int, default=None, metavar="PIXELS",
-                        help="short side the model sees (default: the model's input size)")
+                        help="the model sees about PIXELS x PIXELS, aspect kept "
+                        "(default: the model's input size)")
     parser.add_argument("--upsample", choices=UPSAMPLE_CHOICES, default="guided",
                         help="how colour is brought to full size (default: guided, edge-aware)")
     parser.add_argument("--decode", choices=DECODE_CHOICES, default="annealed_mean",
