@@ -17,3 +17,12 @@ def shared_dir() -> Path:
         pytest.skip(f"../shared is not present beside the project (looked at {SHARED_DIR}); "
                     "it only exists on the developers' machines and in CI")
     return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def eccv16_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised (seeded) ECCV16 state dict in the official .pth layout, made once
+    per session: lets tests run the real network without the 129 MB official download."""
+    from worker_helpers import random_eccv16_weights
+
+    return random_eccv16_weights(tmp_path_factory.getbasetemp())

@@ -38,19 +38,6 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised ECCV16 state dict in the official layout."""
-    import torch
-
-    from chromatize.models.eccv16 import build_eccv16
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "eccv16-random.pth"
-    torch.save(build_eccv16().state_dict(), path)
-    return path
-
-
 def run_cli(env: dict[str, str], *args: str | Path, cwd: Path | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*chromatize_command(), *map(str, args)], env=env, cwd=cwd,
@@ -103,12 +90,12 @@ def make_bad_inputs(folder: Path) -> None:
 
 
 def test_every_bad_input_gets_a_clear_message_and_the_rest_are_colorized(
-        tmp_path: Path, cli_env: dict[str, str], random_weights: Path) -> None:
+        tmp_path: Path, cli_env: dict[str, str], eccv16_weights: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     make_bad_inputs(inputs)
     out = tmp_path / "out"
-    result = run_cli(cli_env, "colorize", inputs, "--out-dir", out, *model_args(random_weights))
+    result = run_cli(cli_env, "colorize", inputs, "--out-dir", out, *model_args(eccv16_weights))
     assert result.returncode == 1, result.stderr
     err = result.stderr
     assert "Traceback" not in err
@@ -146,19 +133,19 @@ def test_every_bad_input_gets_a_clear_message_and_the_rest_are_colorized(
 
 
 def test_unwritable_output_folder(tmp_path: Path, cli_env: dict[str, str],
-                                  random_weights: Path) -> None:
+                                  eccv16_weights: Path) -> None:
     photo = tmp_path / "photo.png"
     Image.new("L", (32, 32), 100).save(photo)
     blocker = tmp_path / "a-file"
     blocker.write_text("a regular file: nothing can be created below it (even as root)")
     result = run_cli(cli_env, "colorize", photo, "--out-dir", blocker / "out",
-                     *model_args(random_weights))
+                     *model_args(eccv16_weights))
     assert result.returncode == 1
     assert "chromatize: error: cannot create the output folder" in result.stderr
     assert "Traceback" not in result.stderr
 
     result = run_cli(cli_env, "colorize", photo, "-o", "/proc/chromatize-test.png",
-                     *model_args(random_weights))
+                     *model_args(eccv16_weights))
     assert result.returncode == 1
     assert "cannot write /proc/chromatize-test.png" in failure_line(result.stderr, "photo.png")
 
@@ -167,7 +154,7 @@ def test_unwritable_output_folder(tmp_path: Path, cli_env: dict[str, str],
 
 
 def test_depth_alpha_icc_exif_survive_and_nothing_is_left_behind(
-        tmp_path: Path, cli_env: dict[str, str], random_weights: Path) -> None:
+        tmp_path: Path, cli_env: dict[str, str], eccv16_weights: Path) -> None:
     inputs = tmp_path / "in"
     (inputs / "sub").mkdir(parents=True)
     rgba = np.dstack([np.repeat(RNG.integers(0, 256, (24, 40, 1), dtype=np.uint8), 3, axis=2),
@@ -183,7 +170,7 @@ def test_depth_alpha_icc_exif_survive_and_nothing_is_left_behind(
     Image.new("L", (16, 16), 30).save(inputs / ".hidden.png")
     out = tmp_path / "out"
     result = run_cli(cli_env, "colorize", inputs, "-r", "--out-dir", out,
-                     *model_args(random_weights))
+                     *model_args(eccv16_weights))
     assert result.returncode == 0, result.stderr
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
         "alpha.png", "sub", "sub/deep.tif"]  # no temp files, hidden input skipped
@@ -203,23 +190,23 @@ def test_depth_alpha_icc_exif_survive_and_nothing_is_left_behind(
 
 
 def test_existing_outputs_and_inputs_are_not_overwritten(
-        tmp_path: Path, cli_env: dict[str, str], random_weights: Path) -> None:
+        tmp_path: Path, cli_env: dict[str, str], eccv16_weights: Path) -> None:
     photo = tmp_path / "photo.png"
     Image.new("L", (32, 32), 100).save(photo)
     original = photo.read_bytes()
     existing = tmp_path / "photo_color.png"
     existing.write_bytes(b"earlier result")
-    result = run_cli(cli_env, "colorize", photo, *model_args(random_weights))
+    result = run_cli(cli_env, "colorize", photo, *model_args(eccv16_weights))
     assert result.returncode == 1
     assert "already exists; not replacing it" in failure_line(result.stderr, "photo.png")
     assert existing.read_bytes() == b"earlier result"
 
-    result = run_cli(cli_env, "colorize", photo, "--suffix", "", *model_args(random_weights))
+    result = run_cli(cli_env, "colorize", photo, "--suffix", "", *model_args(eccv16_weights))
     assert result.returncode == 1
     assert "is the input itself" in failure_line(result.stderr, "photo.png")
     assert photo.read_bytes() == original
 
-    result = run_cli(cli_env, "colorize", photo, "--overwrite", *model_args(random_weights))
+    result = run_cli(cli_env, "colorize", photo, "--overwrite", *model_args(eccv16_weights))
     assert result.returncode == 0, result.stderr
     assert f"{photo} -> {existing}" in result.stdout
     with Image.open(existing) as im:

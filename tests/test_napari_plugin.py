@@ -58,17 +58,6 @@ SCREENSHOT = REPO_ROOT / "docs" / "napari-screenshot.png"
 RUN_TIMEOUT_MS = 120_000
 
 
-@pytest.fixture(scope="module")
-def eccv16_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised ECCV16 state dict in the official .pth layout."""
-    from chromatize.models.eccv16 import build_eccv16
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "eccv16-random.pth"
-    torch.save(build_eccv16().state_dict(), path)
-    return path
-
-
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No weights cached by the developer's own runs can leak into these tests."""

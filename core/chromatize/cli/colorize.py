@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chromatize.cli.argtypes import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from chromatize.errors import ChromatizeError, InputImageError, OutputError
 from chromatize.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -31,34 +37,6 @@ DEFAULT_SUFFIX = "_color"
 # so that `--help` does not import torch; tests check they agree).
 DECODE_CHOICES = ("annealed_mean", "mean", "mode")
 UPSAMPLE_CHOICES = ("guided", "bilinear")
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -86,12 +64,12 @@ def register(subparsers: Any) -> None:
                         help="use this weights file for the model (not hash-checked)")
     parser.add_argument("--allow-download", action="store_true",
                         help="download the model's weights if they are not on this machine")
-    parser.add_argument("--temperature", type=_positive_float, default=None,
+    parser.add_argument("--temperature", type=positive_float, default=None,
                         help="annealed-mean temperature (default: the model's); lower = more "
                         "vivid, higher = more muted")
-    parser.add_argument("--saturation", type=_non_negative_float, default=1.0,
+    parser.add_argument("--saturation", type=non_negative_float, default=1.0,
                         help="colour strength: 0 = gray, 1 = model output (default), >1 = stronger")
-    parser.add_argument("--render-size", type=_positive_int, default=None, metavar="PIXELS",
+    parser.add_argument("--render-size", type=positive_int, default=None, metavar="PIXELS",
                         help="the model sees about PIXELS x PIXELS, aspect kept "
                         "(default: the model's input size)")
     parser.add_argument("--upsample", choices=UPSAMPLE_CHOICES, default="guided",
@@ -100,9 +78,9 @@ def register(subparsers: Any) -> None:
                         help="how bin probabilities become colours (default: annealed_mean)")
     parser.add_argument("--device", default="auto",
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=_positive_int, default=1,
+    parser.add_argument("--batch-size", type=positive_int, default=1,
                         help="images the model runs on at once (default: 1; more uses more memory)")
-    parser.add_argument("--max-pixels", type=_non_negative_int, default=DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=non_negative_int, default=DEFAULT_MAX_PIXELS,
                         metavar="N", help="refuse images larger than N pixels (default: "
                         f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
     parser.add_argument("--overwrite", action="store_true",

@@ -12,28 +12,8 @@ import json
 import sys
 from typing import Any
 
+from chromatize.cli.argtypes import non_negative_float, positive_float, positive_int
 from chromatize.registry import MODELS
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -47,11 +27,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model", default="mobile", choices=sorted(MODELS),
                         help="model to evaluate (default: mobile)")
     parser.add_argument("--weights", metavar="PATH", help="explicit weights file for --model")
-    parser.add_argument("--temperature", type=_positive_float, default=None,
+    parser.add_argument("--temperature", type=positive_float, default=None,
                         help="annealed-mean temperature (default: the model's)")
-    parser.add_argument("--saturation", type=_non_negative_float, default=1.0,
+    parser.add_argument("--saturation", type=non_negative_float, default=1.0,
                         help="0 = gray, 1 = model output (default 1)")
-    parser.add_argument("--render-size", type=_positive_int, default=None,
+    parser.add_argument("--render-size", type=positive_int, default=None,
                         help="model input size (default: the model's)")
     parser.add_argument("--upsample", choices=("guided", "bilinear"), default="guided",
                         help="how ab is brought to full size (default guided)")
@@ -60,7 +40,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing contact sheet / JSON file")
     parser.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
-    parser.add_argument("--limit", type=_positive_int, default=None,
+    parser.add_argument("--limit", type=positive_int, default=None,
                         help="evaluate only the first N photos (by name)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.set_defaults(func=run)
