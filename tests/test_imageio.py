@@ -83,7 +83,7 @@ def test_16bit_colour_png_keeps_every_bit(tmp_path: Path, planes: int) -> None:
 @pytest.mark.parametrize("planes,width", [(1, 11), (2, 11), (3, 11), (4, 11), (3, 100_000)])
 def test_16bit_png_written_as_16bit_with_icc_and_exif(tmp_path: Path, planes: int,
                                                       width: int) -> None:
-    # width 100000: rows are filtered and compressed in several blocks and IDAT chunks
+    # width 100000: a long row, several IDAT chunks from libpng
     pixels = random_u16(9, width, planes)
     rgb_profile = planes >= 3
     path = tmp_path / "out.png"

@@ -33,7 +33,7 @@ import secrets
 import struct
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -604,14 +604,12 @@ def _gray16(pixels: np.ndarray) -> Image.Image:
 
 def _write_png16(f: BinaryIO, pixels: np.ndarray, fmt: str, icc: bytes | None,
                  exif: bytes | None, dpi: tuple[float, float] | None, notes: list[str]) -> None:
-    """16-bit PNG (Pillow cannot write 16-bit colour). Rows are filtered with PNG's "Sub" filter
-    (about a quarter smaller than unfiltered) and compressed in blocks of bounded size."""
-    planes = 1 if pixels.ndim == 2 else pixels.shape[2]
-    height, width = pixels.shape[:2]
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[planes]
-    chunks: list[tuple[bytes, bytes]] = [
-        (b"IHDR", struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0))
-    ]
+    """16-bit PNG (Pillow cannot write 16-bit colour): libpng through imagecodecs encodes the
+    pixels; the metadata chunks it does not write (pHYs, iCCP, eXIf) go in right after IHDR."""
+    import imagecodecs
+
+    encoded = imagecodecs.png_encode(np.ascontiguousarray(pixels, dtype=np.uint16), level=6)
+    chunks: list[tuple[bytes, bytes]] = []
     if dpi:
         per_metre = (round(dpi[0] / 0.0254), round(dpi[1] / 0.0254))
         chunks.append((b"pHYs", struct.pack(">IIB", *per_metre, 1)))
@@ -619,35 +617,12 @@ def _write_png16(f: BinaryIO, pixels: np.ndarray, fmt: str, icc: bytes | None,
         chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc, 9)))
     if exif:
         chunks.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
-    chunks += [(b"IDAT", block) for block in _png_idat(pixels.reshape(height, width, planes))]
-    chunks.append((b"IEND", b""))
-    f.write(b"\x89PNG\r\n\x1a\n")
+    after_ihdr = 8 + 4 + 4 + 13 + 4  # signature, then IHDR's length, type, data and CRC
+    f.write(encoded[:after_ihdr])
     for kind, data in chunks:
         f.write(struct.pack(">I", len(data)) + kind + data)
         f.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF))
-
-
-def _png_idat(pixels: np.ndarray, level: int = 6) -> Iterator[bytes]:
-    """Compressed IDAT data of 16-bit pixels (H, W, planes), Sub-filtered, ~8 MB per chunk."""
-    height, width, planes = pixels.shape
-    bpp = 2 * planes
-    compressor = zlib.compressobj(level)
-    pending = bytearray()
-    rows_per_block = max(1, (4 << 20) // max(1, width * bpp))
-    for y0 in range(0, height, rows_per_block):
-        raw = pixels[y0 : y0 + rows_per_block].astype(">u2").view(np.uint8)
-        raw = raw.reshape(raw.shape[0], width * bpp)
-        filtered = np.empty((raw.shape[0], width * bpp + 1), np.uint8)
-        filtered[:, 0] = 1  # filter type Sub: byte minus the same byte of the previous pixel
-        filtered[:, 1 : bpp + 1] = raw[:, :bpp]
-        np.subtract(raw[:, bpp:], raw[:, :-bpp], out=filtered[:, bpp + 1 :])
-        pending += compressor.compress(filtered.tobytes())
-        while len(pending) >= 8 << 20:
-            yield bytes(pending[: 8 << 20])
-            del pending[: 8 << 20]
-    pending += compressor.flush()
-    for offset in range(0, len(pending), 8 << 20):
-        yield bytes(pending[offset : offset + (8 << 20)])
+    f.write(encoded[after_ihdr:])
 
 
 def _write_tifffile(f: BinaryIO, pixels: np.ndarray, fmt: str, icc: bytes | None,
