@@ -37,19 +37,70 @@ def list_images(root: str | Path) -> list[Path]:
     return files
 
 
+#: Training sources that are object photos (mostly one centred object on a plain or studio
+#: background) rather than scene photography; every other top-level folder counts as scenes.
+OBJECT_SOURCES = frozenset({"caltech101"})
+#: Held-out fractions: 3 % of the object photos, 10 % of the (much fewer) scene photos, so that
+#: checkpoints and defaults can be chosen on a scene split of a few hundred photos.
+DEFAULT_VAL_FRACTION = 0.03
+DEFAULT_SCENE_VAL_FRACTION = 0.10
+
+
+def source_of(path: Path, root: Path) -> str:
+    """The top-level folder of ``path`` under ``root`` (its data source); "" for loose files."""
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def is_scene(path: Path, root: Path) -> bool:
+    return source_of(path, root) not in OBJECT_SOURCES
+
+
 def is_held_out(path: Path, root: Path, fraction: float) -> bool:
-    """Deterministic split by a hash of the path relative to ``root`` (stable across machines)."""
+    """Deterministic split by a hash of the path relative to ``root`` (stable across machines).
+
+    The rule is monotonic in ``fraction``: a photo held out at 3 % is also held out at 10 %.
+    """
     rel = path.relative_to(root).as_posix().encode()
     return int.from_bytes(hashlib.sha1(rel).digest()[:4], "big") < fraction * 2**32
 
 
-def split_files(root: str | Path, val_fraction: float) -> tuple[list[Path], list[Path]]:
-    """(training files, held-out files) under ``root``."""
+@dataclass(frozen=True)
+class Split:
+    """Which photos are held out: a hash fraction of the object photos and of the scene photos."""
+
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    scene_val_fraction: float = DEFAULT_SCENE_VAL_FRACTION
+
+    def held_out(self, path: Path, root: Path) -> bool:
+        frac = self.scene_val_fraction if is_scene(path, root) else self.val_fraction
+        return is_held_out(path, root, frac)
+
+    def files(self, root: str | Path) -> tuple[list[Path], list[Path]]:
+        """(training files, held-out files) under ``root``."""
+        root = Path(root)
+        train: list[Path] = []
+        val: list[Path] = []
+        for f in list_images(root):
+            (val if self.held_out(f, root) else train).append(f)
+        return train, val
+
+
+def sampling_weights(
+    files: list[Path], root: str | Path, object_share: float | None
+) -> list[float]:
+    """Per-photo sampling weights giving the object photos ``object_share`` of the draws (the
+    rest shared evenly by the scene photos); ``None`` draws every photo equally often."""
     root = Path(root)
-    files = list_images(root)
-    val = [f for f in files if is_held_out(f, root, val_fraction)]
-    held = set(val)
-    return [f for f in files if f not in held], val
+    scene = [is_scene(f, root) for f in files]
+    n_scene = sum(scene)
+    n_object = len(files) - n_scene
+    if object_share is None or n_scene == 0 or n_object == 0:
+        return [1.0] * len(files)
+    if not 0.0 <= object_share <= 1.0:
+        raise ValueError(f"object share must be in [0, 1], got {object_share}")
+    w_scene, w_object = (1.0 - object_share) / n_scene, object_share / n_object
+    return [w_scene if s else w_object for s in scene]
 
 
 def load_rgb(path: Path) -> Image.Image:

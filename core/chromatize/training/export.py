@@ -31,21 +31,25 @@ from chromatize.training.tflite_convert import BACKBONE_SHA256
 TEMPERATURE_GRID = (0.3, 0.38, 0.46, 0.55, 0.65, 0.8, 1.0)
 
 
-def choose_temperature(checkpoint: dict, data: Path, val_fraction: float) -> dict:
-    """Score the checkpoint on the whole held-out split over :data:`TEMPERATURE_GRID`."""
+def choose_temperature(checkpoint: dict, data: Path) -> dict:
+    """Score the checkpoint on all held-out scene photos of its training split over
+    :data:`TEMPERATURE_GRID`."""
     from chromatize.bins import rebalance_weights
-    from chromatize.training.data import load_held_out, split_files
+    from chromatize.training.data import Split, is_scene, load_held_out
     from chromatize.training.train import evaluate
 
     model = build_mobile()
     model.load_state_dict(checkpoint["model"])
-    _, val = split_files(data, val_fraction)
     args = checkpoint.get("args", {})
+    split = Split(float(args.get("val_fraction", 0.03)),
+                  float(args.get("scene_val_fraction", args.get("val_fraction", 0.03))))
+    _, val = split.files(data)
+    val = [f for f in val if is_scene(f, data)]
     weights = rebalance_weights(
         checkpoint["prior"], float(args.get("rebalance_lambda", 0.85)),
         max_weight=float(args.get("max_weight", 3.0)),
     )
-    return evaluate(model, load_held_out(val), weights, True, TEMPERATURE_GRID)
+    return evaluate(model, load_held_out(val), weights, TEMPERATURE_GRID)
 
 
 def export(
@@ -66,7 +70,7 @@ def export(
     }
     metrics = ckpt.get("metrics", {})
     if choose_on is not None:
-        metrics = choose_temperature(ckpt, choose_on, float(ckpt["args"].get("val_fraction", 0.03)))
+        metrics = choose_temperature(ckpt, choose_on)
         print(json.dumps({"temperature": metrics["temperature"], "gray": metrics["gray"],
                           "per_temperature": metrics["per_temperature"]}, indent=1))
     chosen = temperature if temperature is not None else metrics.get("temperature", 0.38)

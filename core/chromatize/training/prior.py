@@ -21,9 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from chromatize.bins import NUM_BINS, bin_histogram
-from chromatize.training.data import TARGET_STRIDE, load_rgb, rgb_to_lab_tensor, split_files
-
-DEFAULT_VAL_FRACTION = 0.03
+from chromatize.training.data import (
+    DEFAULT_SCENE_VAL_FRACTION,
+    DEFAULT_VAL_FRACTION,
+    TARGET_STRIDE,
+    Split,
+    load_rgb,
+    rgb_to_lab_tensor,
+)
 
 
 def compute_prior(files: list[Path]) -> torch.Tensor:
@@ -56,16 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder of training photos")
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                   help="held-out fraction of the object photos (Caltech-101)")
+    p.add_argument("--scene-val-fraction", type=float, default=DEFAULT_SCENE_VAL_FRACTION,
+                   help="held-out fraction of the scene photos (every other source)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    train, val = split_files(args.data, args.val_fraction)
+    split = Split(args.val_fraction, args.scene_val_fraction)
+    train, val = split.files(args.data)
     counts = compute_prior(train)
     save_prior(
         args.out,
         counts,
-        {"images": len(train), "held_out": len(val), "val_fraction": args.val_fraction,
-         "stride": TARGET_STRIDE},
+        {"images": len(train), "held_out": len(val), "val_fraction": split.val_fraction,
+         "scene_val_fraction": split.scene_val_fraction, "stride": TARGET_STRIDE},
     )
     empty = int((counts == 0).sum())
     print(f"prior of {len(train)} photos ({int(counts.sum())} target pixels, {empty} empty bins) "
