@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from chromatize.device import cpu_has_native_bf16
 from chromatize.models.eccv16 import build_eccv16
 from chromatize.weights import load_model
 
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time bfloat16 autocast where the CPU only emulates it")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
     x = torch.rand(1, 1, args.size, args.size) * 100.0
     rows = []
-    for bf16 in (False, True):
+    native = cpu_has_native_bf16()
+    for bf16 in (False, True) if native or args.bf16 else (False,):
         times: dict[str, list[float]] = {name: [] for name in models}
         for model in models.values():  # warm-up (allocator, oneDNN kernels)
             for _ in range(3):
@@ -56,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         med = {name: statistics.median(t) for name, t in times.items()}
         rows.append(("bfloat16 autocast" if bf16 else "float32", med))
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}, "
-          f"input 1x1x{args.size}x{args.size}, median of {args.repeat}")
+          f"input 1x1x{args.size}x{args.size}, median of {args.repeat}; native bfloat16: "
+          f"{'yes' if native else 'no (bfloat16 row skipped; --bf16 times the emulation)'}")
     print(f"parameters: mobile {params['mobile'] / 1e6:.2f} M, "
           f"eccv16 {params['eccv16'] / 1e6:.2f} M")
     print("| precision | mobile ms | eccv16 ms | mobile / eccv16 | mobile within 150 ms |")

@@ -14,6 +14,16 @@ def mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (AVX-512 BF16 / AMX; oneDNN's own
+    check). Where it does not (AVX2-only CPUs), bfloat16 autocast is emulated and several times
+    slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def available_devices() -> list[str]:
     """Device names usable on this machine, best first (always ends with "cpu")."""
     found = []

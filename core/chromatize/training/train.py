@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from chromatize.bins import decode, rebalance_weights, soft_cross_entropy
 from chromatize.color import lab_to_rgb
+from chromatize.device import cpu_has_native_bf16
 from chromatize.evaluation import MetricTotals, colourfulness
 from chromatize.models.mobile import SKIP_BLOCKS, MobileColorizer, lightness_to_backbone_input
 from chromatize.training.data import (
@@ -108,14 +109,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--init", type=Path, default=None, help="start from these model weights")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
-
-
-def native_bf16() -> bool:
-    """Whether this CPU runs bfloat16 convolutions natively (oneDNN's own check)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -235,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    autocast = args.bf16 == "on" or (args.bf16 == "auto" and native_bf16())
+    autocast = args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_native_bf16())
     log.info("args: %s", vars(args))
     log.info("bfloat16 autocast: %s (CPU capability %s)", "on" if autocast else "off",
              torch.backends.cpu.get_cpu_capability())
