@@ -100,7 +100,7 @@ MODELS: dict[str, ModelSpec] = {
             url=None,
             # Checked on every load, so a damaged installation fails clearly instead of
             # colorizing with garbage; update it together with shipped/mobile.safetensors.
-            sha256="e3c421f46895db0eafacd81504865e771330aa489c1bea3cdd65c12de1ce70d8",
+            sha256="48e8d70c671eaabb0d57f85321aafe7f89418f869aac116ef4f4bb2d7dc0689e",
             filename="mobile.safetensors",
             weights_format="safetensors",
             shipped="shipped/mobile.safetensors",
