@@ -85,6 +85,12 @@ class Split:
             (val if self.held_out(f, root) else train).append(f)
         return train, val
 
+    def validation_files(self, root: str | Path) -> list[Path]:
+        """The held-out scene photos under ``root``: the set that chooses checkpoints and the
+        default temperature."""
+        root = Path(root)
+        return [f for f in self.files(root)[1] if is_scene(f, root)]
+
 
 def sampling_weights(
     files: list[Path], root: str | Path, object_share: float | None

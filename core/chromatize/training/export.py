@@ -35,7 +35,7 @@ def choose_temperature(checkpoint: dict, data: Path) -> dict:
     """Score the checkpoint on all held-out scene photos of its training split over
     :data:`TEMPERATURE_GRID`."""
     from chromatize.bins import rebalance_weights
-    from chromatize.training.data import Split, is_scene, load_held_out
+    from chromatize.training.data import Split, load_held_out
     from chromatize.training.train import evaluate
 
     model = build_mobile()
@@ -43,8 +43,7 @@ def choose_temperature(checkpoint: dict, data: Path) -> dict:
     args = checkpoint.get("args", {})
     split = Split(float(args.get("val_fraction", 0.03)),
                   float(args.get("scene_val_fraction", args.get("val_fraction", 0.03))))
-    _, val = split.files(data)
-    val = [f for f in val if is_scene(f, data)]
+    val = split.validation_files(data)
     weights = rebalance_weights(
         checkpoint["prior"], float(args.get("rebalance_lambda", 0.85)),
         max_weight=float(args.get("max_weight", 3.0)),

@@ -54,7 +54,6 @@ from chromatize.training.data import (
     HeldOutImage,
     RandomCrops,
     Split,
-    is_scene,
     load_held_out,
     sampling_weights,
     worker_init,
@@ -235,7 +234,6 @@ def main(argv: list[str] | None = None) -> int:
 
     split = Split(args.val_fraction, args.scene_val_fraction)
     train_files, val_files = split.files(args.data)
-    scene_val = [f for f in val_files if is_scene(f, args.data)]
     prior_path = args.prior or args.out / "prior.json"
     if not prior_path.exists():
         log.info("computing the bin prior of %d photos -> %s", len(train_files), prior_path)
@@ -277,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         state.update(ckpt["state"])
         log.info("resumed at step %d (%.1f min)", state["step"], state["elapsed"] / 60)
 
-    held_out = load_held_out(scene_val[: args.val_limit])
+    held_out = load_held_out(split.validation_files(args.data)[: args.val_limit])
     log.info("%d training photos, %d held out (%d scene photos scored)", len(train_files),
              len(val_files), len(held_out))
     dataset = RandomCrops(train_files, CropConfig(size=args.crop))
