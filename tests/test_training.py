@@ -112,7 +112,7 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
     pytest.importorskip("tflite", reason="training needs the 'train' extra (tflite)")
     from safetensors import safe_open
 
-    from chromatize.training import export, train
+    from chromatize.training import averaging, export, train
     from chromatize.weights import load_model
 
     data = tmp_path / "data"
@@ -135,6 +135,8 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
                        "--warmup-steps", "2", "--resume"]) == 0
     second = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(second) == 2 and second[1]["step"] > steps, "resume continues the step count"
+    snapshot = tmp_path / "first.pt"
+    snapshot.write_bytes((out / "last.pt").read_bytes())
 
     weights = tmp_path / "mobile.safetensors"
     export.export(out / "best.pt", weights, temperature=None, overwrite=False)
@@ -148,3 +150,91 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
     assert logits.shape == (1, 313, 16, 16) and torch.isfinite(logits).all()
     with pytest.raises(SystemExit, match="exists"):
         export.export(out / "best.pt", weights, temperature=None, overwrite=False)
+
+    # Averaging the two checkpoints after the fact: the mean weights, batch norm re-estimated,
+    # scored on the same held-out photos; an existing output is not replaced.
+    assert train.main([*args[:-6], "--budget-minutes", "0.15", "--eval-minutes", "1",
+                       "--warmup-steps", "2", "--resume"]) == 0
+    averaged_path = tmp_path / "averaged.pt"
+    cli = [str(snapshot), str(out / "last.pt"), "--out", str(averaged_path), "--data", str(data),
+           "--bn-batches", "2"]
+    assert averaging.main(cli) == 0
+    averaged = torch.load(averaged_path, weights_only=False)
+    members = [torch.load(f, weights_only=False)["model"] for f in (snapshot, out / "last.pt")]
+    key = "decoder.logits.weight"
+    torch.testing.assert_close(averaged["model"][key], (members[0][key] + members[1][key]) / 2)
+    assert averaged["metrics"]["averaged_steps"][0] < averaged["metrics"]["averaged_steps"][1]
+    assert np.isfinite(averaged["metrics"]["score"]) and "optimizer" not in averaged
+    assert [m["step"] for m in averaged["averaged_from"]] == averaged["metrics"]["averaged_steps"]
+    meta = export.export(averaged_path, tmp_path / "averaged.safetensors", None, False)
+    assert json.loads(meta["averaged_from"]) == averaged["averaged_from"]
+    assert averaging.main(cli) == 2
+
+
+@pytest.mark.slow
+def test_training_with_running_average(tmp_path: Path, shared_dir: Path) -> None:
+    """``--average-from 0``: the weights at every evaluation join the running average, which is
+    scored beside the current weights (from two members on) and survives a resume."""
+    pytest.importorskip("tflite", reason="training needs the 'train' extra (tflite)")
+    from chromatize.training import train
+
+    data = tmp_path / "data"
+    make_photos(data, {"bsds432": 24})
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--data", str(data), "--backbone",
+            str(shared_dir / "models" / "mobilenet_v2_1.0_224_quant.tflite"),
+            "--scene-val-fraction", "0.25", "--crop", "64", "--batch", "4", "--workers", "0",
+            "--warmup-steps", "2", "--average-from", "0", "--eval-minutes", "0.02"]
+    assert train.main([*args, "--budget-minutes", "0.05"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    current = [r for r in rows if not r["averaged"]]
+    averaged = [r for r in rows if r["averaged"]]
+    assert len(current) >= 2, "several evaluations in the budget"
+    assert [r["averaged"] for r in averaged] == list(range(2, len(current) + 1))
+    assert all(np.isfinite(r["score"]) for r in averaged)
+    best = torch.load(out / "best.pt", weights_only=False)
+    assert best["metrics"]["score"] == max(r["score"] for r in rows)
+    members = torch.load(out / "last.pt", weights_only=False)["average"]["n_averaged"]
+    assert int(members) == len(current)
+
+    assert train.main([*args, "--budget-minutes", "0.08", "--resume"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["averaged"] for r in rows) > len(current), "the average continues after resume"
+
+
+def test_average_states_is_the_mean_of_floats_and_keeps_counters() -> None:
+    from chromatize.training.averaging import average_states
+
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(7)}
+    out = average_states([a, b])
+    torch.testing.assert_close(out["w"], torch.tensor([2.0, 4.0]))
+    assert int(out["n"]) == 7
+    with pytest.raises(ValueError, match="same tensors"):
+        average_states([a, {"w": a["w"]}])
+    with pytest.raises(ValueError, match="no checkpoints"):
+        average_states([])
+
+
+def test_running_average_equals_the_mean_and_batch_norm_is_re_estimated() -> None:
+    from chromatize.training.averaging import RunningAverage, average_states, recompute_batch_norm
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+            for _ in range(3)]
+    running = RunningAverage(nets[0])
+    assert running.count == 0, "construction only copies the architecture"
+    for net in nets:
+        running.add(net)
+    assert running.count == 3
+    mean = average_states([n.state_dict() for n in nets])
+    for name, value in running.module.state_dict().items():
+        if "running" not in name and "num_batches" not in name:
+            torch.testing.assert_close(value, mean[name])
+    batches = [torch.randn(4, 1, 5, 5) + 2.0 for _ in range(3)]
+    recompute_batch_norm(running.module, iter(batches))
+    conv = running.module[0]
+    with torch.no_grad():
+        expected = torch.cat([conv(x) for x in batches]).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(running.module[1].running_mean, expected, rtol=1e-4, atol=1e-5)
+    assert not running.module.training

@@ -89,6 +89,9 @@ def export(
         ),
         "backbone": f"mobilenet_v2_1.0_224_quant.tflite sha256={BACKBONE_SHA256} (Apache-2.0)",
     }
+    if ckpt.get("averaged_from"):
+        # Weight average of several checkpoints (chromatize.training.averaging): its members.
+        meta["averaged_from"] = json.dumps(ckpt["averaged_from"])
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".safetensors.tmp")
     os.close(fd)

@@ -19,7 +19,9 @@ Loss: soft cross-entropy with mild class rebalancing (``--rebalance-lambda``, we
 held-out *scene* photos are scored (loss, AuC raw and class-rebalanced, PSNR, colourfulness at
 several decoding temperatures); ``last.pt`` is written for resuming and ``best.pt`` keeps the
 checkpoint with the best :func:`selection_score` (rebalanced-AuC gain over gray at T=0.38 within
-the PSNR and colourfulness limits of the model's quality targets).
+the PSNR and colourfulness limits of the model's quality targets). With ``--average-from F`` the
+weights at every evaluation from fraction F of the budget on also join a running average
+(:mod:`chromatize.training.averaging`), which is scored the same way and may become ``best.pt``.
 
 Run it with ``OMP_WAIT_POLICY=PASSIVE`` on a shared machine: with the default (spinning) policy two
 torch threads slow down several-fold as soon as another process takes a core.
@@ -47,6 +49,12 @@ from chromatize.color import lab_to_rgb
 from chromatize.device import cpu_has_native_bf16
 from chromatize.evaluation import MetricTotals, colourfulness
 from chromatize.models.mobile import SKIP_BLOCKS, MobileColorizer, lightness_to_backbone_input
+from chromatize.training.averaging import (
+    BN_BATCHES,
+    RunningAverage,
+    lightness_batches,
+    recompute_batch_norm,
+)
 from chromatize.training.data import (
     DEFAULT_SCENE_VAL_FRACTION,
     DEFAULT_VAL_FRACTION,
@@ -99,6 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--unfreeze-at", type=float, default=0.75, help="fraction of the budget")
     p.add_argument("--unfreeze-from", type=int, default=14, help="first encoder block to tune")
     p.add_argument("--encoder-lr", type=float, default=1e-4)
+    p.add_argument("--average-from", type=float, default=None,
+                   help="fraction of the budget from which the weights at every evaluation join a "
+                        "running average that is scored (and may become best.pt) too")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
@@ -266,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     opt.param_groups[0]["base_lr"] = args.lr
     last_path, best_path = args.out / "last.pt", args.out / "best.pt"
+    average: RunningAverage | None = None
     if args.resume and last_path.exists():
         ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
@@ -273,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             unfreeze()
         opt.load_state_dict(ckpt["optimizer"])
         state.update(ckpt["state"])
+        if ckpt.get("average") is not None:
+            average = RunningAverage(model)
+            average.load_state_dict(ckpt["average"])
         log.info("resumed at step %d (%.1f min)", state["step"], state["elapsed"] / 60)
 
     held_out = load_held_out(split.validation_files(args.data)[: args.val_limit])
@@ -293,48 +308,69 @@ def main(argv: list[str] | None = None) -> int:
         drop_last=True,
     )
 
-    def checkpoint(metrics: dict[str, Any] | None) -> None:
-        payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
-                   "args": {k: str(v) for k, v in vars(args).items()},
-                   "prior": prior, "class_weights": class_weights}
-        if metrics is not None and metrics["score"] > state["best_score"]:
-            state["best_score"] = metrics["score"]
-            best = {**payload, "metrics": metrics}
-            best.pop("optimizer")
-            atomic_save(best, best_path)
-            log.info("new best (score %.2f at T=%g; default T=%g) -> %s", metrics["score"],
-                     SELECT_TEMPERATURE, metrics["temperature"], best_path)
-        atomic_save(payload, last_path)
+    budget = args.budget_minutes * 60
 
-    def run_eval() -> None:
+    it = iter(loader)
+
+    def payload() -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "prior": prior, "class_weights": class_weights,
+                "average": average.state_dict() if average is not None else None}
+
+    def keep_if_best(metrics: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
+        if metrics["score"] <= state["best_score"]:
+            return
+        state["best_score"] = metrics["score"]
+        best = {**payload(), "model": weights, "metrics": metrics}
+        for key in ("optimizer", "average"):
+            best.pop(key)
+        atomic_save(best, best_path)
+        log.info("new best (score %.2f at T=%g; default T=%g%s) -> %s", metrics["score"],
+                 SELECT_TEMPERATURE, metrics["temperature"],
+                 f"; average of {metrics['averaged']}" if metrics.get("averaged") else "",
+                 best_path)
+
+    def scored(net: MobileColorizer, averaged: int = 0) -> dict[str, Any]:
         t0 = time.perf_counter()
-        m = evaluate(model, held_out, class_weights)
-        m.update(step=state["step"], minutes=state["elapsed"] / 60)
+        m = evaluate(net, held_out, class_weights)
+        m.update(step=state["step"], minutes=state["elapsed"] / 60, averaged=averaged)
         state["history"].append({k: m[k] for k in ("step", "minutes", "loss", "weighted_loss",
-                                                    "score", "temperature")})
+                                                    "score", "temperature", "averaged")})
         with open(args.out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(m) + "\n")
         bt = m["per_temperature"][str(m["temperature"])]
         t38 = m["per_temperature"]["0.38"]
         log.info(
-            "eval step %d: loss %.4f wloss %.4f | T=%.2f aucR %.2f aucB %.2f psnr %.2f col %.1f | "
-            "T=0.38 aucR %.2f aucB %.2f psnr %.2f col %.1f | gray aucR %.2f aucB %.2f psnr %.2f | "
-            "truth col %.1f (%.0f s)",
-            state["step"], m["loss"], m["weighted_loss"], m["temperature"], bt["auc_raw"],
-            bt["auc_rebalanced"], bt["psnr"], bt["colourfulness"], t38["auc_raw"],
-            t38["auc_rebalanced"], t38["psnr"], t38["colourfulness"], m["gray"]["auc_raw"],
-            m["gray"]["auc_rebalanced"], m["gray"]["psnr"], m["truth_colourfulness"],
-            time.perf_counter() - t0,
+            "eval step %d%s: loss %.4f wloss %.4f | T=%.2f aucR %.2f aucB %.2f psnr %.2f col %.1f"
+            " | T=0.38 aucR %.2f aucB %.2f psnr %.2f col %.1f | gray aucR %.2f aucB %.2f psnr "
+            "%.2f | truth col %.1f | score %.2f (%.0f s)",
+            state["step"], f" (average of {averaged})" if averaged else "", m["loss"],
+            m["weighted_loss"], m["temperature"], bt["auc_raw"], bt["auc_rebalanced"], bt["psnr"],
+            bt["colourfulness"], t38["auc_raw"], t38["auc_rebalanced"], t38["psnr"],
+            t38["colourfulness"], m["gray"]["auc_raw"], m["gray"]["auc_rebalanced"],
+            m["gray"]["psnr"], m["truth_colourfulness"], m["score"], time.perf_counter() - t0,
         )
-        checkpoint(m)
+        return m
 
-    budget = args.budget_minutes * 60
+    def run_eval() -> None:
+        nonlocal average
+        keep_if_best(scored(model), model.state_dict())
+        if args.average_from is not None and state["elapsed"] >= args.average_from * budget:
+            if average is None:
+                average = RunningAverage(model)
+            average.add(model)
+            if average.count >= 2:
+                recompute_batch_norm(average.module, lightness_batches(it, BN_BATCHES))
+                averaged = average.module
+                keep_if_best(scored(averaged, average.count), averaged.state_dict())
+        atomic_save(payload(), last_path)
+
     model.train()
     next_eval = state["elapsed"] + args.eval_minutes * 60
     window_t, window_imgs, window_loss, window_n = time.perf_counter(), 0, 0.0, 0
     data_wait = 0.0
     last_tick = time.perf_counter()
-    it = iter(loader)
     log.info("training: budget %.0f min, %.1f min done", args.budget_minutes, state["elapsed"] / 60)
     while state["elapsed"] < budget:
         t_wait = time.perf_counter()

@@ -1,0 +1,154 @@
+"""Weight averaging of a run's checkpoints (stochastic weight averaging, Izmailov et al. 2018).
+
+    python -m chromatize.training.averaging --out RUN/averaged.pt RUN/snaps/s2000.pt ...
+
+The held-out scores of single checkpoints swing by a point or more from one evaluation to the
+next; the equal-weight mean of the weights along the low-learning-rate tail of a run sits in a
+flatter, better-generalising spot. Batch-norm statistics of an averaged network are not the mean of
+its members' statistics, so they are re-estimated on training crops
+(:func:`torch.optim.swa_utils.update_bn`).
+
+``train.py --average-from F`` does the same during training: from fraction F of the budget on, the
+weights at every evaluation join a running average (:class:`torch.optim.swa_utils.AveragedModel`),
+which is scored beside the current weights and can become ``best.pt``. This module's command
+averages checkpoints after the fact (for runs that kept copies of ``last.pt``) and scores the
+result the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel, update_bn
+
+from chromatize.models.mobile import MobileColorizer
+
+#: Training crops used to re-estimate batch-norm statistics of an averaged model.
+BN_BATCHES = 24
+
+
+def lightness_batches(
+    loader: Iterable[dict[str, torch.Tensor]], count: int
+) -> Iterator[torch.Tensor]:
+    """The L tensors of the next ``count`` batches of a training loader (or iterator)."""
+    for batch in itertools.islice(loader, count):
+        yield batch["l"]
+
+
+def recompute_batch_norm(model: torch.nn.Module, lightness: Iterable[torch.Tensor]) -> None:
+    """Re-estimate every batch-norm layer's running statistics on ``lightness`` batches (cumulative
+    mean over them), leaving the model in eval mode."""
+    update_bn(lightness, model)
+    model.eval()
+
+
+def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Equal-weight mean of model state dicts (floating tensors); others come from the last one."""
+    if not states:
+        raise ValueError("no checkpoints to average")
+    keys = states[-1].keys()
+    for s in states:
+        if s.keys() != keys:
+            raise ValueError("checkpoints to average do not have the same tensors")
+    out: dict[str, torch.Tensor] = {}
+    for k in keys:
+        last = states[-1][k]
+        if last.is_floating_point():
+            out[k] = torch.stack([s[k].double() for s in states]).mean(0).to(last.dtype)
+        else:
+            out[k] = last.clone()
+    return out
+
+
+class RunningAverage:
+    """Equal-weight running mean of a model's weights, taken at chosen moments of training
+    (:meth:`add`; construction copies the architecture and counts no member yet)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.averaged = AveragedModel(model, use_buffers=False)
+        self.averaged.requires_grad_(False)
+
+    @property
+    def count(self) -> int:
+        return int(self.averaged.n_averaged)
+
+    def add(self, model: torch.nn.Module) -> None:
+        self.averaged.update_parameters(model)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.averaged.module
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.averaged.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.averaged.load_state_dict(state)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("checkpoints", type=Path, nargs="+", help="checkpoints (copies of last.pt)")
+    p.add_argument("--out", type=Path, required=True, help="averaged checkpoint to write")
+    p.add_argument("--data", type=Path, default=None, help="training photos (default ../shared)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--bn-batches", type=int, default=BN_BATCHES)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from chromatize.bins import rebalance_weights
+    from chromatize.training.data import CropConfig, RandomCrops, Split, load_held_out
+    from chromatize.training.train import SHARED, atomic_save, evaluate
+
+    args = parse_args(argv)
+    if args.out.exists() and not args.overwrite:
+        print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    ckpts = [torch.load(c, map_location="cpu", weights_only=False) for c in args.checkpoints]
+    last = ckpts[-1]
+    run = last.get("args", {})
+    data = args.data or Path(run.get("data", SHARED / "data" / "train"))
+    split = Split(float(run.get("val_fraction", 0.03)), float(run.get("scene_val_fraction", 0.1)))
+    train_files, _ = split.files(data)
+
+    model = MobileColorizer()
+    model.load_state_dict(average_states([c["model"] for c in ckpts]))
+    torch.manual_seed(0)
+    crops = RandomCrops(train_files, CropConfig(size=int(run.get("crop", 176))))
+    loader = torch.utils.data.DataLoader(crops, batch_size=int(run.get("batch", 32)), shuffle=True)
+    recompute_batch_norm(model, lightness_batches(loader, args.bn_batches))
+
+    weights = rebalance_weights(last["prior"], float(run.get("rebalance_lambda", 0.85)),
+                                max_weight=float(run.get("max_weight", 3.0)))
+    held_out = load_held_out(split.validation_files(data)[: int(run.get("val_limit", 400))])
+    metrics = evaluate(model, held_out, weights)
+    steps = [int(c["state"]["step"]) for c in ckpts]
+    metrics.update(step=steps[-1], averaged_steps=steps,
+                   minutes=float(last["state"]["elapsed"]) / 60)
+    t38 = metrics["per_temperature"]["0.38"]
+    print(f"average of {len(ckpts)} checkpoints (steps {steps}): score {metrics['score']:.2f}; "
+          f"T=0.38 aucB {t38['auc_rebalanced']:.2f} aucR {t38['auc_raw']:.2f} "
+          f"psnr {t38['psnr']:.2f} col {t38['colourfulness']:.1f}; gray aucB "
+          f"{metrics['gray']['auc_rebalanced']:.2f} psnr {metrics['gray']['psnr']:.2f}")
+    payload = {k: v for k, v in last.items() if k != "optimizer"}
+    payload.update(model=model.state_dict(), metrics=metrics,
+                   averaged_from=[
+                       {"checkpoint": str(path), "step": int(c["state"]["step"]),
+                        "minutes": round(float(c["state"]["elapsed"]) / 60, 1),
+                        "rebalance_lambda": str(c.get("args", {}).get("rebalance_lambda", "")),
+                        "init": str(c.get("args", {}).get("init", ""))}
+                       for path, c in zip(args.checkpoints, ckpts, strict=True)
+                   ])
+    atomic_save(payload, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
