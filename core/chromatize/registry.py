@@ -100,7 +100,7 @@ MODELS: dict[str, ModelSpec] = {
             url=None,
             # Checked on every load, so a damaged installation fails clearly instead of
             # colorizing with garbage; update it together with shipped/mobile.safetensors.
-            sha256="48e8d70c671eaabb0d57f85321aafe7f89418f869aac116ef4f4bb2d7dc0689e",
+            sha256="09769a8180b09df88a0ce5a941daa35f972947c2c89a1b3b1f43361b6c050698",
             filename="mobile.safetensors",
             weights_format="safetensors",
             shipped="shipped/mobile.safetensors",
