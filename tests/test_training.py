@@ -217,16 +217,18 @@ def test_average_states_is_the_mean_of_floats_and_keeps_counters() -> None:
 
 
 def test_running_average_equals_the_mean_and_batch_norm_is_re_estimated() -> None:
-    from chromatize.training.averaging import RunningAverage, average_states, recompute_batch_norm
+    from torch.optim.swa_utils import AveragedModel
+
+    from chromatize.training.averaging import average_states, recompute_batch_norm
 
     torch.manual_seed(0)
     nets = [torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
             for _ in range(3)]
-    running = RunningAverage(nets[0])
-    assert running.count == 0, "construction only copies the architecture"
+    running = AveragedModel(nets[0], use_buffers=False)
+    assert int(running.n_averaged) == 0, "construction only copies the architecture"
     for net in nets:
-        running.add(net)
-    assert running.count == 3
+        running.update_parameters(net)
+    assert int(running.n_averaged) == 3
     mean = average_states([n.state_dict() for n in nets])
     for name, value in running.module.state_dict().items():
         if "running" not in name and "num_batches" not in name:

@@ -22,10 +22,9 @@ import itertools
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch.optim.swa_utils import AveragedModel, update_bn
+from torch.optim.swa_utils import update_bn
 
 from chromatize.models.mobile import MobileColorizer
 
@@ -66,32 +65,6 @@ def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
     return out
 
 
-class RunningAverage:
-    """Equal-weight running mean of a model's weights, taken at chosen moments of training
-    (:meth:`add`; construction copies the architecture and counts no member yet)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.averaged = AveragedModel(model, use_buffers=False)
-        self.averaged.requires_grad_(False)
-
-    @property
-    def count(self) -> int:
-        return int(self.averaged.n_averaged)
-
-    def add(self, model: torch.nn.Module) -> None:
-        self.averaged.update_parameters(model)
-
-    @property
-    def module(self) -> torch.nn.Module:
-        return self.averaged.module
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.averaged.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.averaged.load_state_dict(state)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("checkpoints", type=Path, nargs="+", help="checkpoints (copies of last.pt)")
@@ -103,9 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from chromatize.bins import rebalance_weights
-    from chromatize.training.data import CropConfig, RandomCrops, Split, load_held_out
-    from chromatize.training.train import SHARED, atomic_save, evaluate
+    from chromatize.training.data import CropConfig, RandomCrops, Split
+    from chromatize.training.export import choose_temperature
+    from chromatize.training.train import SHARED, atomic_save
 
     args = parse_args(argv)
     if args.out.exists() and not args.overwrite:
@@ -116,19 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     run = last.get("args", {})
     data = args.data or Path(run.get("data", SHARED / "data" / "train"))
     split = Split(float(run.get("val_fraction", 0.03)), float(run.get("scene_val_fraction", 0.1)))
-    train_files, _ = split.files(data)
 
     model = MobileColorizer()
     model.load_state_dict(average_states([c["model"] for c in ckpts]))
     torch.manual_seed(0)
-    crops = RandomCrops(train_files, CropConfig(size=int(run.get("crop", 176))))
+    crops = RandomCrops(split.files(data)[0], CropConfig(size=int(run.get("crop", 176))))
     loader = torch.utils.data.DataLoader(crops, batch_size=int(run.get("batch", 32)), shuffle=True)
     recompute_batch_norm(model, lightness_batches(loader, args.bn_batches))
 
-    weights = rebalance_weights(last["prior"], float(run.get("rebalance_lambda", 0.85)),
-                                max_weight=float(run.get("max_weight", 3.0)))
-    held_out = load_held_out(split.validation_files(data)[: int(run.get("val_limit", 400))])
-    metrics = evaluate(model, held_out, weights)
+    payload = {k: v for k, v in last.items() if k != "optimizer"}
+    payload["model"] = model.state_dict()
+    metrics = choose_temperature(payload, data)
     steps = [int(c["state"]["step"]) for c in ckpts]
     metrics.update(step=steps[-1], averaged_steps=steps,
                    minutes=float(last["state"]["elapsed"]) / 60)
@@ -137,15 +108,13 @@ def main(argv: list[str] | None = None) -> int:
           f"T=0.38 aucB {t38['auc_rebalanced']:.2f} aucR {t38['auc_raw']:.2f} "
           f"psnr {t38['psnr']:.2f} col {t38['colourfulness']:.1f}; gray aucB "
           f"{metrics['gray']['auc_rebalanced']:.2f} psnr {metrics['gray']['psnr']:.2f}")
-    payload = {k: v for k, v in last.items() if k != "optimizer"}
-    payload.update(model=model.state_dict(), metrics=metrics,
-                   averaged_from=[
-                       {"checkpoint": str(path), "step": int(c["state"]["step"]),
-                        "minutes": round(float(c["state"]["elapsed"]) / 60, 1),
-                        "rebalance_lambda": str(c.get("args", {}).get("rebalance_lambda", "")),
-                        "init": str(c.get("args", {}).get("init", ""))}
-                       for path, c in zip(args.checkpoints, ckpts, strict=True)
-                   ])
+    payload.update(metrics=metrics, averaged_from=[
+        {"checkpoint": str(path), "step": int(c["state"]["step"]),
+         "minutes": round(float(c["state"]["elapsed"]) / 60, 1),
+         "rebalance_lambda": str(c.get("args", {}).get("rebalance_lambda", "")),
+         "init": str(c.get("args", {}).get("init", ""))}
+        for path, c in zip(args.checkpoints, ckpts, strict=True)
+    ])
     atomic_save(payload, args.out)
     return 0
 

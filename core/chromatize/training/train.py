@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from chromatize.bins import decode, rebalance_weights, soft_cross_entropy
@@ -51,7 +52,6 @@ from chromatize.evaluation import MetricTotals, colourfulness
 from chromatize.models.mobile import SKIP_BLOCKS, MobileColorizer, lightness_to_backbone_input
 from chromatize.training.averaging import (
     BN_BATCHES,
-    RunningAverage,
     lightness_batches,
     recompute_batch_norm,
 )
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     opt.param_groups[0]["base_lr"] = args.lr
     last_path, best_path = args.out / "last.pt", args.out / "best.pt"
-    average: RunningAverage | None = None
+    average: AveragedModel | None = None
     if args.resume and last_path.exists():
         ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.load_state_dict(ckpt["optimizer"])
         state.update(ckpt["state"])
         if ckpt.get("average") is not None:
-            average = RunningAverage(model)
+            average = AveragedModel(model, use_buffers=False)
             average.load_state_dict(ckpt["average"])
         log.info("resumed at step %d (%.1f min)", state["step"], state["elapsed"] / 60)
 
@@ -357,13 +357,14 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal average
         keep_if_best(scored(model), model.state_dict())
         if args.average_from is not None and state["elapsed"] >= args.average_from * budget:
-            if average is None:
-                average = RunningAverage(model)
-            average.add(model)
-            if average.count >= 2:
-                recompute_batch_norm(average.module, lightness_batches(it, BN_BATCHES))
+            if average is None:  # a copy of the architecture; members join by update_parameters
+                average = AveragedModel(model, use_buffers=False)
+            average.update_parameters(model)
+            members = int(average.n_averaged)
+            if members >= 2:
                 averaged = average.module
-                keep_if_best(scored(averaged, average.count), averaged.state_dict())
+                recompute_batch_norm(averaged, lightness_batches(it, BN_BATCHES))
+                keep_if_best(scored(averaged, members), averaged.state_dict())
         atomic_save(payload(), last_path)
 
     model.train()
