@@ -312,20 +312,16 @@ def main(argv: list[str] | None = None) -> int:
 
     it = iter(loader)
 
-    def payload() -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "prior": prior, "class_weights": class_weights,
-                "average": average.state_dict() if average is not None else None}
+    def described(weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Weights with what export and evaluation need to know about them."""
+        return {"model": weights, "state": state, "prior": prior, "class_weights": class_weights,
+                "args": {k: str(v) for k, v in vars(args).items()}}
 
     def keep_if_best(metrics: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
         if metrics["score"] <= state["best_score"]:
             return
         state["best_score"] = metrics["score"]
-        best = {**payload(), "model": weights, "metrics": metrics}
-        for key in ("optimizer", "average"):
-            best.pop(key)
-        atomic_save(best, best_path)
+        atomic_save({**described(weights), "metrics": metrics}, best_path)
         log.info("new best (score %.2f at T=%g; default T=%g%s) -> %s", metrics["score"],
                  SELECT_TEMPERATURE, metrics["temperature"],
                  f"; average of {metrics['averaged']}" if metrics.get("averaged") else "",
@@ -365,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                 averaged = average.module
                 recompute_batch_norm(averaged, lightness_batches(it, BN_BATCHES))
                 keep_if_best(scored(averaged, members), averaged.state_dict())
-        atomic_save(payload(), last_path)
+        atomic_save({**described(model.state_dict()), "optimizer": opt.state_dict(),
+                     "average": average.state_dict() if average is not None else None}, last_path)
 
     model.train()
     next_eval = state["elapsed"] + args.eval_minutes * 60
