@@ -100,7 +100,7 @@ MODELS: dict[str, ModelSpec] = {
             url=None,
             # Checked on every load, so a damaged installation fails clearly instead of
             # colorizing with garbage; update it together with shipped/mobile.safetensors.
-            sha256="09769a8180b09df88a0ce5a941daa35f972947c2c89a1b3b1f43361b6c050698",
+            sha256="9cac72f7b09f8cacd38dc67b02b495a423befb1747cb8f82d13c875aedda97e0",
             filename="mobile.safetensors",
             weights_format="safetensors",
             shipped="shipped/mobile.safetensors",
