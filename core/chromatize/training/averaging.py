@@ -1,12 +1,14 @@
-"""Weight averaging of a run's checkpoints (stochastic weight averaging, Izmailov et al. 2018).
+"""Weight averaging of checkpoints: within one run (stochastic weight averaging, Izmailov et al.
+2018) or across runs that share an ancestor (model soups / WiSE-FT, Wortsman et al. 2022).
 
-    python -m chromatize.training.averaging --out RUN/averaged.pt RUN/snaps/s2000.pt ...
+    python -m chromatize.training.averaging --out averaged.pt A.pt B.pt ...
 
 The held-out scores of single checkpoints swing by a point or more from one evaluation to the
-next; the equal-weight mean of the weights along the low-learning-rate tail of a run sits in a
-flatter, better-generalising spot. Batch-norm statistics of an averaged network are not the mean of
-its members' statistics, so they are re-estimated on training crops
-(:func:`torch.optim.swa_utils.update_bn`).
+next, and an equal-weight mean of weights often sits in a flatter, better-generalising spot. For
+``mobile``, averaging a continued run with the model it started from gained about half a point
+twice, while averaging the tail of one run gained nothing (see the model card). Batch-norm
+statistics of an averaged network are not the mean of its members' statistics, so they are
+re-estimated on training crops (:func:`torch.optim.swa_utils.update_bn`).
 
 ``train.py --average-from F`` does the same during training: from fraction F of the budget on, the
 weights at every evaluation join a running average (:class:`torch.optim.swa_utils.AveragedModel`),
@@ -67,7 +69,8 @@ def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("checkpoints", type=Path, nargs="+", help="checkpoints (copies of last.pt)")
+    p.add_argument("checkpoints", type=Path, nargs="+",
+                   help="checkpoints (best.pt, last.pt or earlier averages)")
     p.add_argument("--out", type=Path, required=True, help="averaged checkpoint to write")
     p.add_argument("--data", type=Path, default=None, help="training photos (default ../shared)")
     p.add_argument("--overwrite", action="store_true")
