@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from chromatize.bins import bins_on, nearest_bins
 from chromatize.training.data import (
     RandomCrops,
     Split,
@@ -20,7 +21,7 @@ from chromatize.training.data import (
     sampling_weights,
     source_of,
 )
-from chromatize.training.train import MAX_PSNR_DROP, selection_score
+from chromatize.training.train import MAX_PSNR_DROP, decoded_colour_loss, selection_score
 
 
 def make_photos(root: Path, per_source: dict[str, int], size: tuple[int, int] = (96, 64)) -> None:
@@ -103,6 +104,34 @@ def test_random_crops_are_sized_targets_at_a_quarter(tmp_path: Path) -> None:
     assert item["idx"].shape == (5, 44, 44) and item["w"].shape == (5, 44, 44)
     assert torch.allclose(item["w"].float().sum(0), torch.ones(44, 44), atol=1e-2)
     assert 0.0 <= float(item["l"].min()) and float(item["l"].max()) <= 100.0
+    # the decoded-colour target is the 4x4-averaged ab, and its nearest bin is the soft target's
+    assert item["ab"].shape == (2, 44, 44)
+    nearest = nearest_bins(item["ab"].float()[None], 1)[0][0, 0]
+    assert (nearest == item["idx"][0].long()).float().mean() > 0.95
+
+
+def test_decoded_colour_loss_hand_computed() -> None:
+    """Logits that put (almost) all mass on one bin decode to its centre; the loss is that centre's
+    distance to the truth over 150, cut at 150, times the class weight of the pixel's bin."""
+    centre = bins_on(torch.device("cpu"))[100]  # (a, b) of bin 100
+    logits = torch.full((1, 313, 1, 3), -50.0)
+    logits[:, 100] = 50.0
+    # distances 50, 0 and far beyond 150
+    truth = torch.stack([centre + torch.tensor([30.0, 40.0]), centre, centre + 400.0], dim=-1)
+    truth = truth.reshape(1, 2, 1, 3)
+    idx = torch.tensor([7, 8, 9]).reshape(1, 1, 1, 3)
+    weights = torch.ones(313)
+    weights[7] = 2.0
+    loss = decoded_colour_loss(logits, truth, idx, weights)
+    assert float(loss) == pytest.approx((2.0 * 50 / 150 + 0.0 + 1.0) / 3, abs=1e-3)
+    # a hedging model (a flat distribution: a pale mean) loses less than a confidently wrong one
+    wrong = torch.full((1, 313, 1, 1), -50.0)
+    wrong[:, 100] = 50.0
+    target = (centre + torch.tensor([60.0, 0.0])).reshape(1, 2, 1, 1)
+    pale = torch.zeros((1, 313, 1, 1))
+    one = torch.zeros((1, 1, 1, 1), dtype=torch.long)
+    assert decoded_colour_loss(pale, target, one, weights) < decoded_colour_loss(
+        wrong, target, one, weights)
 
 
 @pytest.mark.slow
@@ -121,6 +150,7 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
     args = ["--out", str(out), "--data", str(data), "--backbone",
             str(shared_dir / "models" / "mobilenet_v2_1.0_224_quant.tflite"),
             "--scene-val-fraction", "0.3", "--crop", "64", "--batch", "4", "--workers", "0",
+            "--colour-loss", "2", "--colour-loss-lambda", "0.25",
             "--budget-minutes", "0.05", "--eval-minutes", "1", "--warmup-steps", "2"]
     assert train.main(args) == 0
     first = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -144,6 +174,7 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
         meta = fh.metadata()
         assert all(fh.get_tensor(k).dtype in (torch.float16, torch.int64) for k in fh.keys())
     assert len(json.loads(meta["prior_counts"])) == 313
+    assert json.loads(meta["colour_loss"]) == {"weight": 2.0, "rebalance_lambda": 0.25}
     assert float(meta["default_temperature"]) in train.TEMPERATURES
     model = load_model("mobile", weights=weights)
     logits = model(torch.full((1, 1, 64, 64), 50.0))

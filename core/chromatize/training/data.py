@@ -150,16 +150,18 @@ class SoftEncodeTable:
 _TABLE: SoftEncodeTable | None = None
 
 
-def soft_targets(ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ab (N, 2, H, W) at input resolution -> sparse soft targets at 1/4 resolution.
+def soft_targets(ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ab (N, 2, H, W) at input resolution -> targets at 1/4 resolution.
 
     The ab ground truth is area-averaged over 4x4 blocks first (what one output pixel covers).
-    Returns (indices int16, weights float16), each (N, 5, H/4, W/4).
+    Returns the sparse soft targets (indices int16, weights float16), each (N, 5, H/4, W/4), and
+    that averaged ab (N, 2, H/4, W/4) float16 (the target of the decoded-colour loss).
     """
     global _TABLE
     if _TABLE is None:
         _TABLE = SoftEncodeTable()
-    return _TABLE(F.avg_pool2d(ab, TARGET_STRIDE))
+    pooled = F.avg_pool2d(ab, TARGET_STRIDE)
+    return (*_TABLE(pooled), pooled.to(torch.float16))
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ class RandomCrops(Dataset):
     """Random square crops with scale jitter and horizontal flips.
 
     Item: dict with ``l`` (1, S, S) float32 L in [0, 100], ``idx`` (5, S/4, S/4) int16 and
-    ``w`` (5, S/4, S/4) float16 (soft targets).
+    ``w`` (5, S/4, S/4) float16 (soft targets), ``ab`` (2, S/4, S/4) float16 (4x4-averaged ab).
     """
 
     def __init__(self, files: list[Path], config: CropConfig = CropConfig()) -> None:
@@ -200,8 +202,8 @@ class RandomCrops(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = random.Random(torch.randint(0, 2**62, ()).item())
         lab = rgb_to_lab_tensor(self.crop(load_rgb(self.files[i]), rng))
-        idx, w = soft_targets(lab[None, 1:])
-        return {"l": lab[:1], "idx": idx[0], "w": w[0]}
+        idx, w, ab = soft_targets(lab[None, 1:])
+        return {"l": lab[:1], "idx": idx[0], "w": w[0], "ab": ab[0]}
 
 
 def fit_size(w: int, h: int, max_side: int) -> tuple[int, int]:
@@ -234,7 +236,7 @@ def load_held_out(files: list[Path], max_side: int = 256) -> list[HeldOutImage]:
         img = img.resize(fit_size(*img.size, max_side), Image.BILINEAR)
         rgb = np.asarray(img)
         lab = rgb_to_lab_tensor(rgb)
-        idx, w = soft_targets(lab[None, 1:])
+        idx, w, _ = soft_targets(lab[None, 1:])
         out.append(
             HeldOutImage(
                 f.name, lab[:1], lab[1:], rgb.astype(np.float32) / 255.0, idx[0], w[0],

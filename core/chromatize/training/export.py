@@ -9,7 +9,9 @@ integer buffers (batch-norm counters) are kept. The safetensors metadata (all st
 what the weights came from: ``default_temperature`` (``--temperature``, else re-chosen on the whole
 held-out split with ``--choose-temperature-on``, else the one training chose on its subset),
 the empirical bin prior of the training split (``prior_counts``, JSON list of 313 counts), the
-rebalancing settings, the training step/minutes, and the held-out metrics.
+rebalancing settings (and ``colour_loss``, when training used the decoded-colour loss), the
+training step/minutes, the held-out metrics, and the checkpoint training started from
+(``continued_from``) or the members of a weight average (``averaged_from``).
 """
 
 from __future__ import annotations
@@ -89,6 +91,14 @@ def export(
         ),
         "backbone": f"mobilenet_v2_1.0_224_quant.tflite sha256={BACKBONE_SHA256} (Apache-2.0)",
     }
+    if args.get("init") not in (None, "None"):
+        meta["continued_from"] = str(args["init"])
+    if float(args.get("colour_loss", 0.0)):
+        lam = args.get("colour_loss_lambda")
+        meta["colour_loss"] = json.dumps({
+            "weight": float(args["colour_loss"]),
+            "rebalance_lambda": float(args["rebalance_lambda"] if lam in (None, "None") else lam),
+        })
     if ckpt.get("averaged_from"):
         # Weight average of several checkpoints (chromatize.training.averaging): its members.
         meta["averaged_from"] = json.dumps(ckpt["averaged_from"])

@@ -15,7 +15,10 @@ make up ``--object-share`` of the crops and scene photography (every other sourc
 
 Loss: soft cross-entropy with mild class rebalancing (``--rebalance-lambda``, weights capped at
 ``--max-weight``) from the empirical prior of the training split (``--prior``; computed with
-:mod:`chromatize.training.prior` when the file does not exist). Every ``--eval-minutes`` the
+:mod:`chromatize.training.prior` when the file does not exist). With ``--colour-loss`` the
+colours the model would show are trained too: :func:`decoded_colour_loss` (a differentiable
+1 - AuC of the T=0.38 annealed mean, rebalanced with ``--colour-loss-lambda``) is added to the
+cross-entropy. Every ``--eval-minutes`` the
 held-out *scene* photos are scored (loss, AuC raw and class-rebalanced, PSNR, colourfulness at
 several decoding temperatures); ``last.pt`` is written for resuming and ``best.pt`` keeps the
 checkpoint with the best :func:`selection_score` (rebalanced-AuC gain over gray at T=0.38 within
@@ -48,7 +51,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from chromatize.bins import decode, rebalance_weights, soft_cross_entropy
 from chromatize.color import lab_to_rgb
 from chromatize.device import cpu_has_native_bf16
-from chromatize.evaluation import MetricTotals, colourfulness
+from chromatize.evaluation import AUC_MAX_THRESHOLD, MetricTotals, colourfulness
 from chromatize.models.mobile import SKIP_BLOCKS, MobileColorizer, lightness_to_backbone_input
 from chromatize.training.averaging import (
     BN_BATCHES,
@@ -107,6 +110,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--unfreeze-at", type=float, default=0.75, help="fraction of the budget")
     p.add_argument("--unfreeze-from", type=int, default=14, help="first encoder block to tune")
     p.add_argument("--encoder-lr", type=float, default=1e-4)
+    p.add_argument("--colour-loss", type=float, default=0.0,
+                   help="weight of the decoded-colour loss (1 - AuC of the T=0.38 annealed mean) "
+                        "added to the cross-entropy")
+    p.add_argument("--colour-loss-lambda", type=float, default=None,
+                   help="class rebalancing of the decoded-colour loss (default: --rebalance-lambda;"
+                        " the rebalanced AuC weighs every colour bin equally, i.e. lambda 0)")
     p.add_argument("--average-from", type=float, default=None,
                    help="fraction of the budget from which the weights at every evaluation join a "
                         "running average that is scored (and may become best.pt) too")
@@ -166,6 +175,28 @@ def selection_score(
     colour_ratio = model["colourfulness"] / max(truth_colourfulness, 1e-6)
     colour_short = max(0.0, MIN_COLOURFULNESS_RATIO - colour_ratio)
     return gain - 10.0 * psnr_excess - 100.0 * colour_short
+
+
+def decoded_colour_loss(
+    logits: torch.Tensor,
+    true_ab: torch.Tensor,
+    target_idx: torch.Tensor,
+    class_weights: torch.Tensor,
+    temperature: float = SELECT_TEMPERATURE,
+) -> torch.Tensor:
+    """A differentiable 1 - AuC of the colours the model would show: the ab distance between the
+    annealed mean of ``logits`` at ``temperature`` and ``true_ab`` (N, 2, H, W), cut off at the
+    AuC's last threshold and divided by it, each pixel weighted by ``class_weights`` of its true
+    nearest bin (``target_idx[:, 0]``); the rebalanced AuC weighs every bin equally.
+
+    Cross-entropy alone rewards a distribution, not the colour decoded from it: at T=0.38 a
+    confident wrong mode costs little loss but a large colour error. This term lets the model
+    hedge (a flatter distribution, a paler mean) exactly where its guesses are unreliable.
+    """
+    ab = decode(logits.float(), "annealed_mean", temperature)
+    distance = ((ab - true_ab.float()).square().sum(dim=1) + 1e-4).sqrt()
+    per_pixel = distance.clamp(max=AUC_MAX_THRESHOLD) / AUC_MAX_THRESHOLD
+    return (per_pixel * class_weights.to(per_pixel.device)[target_idx[:, 0]]).mean()
 
 
 def evaluate(
@@ -255,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     class_weights = rebalance_weights(prior, args.rebalance_lambda, max_weight=args.max_weight)
     log.info("prior: %d photos' bins, %d empty; class weights %.3f..%.3f",
              len(train_files), int((prior == 0).sum()), class_weights.min(), class_weights.max())
+    colour_weights = class_weights
+    if args.colour_loss_lambda is not None:
+        colour_weights = rebalance_weights(prior, args.colour_loss_lambda)
+        log.info("decoded-colour loss weights %.3f..%.3f", colour_weights.min(),
+                 colour_weights.max())
 
     model = MobileColorizer()
     model.encoder.load_state_dict(encoder_state_dict(args.backbone))
@@ -384,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             feats = encode(model, batch["l"], trainable_from)
             logits = model.decoder(feats)
-        loss = soft_cross_entropy(logits, batch["idx"].long(), batch["w"].float(), class_weights)
+        idx = batch["idx"].long()
+        loss = soft_cross_entropy(logits, idx, batch["w"].float(), class_weights)
+        if args.colour_loss:
+            loss = loss + args.colour_loss * decoded_colour_loss(
+                logits, batch["ab"], idx, colour_weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
