@@ -100,7 +100,7 @@ MODELS: dict[str, ModelSpec] = {
             url=None,
             # Checked on every load, so a damaged installation fails clearly instead of
             # colorizing with garbage; update it together with shipped/mobile.safetensors.
-            sha256="9cac72f7b09f8cacd38dc67b02b495a423befb1747cb8f82d13c875aedda97e0",
+            sha256="28ff907187349d19b471c02bb33ef2b313ba1d5183bfd8a17f9e3241082d903c",
             filename="mobile.safetensors",
             weights_format="safetensors",
             shipped="shipped/mobile.safetensors",
