@@ -94,10 +94,11 @@ def export(
     if args.get("init") not in (None, "None"):
         meta["continued_from"] = str(args["init"])
     if float(args.get("colour_loss", 0.0)):
+        # rebalance_lambda null: the loss used the cross-entropy's (capped) class weights
         lam = args.get("colour_loss_lambda")
         meta["colour_loss"] = json.dumps({
             "weight": float(args["colour_loss"]),
-            "rebalance_lambda": float(args["rebalance_lambda"] if lam in (None, "None") else lam),
+            "rebalance_lambda": None if lam in (None, "None") else float(lam),
         })
     if ckpt.get("averaged_from"):
         # Weight average of several checkpoints (chromatize.training.averaging): its members.

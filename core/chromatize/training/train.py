@@ -193,7 +193,7 @@ def decoded_colour_loss(
     confident wrong mode costs little loss but a large colour error. This term lets the model
     hedge (a flatter distribution, a paler mean) exactly where its guesses are unreliable.
     """
-    ab = decode(logits.float(), "annealed_mean", temperature)
+    ab = decode(logits, "annealed_mean", temperature)
     distance = ((ab - true_ab.float()).square().sum(dim=1) + 1e-4).sqrt()
     per_pixel = distance.clamp(max=AUC_MAX_THRESHOLD) / AUC_MAX_THRESHOLD
     return (per_pixel * class_weights.to(per_pixel.device)[target_idx[:, 0]]).mean()
