@@ -97,6 +97,40 @@ def test_selection_score_hand_computed() -> None:
     assert selection_score(pale, gray, 40.0) == pytest.approx(-3.5)
 
 
+def test_logit_adjustment_divides_the_prior_out_to_the_power_alpha() -> None:
+    """softmax(z + shift) is softmax(z) times w**alpha, renormalised, with w the rebalancing
+    weights; folding it into the head's bias gives the model's logits plus the shift."""
+    from chromatize.bins import rebalance_weights
+    from chromatize.models.mobile import build_mobile
+    from chromatize.training.logit_adjustment import HEAD_BIAS, adjust_state, bias_shift
+
+    prior = torch.arange(1.0, 314.0) ** 2
+    prior[:5] = 0  # bins never seen stay finite through the uniform mix
+    shift = bias_shift(prior, 0.4, 0.05)
+    assert torch.isfinite(shift).all() and abs(float(shift.mean())) < 1e-5
+    z = torch.randn(313, dtype=torch.float64)
+    w = rebalance_weights(prior, 0.05).double()
+    expected = torch.softmax(z, 0) * w**0.4
+    torch.testing.assert_close(torch.softmax(z + shift.double(), 0), expected / expected.sum(),
+                               rtol=1e-5, atol=1e-7)
+    assert float(bias_shift(prior, 0.0).abs().max()) == 0.0
+    with pytest.raises(ValueError, match="alpha"):
+        bias_shift(prior, -0.1)
+
+    torch.manual_seed(0)
+    model = build_mobile().eval()
+    x = torch.rand(1, 1, 64, 64) * 100
+    with torch.no_grad():
+        before = model(x)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        bias = state[HEAD_BIAS].clone()
+        model.load_state_dict(adjust_state(state, prior, 0.4, 0.05))
+        after = model(x)
+    assert torch.equal(state[HEAD_BIAS], bias), "the caller's state is not edited"
+    torch.testing.assert_close(after - before, shift.view(1, -1, 1, 1).expand_as(before),
+                               atol=1e-4, rtol=0)
+
+
 def test_random_crops_are_sized_targets_at_a_quarter(tmp_path: Path) -> None:
     make_photos(tmp_path, {"bsds432": 2})
     item = RandomCrops(sorted((tmp_path / "bsds432").iterdir()))[0]
@@ -141,7 +175,8 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
     pytest.importorskip("tflite", reason="training needs the 'train' extra (tflite)")
     from safetensors import safe_open
 
-    from chromatize.training import averaging, export, train
+    from chromatize.training import averaging, export, logit_adjustment, train
+    from chromatize.training.logit_adjustment import HEAD_BIAS, bias_shift
     from chromatize.weights import load_model
 
     data = tmp_path / "data"
@@ -181,6 +216,26 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
     assert logits.shape == (1, 313, 16, 16) and torch.isfinite(logits).all()
     with pytest.raises(SystemExit, match="exists"):
         export.export(out / "best.pt", weights, temperature=None, overwrite=False)
+
+    # Logit adjustment: scanned on the held-out split, then folded into the head's bias at export
+    # (which then re-measures the temperature on the adjusted model).
+    scan_json = tmp_path / "scan.json"
+    assert logit_adjustment.main(["--checkpoint", str(out / "best.pt"), "--data", str(data),
+                                  "--alphas", "0", "0.3", "--json", str(scan_json)]) == 0
+    scan = json.loads(scan_json.read_text())
+    assert [r["alpha"] for r in scan["rows"]] == [0.0, 0.3] and scan["alpha"] in (0.0, 0.3)
+    assert scan["rows"][1]["per_temperature"]["0.38"]["colourfulness"] > (
+        scan["rows"][0]["per_temperature"]["0.38"]["colourfulness"]), "toward rarer colours"
+    with pytest.raises(SystemExit, match="choose-temperature-on"):
+        export.export(out / "best.pt", tmp_path / "adj.safetensors", None, False,
+                      logit_adjustment=0.3)
+    meta = export.export(out / "best.pt", tmp_path / "adj.safetensors", None, False,
+                         choose_on=data, logit_adjustment=0.3, logit_adjustment_lambda=0.1)
+    assert json.loads(meta["logit_adjustment"]) == {"alpha": 0.3, "lambda": 0.1}
+    ckpt = torch.load(out / "best.pt", weights_only=False)
+    with safe_open(tmp_path / "adj.safetensors", "pt") as adj, safe_open(weights, "pt") as plain:
+        moved = (adj.get_tensor(HEAD_BIAS).float() - plain.get_tensor(HEAD_BIAS).float())
+    torch.testing.assert_close(moved, bias_shift(ckpt["prior"], 0.3, 0.1), atol=2e-3, rtol=0)
 
     # Averaging the two checkpoints after the fact: the mean weights, batch norm re-estimated,
     # scored on the same held-out photos; an existing output is not replaced.

@@ -11,7 +11,10 @@ held-out split with ``--choose-temperature-on``, else the one training chose on 
 the empirical bin prior of the training split (``prior_counts``, JSON list of 313 counts), the
 rebalancing settings (and ``colour_loss``, when training used the decoded-colour loss), the
 training step/minutes, the held-out metrics, and the checkpoint training started from
-(``continued_from``) or the members of a weight average (``averaged_from``).
+(``continued_from``) or the members of a weight average (``averaged_from``). With
+``--logit-adjustment ALPHA`` the prior correction of :mod:`chromatize.training.logit_adjustment`
+is folded into the head's bias first (recorded as ``logit_adjustment``), so the temperature and
+metrics are those of the adjusted model.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from chromatize.models.mobile import build_mobile
+from chromatize.training.logit_adjustment import DEFAULT_LAMBDA, adjust_state
 from chromatize.training.tflite_convert import BACKBONE_SHA256
 
 #: Temperatures tried by ``--choose-temperature`` on the whole held-out split.
@@ -59,10 +63,18 @@ def export(
     temperature: float | None,
     overwrite: bool,
     choose_on: Path | None = None,
+    logit_adjustment: float = 0.0,
+    logit_adjustment_lambda: float = DEFAULT_LAMBDA,
 ) -> dict:
     if out.exists() and not overwrite:
         raise SystemExit(f"{out} exists; pass --overwrite to replace it")
+    if logit_adjustment and choose_on is None:
+        raise SystemExit("--logit-adjustment needs --choose-temperature-on: the checkpoint's "
+                         "metrics and temperature were measured without the adjustment")
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if logit_adjustment:
+        ckpt["model"] = adjust_state(ckpt["model"], ckpt["prior"], logit_adjustment,
+                                     logit_adjustment_lambda)
     model = build_mobile()
     model.load_state_dict(ckpt["model"], strict=True)  # proves the checkpoint fits the architecture
     state = {
@@ -100,6 +112,9 @@ def export(
             "weight": float(args["colour_loss"]),
             "rebalance_lambda": None if lam in (None, "None") else float(lam),
         })
+    if logit_adjustment:
+        meta["logit_adjustment"] = json.dumps(
+            {"alpha": float(logit_adjustment), "lambda": float(logit_adjustment_lambda)})
     if ckpt.get("averaged_from"):
         # Weight average of several checkpoints (chromatize.training.averaging): its members.
         meta["averaged_from"] = json.dumps(ckpt["averaged_from"])
@@ -125,9 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--choose-temperature-on", type=Path, default=None, metavar="TRAIN_DIR",
                    help="re-choose the temperature on the whole held-out split of this folder")
+    p.add_argument("--logit-adjustment", type=float, default=0.0, metavar="ALPHA",
+                   help="fold ALPHA * log(rebalancing weights) into the head's bias "
+                        "(chromatize.training.logit_adjustment chooses ALPHA)")
+    p.add_argument("--logit-adjustment-lambda", type=float, default=DEFAULT_LAMBDA)
     args = p.parse_args(argv)
     meta = export(args.checkpoint, args.out, args.temperature, args.overwrite,
-                  args.choose_temperature_on)
+                  args.choose_temperature_on, args.logit_adjustment,
+                  args.logit_adjustment_lambda)
     size = args.out.stat().st_size / 1e6
     print(f"wrote {args.out} ({size:.1f} MB), default temperature {meta['default_temperature']}, "
           f"step {meta['training_step']}")
