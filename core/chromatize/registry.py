@@ -100,7 +100,7 @@ MODELS: dict[str, ModelSpec] = {
             url=None,
             # Checked on every load, so a damaged installation fails clearly instead of
             # colorizing with garbage; update it together with shipped/mobile.safetensors.
-            sha256="28ff907187349d19b471c02bb33ef2b313ba1d5183bfd8a17f9e3241082d903c",
+            sha256="be6b014656a04f250c94167929e40527c1b002d5e68604eaf25210c15eb9c680",
             filename="mobile.safetensors",
             weights_format="safetensors",
             shipped="shipped/mobile.safetensors",
