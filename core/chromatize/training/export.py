@@ -40,21 +40,12 @@ TEMPERATURE_GRID = (0.3, 0.38, 0.46, 0.55, 0.65, 0.8, 1.0)
 def choose_temperature(checkpoint: dict, data: Path) -> dict:
     """Score the checkpoint on all held-out scene photos of its training split over
     :data:`TEMPERATURE_GRID`."""
-    from chromatize.bins import rebalance_weights
-    from chromatize.training.data import Split, load_held_out
-    from chromatize.training.train import evaluate
+    from chromatize.training.train import evaluate, held_out_of
 
     model = build_mobile()
     model.load_state_dict(checkpoint["model"])
-    args = checkpoint.get("args", {})
-    split = Split(float(args.get("val_fraction", 0.03)),
-                  float(args.get("scene_val_fraction", args.get("val_fraction", 0.03))))
-    val = split.validation_files(data)
-    weights = rebalance_weights(
-        checkpoint["prior"], float(args.get("rebalance_lambda", 0.85)),
-        max_weight=float(args.get("max_weight", 3.0)),
-    )
-    return evaluate(model, load_held_out(val), weights, TEMPERATURE_GRID)
+    images, weights = held_out_of(checkpoint, data)
+    return evaluate(model, images, weights, TEMPERATURE_GRID)
 
 
 def export(

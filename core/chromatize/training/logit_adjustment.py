@@ -86,21 +86,15 @@ def scan(
 ) -> dict[str, Any]:
     """Held-out metrics at T=0.38 and T=1.0 for every alpha, and the chosen alpha."""
     from chromatize.models.mobile import build_mobile
-    from chromatize.training.data import Split, load_held_out
-    from chromatize.training.train import SELECT_TEMPERATURE, evaluate
+    from chromatize.training.train import SELECT_TEMPERATURE, evaluate, held_out_of
 
-    args = checkpoint.get("args", {})
-    split = Split(float(args.get("val_fraction", 0.03)),
-                  float(args.get("scene_val_fraction", args.get("val_fraction", 0.03))))
-    images = load_held_out(split.validation_files(data))
+    images, class_weights = held_out_of(checkpoint, data)
     model = build_mobile()
     model.load_state_dict(checkpoint["model"])
     model.eval()
     with torch.inference_mode():
         logits = [model(im.lightness[None]).float() for im in images]
     prior = checkpoint["prior"]
-    class_weights = rebalance_weights(prior, float(args.get("rebalance_lambda", 0.85)),
-                                      max_weight=float(args.get("max_weight", 3.0)))
     rows = []
     for alpha in alphas:
         r = evaluate(_ShiftedLogits(logits, bias_shift(prior, alpha, lam)), images,
