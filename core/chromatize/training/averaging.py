@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     last = ckpts[-1]
     run = last.get("args", {})
     data = args.data or Path(run.get("data", SHARED / "data" / "train"))
-    split = Split(float(run.get("val_fraction", 0.03)), float(run.get("scene_val_fraction", 0.1)))
+    split = Split.of_run(run)
 
     model = MobileColorizer()
     model.load_state_dict(average_states([c["model"] for c in ckpts]))

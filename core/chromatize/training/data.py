@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,6 +73,13 @@ class Split:
 
     val_fraction: float = DEFAULT_VAL_FRACTION
     scene_val_fraction: float = DEFAULT_SCENE_VAL_FRACTION
+
+    @classmethod
+    def of_run(cls, run_args: Mapping[str, Any]) -> Split:
+        """The split a training run used, from the ``args`` its checkpoints store (runs from
+        before the scene fraction existed held scenes out at ``val_fraction`` too)."""
+        val = float(run_args.get("val_fraction", DEFAULT_VAL_FRACTION))
+        return cls(val, float(run_args.get("scene_val_fraction", val)))
 
     def held_out(self, path: Path, root: Path) -> bool:
         frac = self.scene_val_fraction if is_scene(path, root) else self.val_fraction

@@ -258,12 +258,10 @@ def held_out_of(checkpoint: dict[str, Any], data: Path) -> tuple[list[HeldOutIma
     """The held-out scene photos of ``data`` under the split a checkpoint was trained with, and
     the cross-entropy's class weights it was trained with: what :func:`evaluate` needs to score
     it after the fact."""
-    args = checkpoint.get("args", {})
-    split = Split(float(args.get("val_fraction", 0.03)),
-                  float(args.get("scene_val_fraction", args.get("val_fraction", 0.03))))
-    weights = rebalance_weights(checkpoint["prior"], float(args.get("rebalance_lambda", 0.85)),
-                                max_weight=float(args.get("max_weight", 3.0)))
-    return load_held_out(split.validation_files(data)), weights
+    args = checkpoint["args"]
+    weights = rebalance_weights(checkpoint["prior"], float(args["rebalance_lambda"]),
+                                max_weight=float(args["max_weight"]))
+    return load_held_out(Split.of_run(args).validation_files(data)), weights
 
 
 def lr_factor(fraction: float, step: int, warmup: int) -> float:
