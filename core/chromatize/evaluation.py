@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chromatize.atomic import replacing
 from chromatize.bins import NUM_BINS, nearest_bins
 
 AUC_MAX_THRESHOLD = 150
@@ -264,13 +264,10 @@ def write_contact_sheet(
     for i, s in enumerate(strips):
         y = i * (row_height + gap)
         sheet[y : y + row_height, : s.shape[1]] = s
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
     try:
-        Image.fromarray(sheet).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        with replacing(path, ".png.tmp") as tmp:
+            Image.fromarray(sheet).save(tmp, format="PNG")
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc}") from None
 
 

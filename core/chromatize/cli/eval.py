@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from chromatize.atomic import replacing
 from chromatize.cli.argtypes import non_negative_float, positive_float, positive_int
 from chromatize.registry import MODELS
 
@@ -77,12 +78,6 @@ def run(args: argparse.Namespace) -> int:
     if args.contact_sheet:
         print(f"contact sheet: {args.contact_sheet}")
     if args.json:
-        import os
-        import tempfile
-
-        path = Path(args.json)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(report), fh, indent=1)
-        os.replace(tmp, path)
+        with replacing(args.json, ".json.tmp") as tmp:
+            tmp.write_text(json.dumps(asdict(report), indent=1))
     return 0

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from chromatize.atomic import replacing
 from chromatize.models.mobile import build_mobile
 from chromatize.training.logit_adjustment import DEFAULT_LAMBDA, adjust_state
 from chromatize.training.tflite_convert import BACKBONE_SHA256
@@ -110,16 +109,10 @@ def export(
         # Weight average of several checkpoints (chromatize.training.averaging): its members.
         meta["averaged_from"] = json.dumps(ckpt["averaged_from"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".safetensors.tmp")
-    os.close(fd)
-    try:
+    with replacing(out, ".safetensors.tmp") as tmp:
         save_file(state, tmp, metadata=meta)
-        reloaded = load_file(tmp)
-        check = build_mobile()
-        check.load_state_dict(reloaded, strict=True)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        check = build_mobile()  # the file must load into the model before it takes the name
+        check.load_state_dict(load_file(tmp), strict=True)
     return meta
 
 

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from chromatize.atomic import replacing
 from chromatize.bins import rebalance_weights
 
 #: Name of the bias the adjustment is folded into (the decoder's final 1x1 convolution).
@@ -127,14 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     result = scan(ckpt, args.data, tuple(args.alphas), args.lam, args.max_psnr_drop)
     print(f"{'alpha':>6} {'score':>6} {'gain':>6} {'PSNR drop':>9}  (T=0.38, held-out scenes)")
     for row in result["rows"]:
-        print(f"{row['alpha']:6.2f} {row['score']:6.2f} {row['gain']:6.2f} {row['psnr_drop']:9.2f}")
+        print(f"{row['alpha']:6.3f} {row['score']:6.2f} {row['gain']:6.2f} {row['psnr_drop']:9.2f}")
     print(f"chosen alpha {result['alpha']:g} (lambda {args.lam:g}, PSNR drop <= "
           f"{args.max_psnr_drop:g} dB)")
     if args.json is not None:
-        fd, tmp = tempfile.mkstemp(dir=args.json.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(result, fh, indent=1)
-        os.replace(tmp, args.json)
+        with replacing(args.json, ".json.tmp") as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from chromatize.atomic import replacing
 from chromatize.bins import NUM_BINS, bin_histogram
 from chromatize.training.data import (
     DEFAULT_SCENE_VAL_FRACTION,
@@ -44,10 +43,8 @@ def compute_prior(files: list[Path]) -> torch.Tensor:
 def save_prior(path: Path, counts: torch.Tensor, meta: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {**meta, "counts": [int(c) for c in counts.tolist()]}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(data))
 
 
 def load_prior(path: str | Path) -> torch.Tensor:

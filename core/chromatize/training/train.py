@@ -36,9 +36,7 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from chromatize.atomic import replacing
 from chromatize.bins import decode, rebalance_weights, soft_cross_entropy
 from chromatize.color import lab_to_rgb
 from chromatize.device import cpu_has_native_bf16
@@ -131,10 +130,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def encode(
