@@ -11,6 +11,8 @@ import torch
 
 import chromatize
 from chromatize.models.mobile import build_mobile, lightness_to_backbone_input
+from chromatize.pipeline import render_shape
+from chromatize.registry import get_spec
 
 SHIPPED = Path(chromatize.__file__).parent / "shipped" / "mobile.safetensors"
 
@@ -18,7 +20,10 @@ SHIPPED = Path(chromatize.__file__).parent / "shipped" / "mobile.safetensors"
 def test_contract_attributes_and_output_shape():
     model = build_mobile().eval()
     assert model.logit_scale == 1.0
-    assert model.default_input_size == 256
+    # Rendered at the training photos' scale (shorter side 192) by default, for 3:2 and 4:3 photos.
+    assert render_shape(512, 768, model.default_input_size, model.stride) == (192, 288)
+    assert render_shape(3000, 4000, model.default_input_size, model.stride) == (192, 256)
+    assert get_spec("mobile").default_input_size == model.default_input_size
     with torch.inference_mode():
         out = model(torch.rand(2, 1, 64, 96) * 100)
         odd = model(torch.rand(1, 1, 72, 40) * 100)  # not multiples of 32: TF-SAME still works

@@ -4,7 +4,7 @@ Stages (for one image of H x W pixels):
 
 1. **Lightness.** L of the input at full resolution (float32, computed in row strips).
 2. **Render.** L is resized (antialiased) to the *render size*: about ``render_size`` squared
-   pixels (default: the model's ``default_input_size``, the square it was trained at) with the
+   pixels (default: the model's ``default_input_size``, the scale it was trained at) with the
    image's aspect ratio (capped at :data:`MAX_RENDER_ASPECT`), both sides rounded to multiples of
    the model's ``stride``; e.g. 312x208 for a 3:2 photo and ECCV16. Keeping the aspect ratio
    measurably helped a trained model (+0.3 AuC in the team's pilot run) compared with squashing to

@@ -90,7 +90,8 @@ MODELS: dict[str, ModelSpec] = {
             architecture="MobileNetV2 1.0 encoder (TF-SAME padding) + U-Net-style decoder, "
             "313-bin head",
             builder="chromatize.models.mobile:build_mobile",
-            default_input_size=256,
+            # The training photos' scale; equal to MobileColorizer.default_input_size (tested).
+            default_input_size=224,
             # Chosen on the training run's held-out split (see shipped/MODEL_CARD.md); the same
             # value is recorded in the weights' metadata and a test keeps the two equal.
             default_temperature=1.0,
