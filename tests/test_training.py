@@ -331,3 +331,88 @@ def test_running_average_equals_the_mean_and_batch_norm_is_re_estimated() -> Non
         expected = torch.cat([conv(x) for x in batches]).mean(dim=(0, 2, 3))
     torch.testing.assert_close(running.module[1].running_mean, expected, rtol=1e-4, atol=1e-5)
     assert not running.module.training
+
+
+def card_commands(module: str) -> list[list[str]]:
+    """The ``python -m chromatize.training.<module>`` commands of the model card's Training
+    block, each as its argument list (continuation lines joined)."""
+    import shlex
+
+    import chromatize
+
+    card = (Path(chromatize.__file__).parent / "shipped" / "MODEL_CARD.md").read_text()
+    section = card.split("\n## Training\n", 1)[1].split("\n## ", 1)[0]
+    joined = "\n".join(section.split("```")[1::2]).replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        words = shlex.split(line, comments=True)
+        if f"chromatize.training.{module}" in words:
+            out.append(words[words.index(f"chromatize.training.{module}") + 1 :])
+    return out
+
+
+def test_recipe_matches_the_model_cards_commands() -> None:
+    """The one-command recipe runs exactly the training runs and averages the model card lists
+    (the card adds no option the recipe lacks, and the other way round)."""
+    from chromatize.training import recipe
+
+    runs, data = Path("/work/runs"), Path("../shared/data/train")
+    chain = recipe.steps(runs, data, Path("mobile.safetensors"))
+    trained = [list(s.args) for s in chain if s.module == "train"]
+    for got in trained:  # what the card leaves implicit: data, the shared prior, resuming
+        for option in ("--data", "--prior"):
+            if option in got:
+                del got[got.index(option) : got.index(option) + 2]
+        got.remove("--resume")
+    assert trained == card_commands("train")
+    averaged = [[a if a.startswith("--") else str(a) for a in s.args[: s.args.index("--data")]]
+                for s in chain if s.module == "averaging"]
+    assert averaged == card_commands("averaging")
+    scan = next(s for s in chain if s.module == "logit_adjustment")
+    assert list(scan.args[scan.args.index("--alphas") :]) == card_commands(
+        "logit_adjustment")[0][4:] + ["--json", str(runs / "mobile10" / "scan.json")]
+    assert [s.module for s in chain][-2:] == ["logit_adjustment", "export"]
+
+
+@pytest.mark.slow
+def test_recipe_runs_the_whole_chain_and_resumes(tmp_path: Path, shared_dir: Path, capfd) -> None:
+    """The whole chain on synthetic photos with budgets scaled to seconds: six real training runs,
+    two averages, the scan and an export whose alpha is the scan's; run again, every finished
+    step is skipped and an existing output is not replaced."""
+    pytest.importorskip("tflite", reason="training needs the 'train' extra (tflite)")
+    from safetensors import safe_open
+
+    from chromatize.training import recipe
+    from chromatize.weights import load_model
+
+    data = tmp_path / "data"
+    make_photos(data, {"caltech101": 8, "bsds432": 12})
+    runs, out = tmp_path / "runs", tmp_path / "mobile.safetensors"
+    backbone = shared_dir / "models" / "mobilenet_v2_1.0_224_quant.tflite"
+    cli = ["--runs", str(runs), "--data", str(data), "--out", str(out), "--time-scale", "0.0005",
+           "--train-arg", f"--backbone {backbone} --scene-val-fraction 0.3 --crop 64 --batch 4 "
+           "--workers 0"]
+    assert recipe.main(cli) == 0
+    for name, _ in recipe.TRAINING_RUNS:
+        assert recipe.training_done(runs / name), name
+    assert (runs / "mobile3" / "soup.pt").exists() and (runs / "mobile5" / "wise.pt").exists()
+    scan = json.loads((runs / "mobile10" / "scan.json").read_text())
+    with safe_open(out, "pt") as fh:
+        meta = fh.metadata()
+    folded = json.loads(meta["logit_adjustment"])["alpha"] if "logit_adjustment" in meta else 0.0
+    assert folded == scan["alpha"]  # export records the adjustment only when alpha > 0
+    assert meta["continued_from"] == str(runs / "mobile9" / "best.pt")
+    init = torch.load(runs / "mobile5" / "last.pt", weights_only=False)["args"]["init"]
+    assert init == str(runs / "mobile3" / "soup.pt")
+    assert load_model("mobile", weights=out)(torch.full((1, 1, 64, 64), 50.0)).shape[1] == 313
+    capfd.readouterr()
+
+    before = out.read_bytes()
+    with pytest.raises(SystemExit):
+        recipe.main(cli)
+    assert "exists" in capfd.readouterr().err and out.read_bytes() == before
+    stamp = (runs / "mobile8" / "last.pt").stat().st_mtime_ns
+    assert recipe.main([*cli, "--overwrite"]) == 0
+    printed = capfd.readouterr().out
+    assert printed.count(": done (") == 9, printed  # 6 runs, 2 averages, the scan
+    assert (runs / "mobile8" / "last.pt").stat().st_mtime_ns == stamp

@@ -1,0 +1,202 @@
+"""The shipped ``mobile`` model's whole training chain as one command.
+
+    python -m chromatize.training.recipe --runs RUNS \\
+        [--data ../shared/data/train] [--out mobile.safetensors] [--dry-run] [--overwrite]
+
+Runs, in order, the steps ``shipped/MODEL_CARD.md`` lists: six training runs (each starting from
+the one before or from a weight average), two weight averages, the logit-adjustment scan and the
+export, each as its own ``python -m chromatize.training.…`` process. The scan's chosen alpha (its
+documented rule) is what the export folds in. Every step writes under ``RUNS`` (one folder per
+run, named as in the model card); a finished step is skipped and an interrupted training run is
+resumed from its ``last.pt``, so the command can simply be run again after a crash or in the next
+session. The runs after the first reuse its bin prior.
+
+About 5.5 hours of 2-core CPU time (the training budgets add up to 325 minutes). The budgets are
+wall-clock minutes, so another machine trains a different number of steps: the chain is
+reproduced, not the exact weights. ``--time-scale`` multiplies every budget and evaluation
+interval (the tests run the whole chain in seconds with it); ``--train-arg`` passes an extra
+option to every training run (e.g. ``--train-arg=--workers=2``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from chromatize.training.train import SHARED
+
+#: Options every training run of the chain shares.
+COMMON = ("--rebalance-lambda", "0.75", "--max-weight", "4", "--unfreeze-at", "1.0",
+          "--object-share", "0.4")
+#: (run folder, options) of the six training runs, in order; ``{runs}`` is the runs folder.
+TRAINING_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("mobile2", ("--budget-minutes", "90", "--eval-minutes", "6", "--lr", "1.5e-3",
+                 "--rebalance-lambda", "0.85", "--max-weight", "3", "--unfreeze-at", "0.8",
+                 "--object-share", "0.4")),
+    ("mobile3", ("--init", "{runs}/mobile2/best.pt", "--budget-minutes", "75", "--eval-minutes",
+                 "6", "--lr", "1e-3", "--warmup-steps", "50", "--rebalance-lambda", "0.7",
+                 "--max-weight", "5", "--unfreeze-at", "1.0", "--object-share", "0.4")),
+    ("mobile5", ("--init", "{runs}/mobile3/soup.pt", "--budget-minutes", "80", "--eval-minutes",
+                 "8", "--lr", "6e-4", "--warmup-steps", "100", "--rebalance-lambda", "0.75",
+                 "--max-weight", "4", "--unfreeze-at", "0", "--unfreeze-from", "6",
+                 "--encoder-lr", "1e-4", "--average-from", "0.5", "--object-share", "0.4")),
+    ("mobile8", ("--init", "{runs}/mobile5/wise.pt", "--budget-minutes", "40", "--eval-minutes",
+                 "8", "--lr", "3e-4", "--warmup-steps", "50", *COMMON, "--colour-loss", "4",
+                 "--colour-loss-lambda", "0.25", "--seed", "8")),
+    ("mobile9", ("--init", "{runs}/mobile8/best.pt", "--budget-minutes", "25", "--eval-minutes",
+                 "8.2", "--lr", "2e-4", "--warmup-steps", "30", *COMMON, "--colour-loss", "8",
+                 "--colour-loss-lambda", "0.1", "--seed", "9")),
+    ("mobile10", ("--init", "{runs}/mobile9/best.pt", "--budget-minutes", "15", "--eval-minutes",
+                  "7.4", "--lr", "1.5e-4", "--warmup-steps", "30", *COMMON, "--colour-loss", "8",
+                  "--colour-loss-lambda", "0.05", "--seed", "10")),
+)
+#: (members, output) of the two weight averages; each runs right after its last member's run.
+AVERAGES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("{runs}/mobile2/best.pt", "{runs}/mobile3/last.pt"), "{runs}/mobile3/soup.pt"),
+    (("{runs}/mobile3/soup.pt", "{runs}/mobile5/best.pt"), "{runs}/mobile5/wise.pt"),
+)
+SHIPPED_RUN = "mobile10"
+SCAN_ALPHAS = ("0", "0.025", "0.05", "0.075", "0.1", "0.125", "0.15")
+PRIOR = "{runs}/mobile2/prior.json"
+TIMED = ("--budget-minutes", "--eval-minutes")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of the chain: ``python -m module *args``, done once ``product`` is complete."""
+
+    module: str
+    args: tuple[str, ...]
+    product: Path
+    needs: tuple[Path, ...] = ()
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", f"chromatize.training.{self.module}", *self.args]
+
+
+def _scaled(args: Sequence[str], factor: float) -> list[str]:
+    out = list(args)
+    for i, a in enumerate(out[:-1]):
+        if a in TIMED:
+            out[i + 1] = f"{float(out[i + 1]) * factor:g}"
+    return out
+
+
+def training_done(run: Path) -> bool:
+    """Whether a training run in ``run`` used up its budget (its last.pt says so)."""
+    last = run / "last.pt"
+    if not last.exists():
+        return False
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    return ckpt["state"]["elapsed"] >= float(ckpt["args"]["budget_minutes"]) * 60
+
+
+def steps(runs: Path, data: Path, out: Path, time_scale: float = 1.0,
+          train_args: Sequence[str] = (), overwrite: bool = False) -> list[Step]:
+    """The chain, in order, with its paths filled in (the export's alpha is read from the scan
+    when that step runs)."""
+
+    def p(template: str) -> str:
+        return template.format(runs=runs)
+
+    chain: list[Step] = []
+    averages = {members[-1]: (members, product) for members, product in AVERAGES}
+    for i, (name, options) in enumerate(TRAINING_RUNS):
+        args = ["--out", str(runs / name), "--data", str(data),
+                *_scaled([p(o) for o in options], time_scale), *train_args, "--resume"]
+        needs = [Path(args[args.index("--init") + 1])] if "--init" in args else []
+        if i:
+            args[4:4] = ["--prior", p(PRIOR)]
+            needs.append(Path(p(PRIOR)))
+        chain.append(Step("train", tuple(args), runs / name / "last.pt", tuple(needs)))
+        for last_member in (f"{{runs}}/{name}/best.pt", f"{{runs}}/{name}/last.pt"):
+            if last_member in averages:
+                members, product = averages[last_member]
+                chain.append(Step("averaging", (*map(p, members), "--out", p(product), "--data",
+                                                str(data)),
+                                  Path(p(product)), tuple(Path(p(m)) for m in members)))
+    best = runs / SHIPPED_RUN / "best.pt"
+    scan = runs / SHIPPED_RUN / "scan.json"
+    chain.append(Step("logit_adjustment", ("--checkpoint", str(best), "--data", str(data),
+                                           "--alphas", *SCAN_ALPHAS, "--json", str(scan)),
+                      scan, (best,)))
+    chain.append(Step("export", ("--checkpoint", str(best), "--out", str(out),
+                                 "--choose-temperature-on", str(data), "--logit-adjustment",
+                                 "{alpha}", *(["--overwrite"] if overwrite else [])),
+                      out, (best, scan)))
+    return chain
+
+
+def _done(step: Step) -> bool:
+    if step.module == "train":
+        return training_done(step.product.parent)
+    if step.module == "export":
+        return False  # export itself refuses to replace a file without --overwrite
+    return step.product.exists()
+
+
+def _filled(step: Step) -> Step:
+    if "{alpha}" not in step.args:
+        return step
+    alpha = json.loads(step.needs[-1].read_text())["alpha"]
+    return Step(step.module, tuple(f"{alpha:g}" if a == "{alpha}" else a for a in step.args),
+                step.product, step.needs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--runs", type=Path, required=True, help="folder for the runs' checkpoints")
+    p.add_argument("--data", type=Path, default=SHARED / "data" / "train")
+    p.add_argument("--out", type=Path, default=Path("mobile.safetensors"),
+                   help="the exported weights (default ./mobile.safetensors)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="multiply every training budget and evaluation interval")
+    p.add_argument("--train-arg", action="append", default=[], metavar="OPTION",
+                   help="extra option for every training run (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = p.parse_args(argv)
+    if args.time_scale <= 0:
+        p.error("--time-scale must be positive")
+    if not args.data.is_dir():
+        p.error(f"training photos not found: {args.data} (pass --data)")
+    if not args.dry_run and args.out.exists() and not args.overwrite:
+        p.error(f"{args.out} exists; pass --overwrite to replace it, or another --out")
+    chain = steps(args.runs.resolve(), args.data.resolve(), args.out.resolve(), args.time_scale,
+                  [a for opt in args.train_arg for a in shlex.split(opt)], args.overwrite)
+    for n, step in enumerate(chain, 1):
+        head = f"[{n}/{len(chain)}] {step.module}"
+        if args.dry_run:
+            print(head + ": " + shlex.join(step.command), flush=True)
+            continue
+        if _done(step):
+            print(f"{head}: done ({step.product})", flush=True)
+            continue
+        missing = [str(f) for f in step.needs if not f.exists()]
+        if missing:
+            print(f"error: {head} needs {', '.join(missing)}, which an earlier step should have "
+                  "written; delete that step's folder under --runs and run again", file=sys.stderr)
+            return 1
+        step = _filled(step)
+        print(head + ": " + shlex.join(step.command), flush=True)
+        if step.module == "train":
+            step.product.parent.mkdir(parents=True, exist_ok=True)
+        code = subprocess.call(step.command)
+        if code:
+            print(f"error: {head} failed (exit code {code}); run the same command again to "
+                  "resume", file=sys.stderr)
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
