@@ -365,8 +365,7 @@ def test_recipe_matches_the_model_cards_commands() -> None:
                 del got[got.index(option) : got.index(option) + 2]
         got.remove("--resume")
     assert trained == card_commands("train")
-    averaged = [[a if a.startswith("--") else str(a) for a in s.args[: s.args.index("--data")]]
-                for s in chain if s.module == "averaging"]
+    averaged = [list(s.args[: s.args.index("--data")]) for s in chain if s.module == "averaging"]
     assert averaged == card_commands("averaging")
     scan = next(s for s in chain if s.module == "logit_adjustment")
     assert list(scan.args[scan.args.index("--alphas") :]) == card_commands(
@@ -393,7 +392,7 @@ def test_recipe_runs_the_whole_chain_and_resumes(tmp_path: Path, shared_dir: Pat
            "--train-arg", f"--backbone {backbone} --scene-val-fraction 0.3 --crop 64 --batch 4 "
            "--workers 0"]
     assert recipe.main(cli) == 0
-    for name, _ in recipe.TRAINING_RUNS:
+    for name in recipe.TRAINING_RUNS:
         assert recipe.training_done(runs / name), name
     assert (runs / "mobile3" / "soup.pt").exists() and (runs / "mobile5" / "wise.pt").exists()
     scan = json.loads((runs / "mobile10" / "scan.json").read_text())

@@ -33,54 +33,66 @@ import torch
 
 from chromatize.training.train import SHARED
 
-#: Options every training run of the chain shares.
+#: Options every training run from the fourth on shares.
 COMMON = ("--rebalance-lambda", "0.75", "--max-weight", "4", "--unfreeze-at", "1.0",
           "--object-share", "0.4")
-#: (run folder, options) of the six training runs, in order; ``{runs}`` is the runs folder.
-TRAINING_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("mobile2", ("--budget-minutes", "90", "--eval-minutes", "6", "--lr", "1.5e-3",
-                 "--rebalance-lambda", "0.85", "--max-weight", "3", "--unfreeze-at", "0.8",
-                 "--object-share", "0.4")),
-    ("mobile3", ("--init", "{runs}/mobile2/best.pt", "--budget-minutes", "75", "--eval-minutes",
-                 "6", "--lr", "1e-3", "--warmup-steps", "50", "--rebalance-lambda", "0.7",
-                 "--max-weight", "5", "--unfreeze-at", "1.0", "--object-share", "0.4")),
-    ("mobile5", ("--init", "{runs}/mobile3/soup.pt", "--budget-minutes", "80", "--eval-minutes",
-                 "8", "--lr", "6e-4", "--warmup-steps", "100", "--rebalance-lambda", "0.75",
-                 "--max-weight", "4", "--unfreeze-at", "0", "--unfreeze-from", "6",
-                 "--encoder-lr", "1e-4", "--average-from", "0.5", "--object-share", "0.4")),
-    ("mobile8", ("--init", "{runs}/mobile5/wise.pt", "--budget-minutes", "40", "--eval-minutes",
-                 "8", "--lr", "3e-4", "--warmup-steps", "50", *COMMON, "--colour-loss", "4",
-                 "--colour-loss-lambda", "0.25", "--seed", "8")),
-    ("mobile9", ("--init", "{runs}/mobile8/best.pt", "--budget-minutes", "25", "--eval-minutes",
-                 "8.2", "--lr", "2e-4", "--warmup-steps", "30", *COMMON, "--colour-loss", "8",
-                 "--colour-loss-lambda", "0.1", "--seed", "9")),
-    ("mobile10", ("--init", "{runs}/mobile9/best.pt", "--budget-minutes", "15", "--eval-minutes",
-                  "7.4", "--lr", "1.5e-4", "--warmup-steps", "30", *COMMON, "--colour-loss", "8",
-                  "--colour-loss-lambda", "0.05", "--seed", "10")),
+#: The chain in order: ("train", run folder, options) or ("average", output, members); ``{runs}``
+#: is the runs folder. Run folders are named as in the model card.
+CHAIN: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("train", "mobile2", ("--budget-minutes", "90", "--eval-minutes", "6", "--lr", "1.5e-3",
+                          "--rebalance-lambda", "0.85", "--max-weight", "3", "--unfreeze-at",
+                          "0.8", "--object-share", "0.4")),
+    ("train", "mobile3", ("--init", "{runs}/mobile2/best.pt", "--budget-minutes", "75",
+                          "--eval-minutes", "6", "--lr", "1e-3", "--warmup-steps", "50",
+                          "--rebalance-lambda", "0.7", "--max-weight", "5", "--unfreeze-at", "1.0",
+                          "--object-share", "0.4")),
+    ("average", "{runs}/mobile3/soup.pt", ("{runs}/mobile2/best.pt", "{runs}/mobile3/last.pt")),
+    ("train", "mobile5", ("--init", "{runs}/mobile3/soup.pt", "--budget-minutes", "80",
+                          "--eval-minutes", "8", "--lr", "6e-4", "--warmup-steps", "100",
+                          "--rebalance-lambda", "0.75", "--max-weight", "4", "--unfreeze-at", "0",
+                          "--unfreeze-from", "6", "--encoder-lr", "1e-4", "--average-from", "0.5",
+                          "--object-share", "0.4")),
+    ("average", "{runs}/mobile5/wise.pt", ("{runs}/mobile3/soup.pt", "{runs}/mobile5/best.pt")),
+    ("train", "mobile8", ("--init", "{runs}/mobile5/wise.pt", "--budget-minutes", "40",
+                          "--eval-minutes", "8", "--lr", "3e-4", "--warmup-steps", "50", *COMMON,
+                          "--colour-loss", "4", "--colour-loss-lambda", "0.25", "--seed", "8")),
+    ("train", "mobile9", ("--init", "{runs}/mobile8/best.pt", "--budget-minutes", "25",
+                          "--eval-minutes", "8.2", "--lr", "2e-4", "--warmup-steps", "30", *COMMON,
+                          "--colour-loss", "8", "--colour-loss-lambda", "0.1", "--seed", "9")),
+    ("train", "mobile10", ("--init", "{runs}/mobile9/best.pt", "--budget-minutes", "15",
+                           "--eval-minutes", "7.4", "--lr", "1.5e-4", "--warmup-steps", "30",
+                           *COMMON, "--colour-loss", "8", "--colour-loss-lambda", "0.05",
+                           "--seed", "10")),
 )
-#: (members, output) of the two weight averages; each runs right after its last member's run.
-AVERAGES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("{runs}/mobile2/best.pt", "{runs}/mobile3/last.pt"), "{runs}/mobile3/soup.pt"),
-    (("{runs}/mobile3/soup.pt", "{runs}/mobile5/best.pt"), "{runs}/mobile5/wise.pt"),
-)
+TRAINING_RUNS = tuple(name for kind, name, _ in CHAIN if kind == "train")
+#: The run whose best checkpoint is scanned for the logit adjustment and exported.
 SHIPPED_RUN = "mobile10"
 SCAN_ALPHAS = ("0", "0.025", "0.05", "0.075", "0.1", "0.125", "0.15")
+#: The first run computes the bin prior of the training split; the others reuse it.
 PRIOR = "{runs}/mobile2/prior.json"
 TIMED = ("--budget-minutes", "--eval-minutes")
 
 
 @dataclass(frozen=True)
 class Step:
-    """One command of the chain: ``python -m module *args``, done once ``product`` is complete."""
+    """One command of the chain: ``python -m chromatize.training.<module> *args``, finished once
+    ``product`` is complete. The export's ``--logit-adjustment`` is read from ``alpha_from`` (the
+    scan's JSON) when the step runs."""
 
     module: str
     args: tuple[str, ...]
     product: Path
     needs: tuple[Path, ...] = ()
+    alpha_from: Path | None = None
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", f"chromatize.training.{self.module}", *self.args]
+        args = list(self.args)
+        if self.alpha_from is not None:  # known once the scan has run ("ALPHA" in a dry run)
+            alpha = (f"{json.loads(self.alpha_from.read_text())['alpha']:g}"
+                     if self.alpha_from.exists() else "ALPHA")
+            args += ["--logit-adjustment", alpha]
+        return [sys.executable, "-m", f"chromatize.training.{self.module}", *args]
 
 
 def _scaled(args: Sequence[str], factor: float) -> list[str]:
@@ -102,37 +114,34 @@ def training_done(run: Path) -> bool:
 
 def steps(runs: Path, data: Path, out: Path, time_scale: float = 1.0,
           train_args: Sequence[str] = (), overwrite: bool = False) -> list[Step]:
-    """The chain, in order, with its paths filled in (the export's alpha is read from the scan
-    when that step runs)."""
+    """The chain, in order, with its paths filled in."""
 
     def p(template: str) -> str:
         return template.format(runs=runs)
 
     chain: list[Step] = []
-    averages = {members[-1]: (members, product) for members, product in AVERAGES}
-    for i, (name, options) in enumerate(TRAINING_RUNS):
-        args = ["--out", str(runs / name), "--data", str(data),
-                *_scaled([p(o) for o in options], time_scale), *train_args, "--resume"]
-        needs = [Path(args[args.index("--init") + 1])] if "--init" in args else []
-        if i:
-            args[4:4] = ["--prior", p(PRIOR)]
-            needs.append(Path(p(PRIOR)))
-        chain.append(Step("train", tuple(args), runs / name / "last.pt", tuple(needs)))
-        for last_member in (f"{{runs}}/{name}/best.pt", f"{{runs}}/{name}/last.pt"):
-            if last_member in averages:
-                members, product = averages[last_member]
-                chain.append(Step("averaging", (*map(p, members), "--out", p(product), "--data",
-                                                str(data)),
-                                  Path(p(product)), tuple(Path(p(m)) for m in members)))
+    for kind, name, options in CHAIN:
+        if kind == "average":
+            members = [p(m) for m in options]
+            chain.append(Step("averaging", (*members, "--out", p(name), "--data", str(data)),
+                              Path(p(name)), tuple(map(Path, members))))
+            continue
+        opts = [p(o) for o in options]
+        needs = [Path(opts[opts.index("--init") + 1])] if "--init" in opts else []
+        prior = ["--prior", p(PRIOR)] if chain else []
+        needs += [Path(f) for f in prior[1:]]
+        chain.append(Step("train", ("--out", str(runs / name), "--data", str(data), *prior,
+                                    *_scaled(opts, time_scale), *train_args, "--resume"),
+                          runs / name / "last.pt", tuple(needs)))
     best = runs / SHIPPED_RUN / "best.pt"
     scan = runs / SHIPPED_RUN / "scan.json"
     chain.append(Step("logit_adjustment", ("--checkpoint", str(best), "--data", str(data),
                                            "--alphas", *SCAN_ALPHAS, "--json", str(scan)),
                       scan, (best,)))
     chain.append(Step("export", ("--checkpoint", str(best), "--out", str(out),
-                                 "--choose-temperature-on", str(data), "--logit-adjustment",
-                                 "{alpha}", *(["--overwrite"] if overwrite else [])),
-                      out, (best, scan)))
+                                 "--choose-temperature-on", str(data),
+                                 *(["--overwrite"] if overwrite else [])),
+                      out, (best, scan), alpha_from=scan))
     return chain
 
 
@@ -140,16 +149,8 @@ def _done(step: Step) -> bool:
     if step.module == "train":
         return training_done(step.product.parent)
     if step.module == "export":
-        return False  # export itself refuses to replace a file without --overwrite
+        return False  # main refuses an existing --out up front unless --overwrite
     return step.product.exists()
-
-
-def _filled(step: Step) -> Step:
-    if "{alpha}" not in step.args:
-        return step
-    alpha = json.loads(step.needs[-1].read_text())["alpha"]
-    return Step(step.module, tuple(f"{alpha:g}" if a == "{alpha}" else a for a in step.args),
-                step.product, step.needs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,10 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {head} needs {', '.join(missing)}, which an earlier step should have "
                   "written; delete that step's folder under --runs and run again", file=sys.stderr)
             return 1
-        step = _filled(step)
         print(head + ": " + shlex.join(step.command), flush=True)
-        if step.module == "train":
-            step.product.parent.mkdir(parents=True, exist_ok=True)
         code = subprocess.call(step.command)
         if code:
             print(f"error: {head} failed (exit code {code}); run the same command again to "
