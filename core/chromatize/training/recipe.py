@@ -128,8 +128,10 @@ def steps(runs: Path, data: Path, out: Path, time_scale: float = 1.0,
             continue
         opts = [p(o) for o in options]
         needs = [Path(opts[opts.index("--init") + 1])] if "--init" in opts else []
-        prior = ["--prior", p(PRIOR)] if chain else []
-        needs += [Path(f) for f in prior[1:]]
+        prior: list[str] = []
+        if name != TRAINING_RUNS[0]:
+            prior = ["--prior", p(PRIOR)]
+            needs.append(Path(p(PRIOR)))
         chain.append(Step("train", ("--out", str(runs / name), "--data", str(data), *prior,
                                     *_scaled(opts, time_scale), *train_args, "--resume"),
                           runs / name / "last.pt", tuple(needs)))
@@ -187,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {head} needs {', '.join(missing)}, which an earlier step should have "
                   "written; delete that step's folder under --runs and run again", file=sys.stderr)
             return 1
-        print(head + ": " + shlex.join(step.command), flush=True)
-        code = subprocess.call(step.command)
+        command = step.command  # reads the scan's alpha once, after the scan has run
+        print(head + ": " + shlex.join(command), flush=True)
+        code = subprocess.call(command)
         if code:
             print(f"error: {head} failed (exit code {code}); run the same command again to "
                   "resume", file=sys.stderr)
