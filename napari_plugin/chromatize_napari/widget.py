@@ -176,8 +176,9 @@ class ColorizeWidget(Container):
             max=4096,
             step=16,
             value=0,
-            tooltip="Side of the square the model sees, in pixels (colour is then upsampled to "
-            "full resolution, guided by the image's own lightness). 0 = the model's default.",
+            tooltip="The model sees about N x N pixels, the image's aspect kept (colour is then "
+            "upsampled to full resolution, guided by the image's own lightness). "
+            "0 = the model's default.",
         )
         self.device = ComboBox(
             label="Device", choices=device_choices(), value="auto",
