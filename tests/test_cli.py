@@ -100,9 +100,11 @@ def test_every_bad_input_gets_a_clear_message_and_the_rest_are_colorized(
     err = result.stderr
     assert "Traceback" not in err
     assert "5 of 11 inputs failed (6 colorized)" in err
-    assert "is empty (0 bytes)" in failure_line(err, "empty.png")
+    assert "empty (0 bytes)" in failure_line(err, "empty.png")
     assert "damaged or truncated" in failure_line(err, "truncated.jpg")
-    assert "is not an image chromatize can read" in failure_line(err, "notes.png")
+    assert "not an image chromatize can read" in failure_line(err, "notes.png")
+    for name in ("empty.png", "truncated.jpg", "notes.png", "animated.gif", "huge.png"):
+        assert failure_line(err, name).count(name) == 1  # each failure names its file once
     assert "has 3 frames (animated" in failure_line(err, "animated.gif")
     huge = failure_line(err, "huge.png")
     assert "10000x10000 = 100.0 megapixels" in huge and "--max-pixels" in huge
@@ -144,10 +146,29 @@ def test_unwritable_output_folder(tmp_path: Path, cli_env: dict[str, str],
     assert "chromatize: error: cannot create the output folder" in result.stderr
     assert "Traceback" not in result.stderr
 
+    # Checked before the model is loaded: ECCV16 without weights would be an error otherwise.
     result = run_cli(cli_env, "colorize", photo, "-o", "/proc/chromatize-test.png",
-                     *model_args(eccv16_weights))
+                     "--model", "eccv16")
     assert result.returncode == 1
-    assert "cannot write /proc/chromatize-test.png" in failure_line(result.stderr, "photo.png")
+    line = failure_line(result.stderr, "photo.png")
+    assert "cannot write /proc/chromatize-test.png" in line and "not writable" in line
+    assert "error:" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unwritable_folders_fail_before_anything_is_colorized(tmp_path: Path) -> None:
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    jobs = [colorize_cli.Job(Path("a.png"), ok / "new" / "a.png"),  # created later: fine
+            colorize_cli.Job(Path("b.png"), Path("/proc/b.png")),
+            colorize_cli.Job(Path("c.png"), tmp_path / "a-file" / "c.png")]
+    (tmp_path / "a-file").write_text("not a folder")
+    failures: list[colorize_cli.Failure] = []
+    kept = colorize_cli._drop_unwritable(jobs, failures)
+    assert kept == jobs[:1]
+    assert [f.path.name for f in failures] == ["b.png", "c.png"]
+    assert "the folder /proc is not writable" in failures[0].message
+    assert "a-file is not a folder" in failures[1].message
+    assert sorted(p.name for p in ok.iterdir()) == []  # the test file is removed
 
 
 # ---------------------------------------------------------------------- what must survive
@@ -232,6 +253,51 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path, cli_env: dict[str
     assert "-o/--output names one output file" in result.stderr
 
 
+def test_quiet_prints_only_failures(tmp_path: Path, cli_env: dict[str, str],
+                                    eccv16_weights: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.png", "b.png", "sub/c.png"):
+        Image.new("L", (32, 32), 100).save(folder / name)
+    loud = run_cli(cli_env, "colorize", folder, "--out-dir", tmp_path / "loud",
+                   *model_args(eccv16_weights))
+    assert loud.returncode == 0, loud.stderr
+    assert "chromatize: colorized 2 images" in loud.stderr
+    assert ("chromatize: note: " + f"{folder}: 1 sub-folder with images was skipped; add -r "
+            "(--recursive) to include them") in loud.stderr
+    quiet = run_cli(cli_env, "colorize", folder, "--out-dir", tmp_path / "quiet", "-q",
+                    *model_args(eccv16_weights))
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == "" and quiet.stderr == ""
+    assert sorted(p.name for p in (tmp_path / "quiet").iterdir()) == ["a.png", "b.png"]
+    (folder / "bad.png").write_text("not an image")
+    failed = run_cli(cli_env, "colorize", folder, "--out-dir", tmp_path / "failed", "-q",
+                     *model_args(eccv16_weights))
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert "not an image" in failure_line(failed.stderr, "bad.png")
+    assert "note:" not in failed.stderr
+
+
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--saturation", "abc", "expected a number >= 0, got 'abc'"),
+    ("--saturation", "-1", "expected a number >= 0, got '-1'"),
+    ("--temperature", "0", "expected a number > 0, got '0'"),
+    ("--temperature", "nan", "expected a number > 0, got 'nan'"),
+    ("--render-size", "1.5", "expected a whole number >= 1, got '1.5'"),
+    ("--batch-size", "0", "expected a whole number >= 1, got '0'"),
+    ("--max-pixels", "lots", "expected a whole number >= 0, got 'lots'"),
+    ("--max-pixels", "-5", "expected a whole number >= 0, got '-5'"),
+])
+def test_bad_option_values_say_what_is_expected(option: str, value: str, expected: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from chromatize.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["colorize", "photo.png", option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: {expected}" in capsys.readouterr().err
+
+
 def test_usage_version_and_python_m(cli_env: dict[str, str]) -> None:
     result = run_cli(cli_env)
     assert result.returncode == 2 and "usage: chromatize" in result.stderr
@@ -287,6 +353,33 @@ def test_plan_names_outputs_and_skips_earlier_results(tmp_path: Path) -> None:
                           recursive=False, overwrite=False)
 
 
+def test_plan_says_which_sub_folders_it_skips_without_recursive(tmp_path: Path) -> None:
+    for name in ("top.png", "one/a.png", "two/deep/b.png", ".hidden/c.png", "out/d.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    notes: list[str] = []
+    jobs, failures = colorize_cli.plan([str(tmp_path)], output=None, out_dir=str(tmp_path / "out"),
+                                       suffix=None, recursive=False, overwrite=False, notes=notes)
+    assert [j.source.name for j in jobs] == ["top.png"] and not failures
+    assert notes == [f"{tmp_path}: 2 sub-folders with images were skipped; add -r (--recursive) "
+                     "to include them"]
+    notes.clear()
+    colorize_cli.plan([str(tmp_path)], output=None, out_dir=str(tmp_path / "out"), suffix=None,
+                      recursive=True, overwrite=False, notes=notes)
+    assert notes == []
+    (tmp_path / "top.png").unlink()
+    jobs, failures = colorize_cli.plan([str(tmp_path)], output=None, out_dir=None, suffix=None,
+                                       recursive=False, overwrite=False)
+    assert not jobs
+    assert [f.message for f in failures] == [
+        "no images found in this folder (3 sub-folders with images were skipped; add -r "
+        "(--recursive) to include them)"]
+    jobs, failures = colorize_cli.plan([str(tmp_path / "empty")], output=None, out_dir=None,
+                                       suffix=None, recursive=False, overwrite=False)
+    assert [f.message for f in failures] == ["no images found in this folder"]
+
+
 def test_sample_grayscale_has_the_lightness_of_the_colour_photo() -> None:
     pytest.importorskip("skimage")
     from chromatize.samples import sample_color, sample_grayscale
@@ -309,14 +402,18 @@ def test_sample_without_scikit_image_says_how_to_install_it() -> None:
 
 
 def test_readme_main_job_with_the_default_model(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    """`chromatize sample photo.png && chromatize colorize photo.png`, as in the README."""
+    """`chromatize sample photo.png --overwrite && chromatize colorize photo.png --overwrite`, as
+    in the README, run twice: the set-up line can be re-run."""
     pytest.importorskip("skimage")
     from skimage.color import rgb2lab
 
-    assert run_cli(cli_env, "sample", "photo.png", cwd=tmp_path).returncode == 0
-    result = run_cli(cli_env, "colorize", "photo.png", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "photo.png -> photo_color.png"
+    for _ in range(2):
+        sample = run_cli(cli_env, "sample", "photo.png", "--overwrite", cwd=tmp_path)
+        assert sample.returncode == 0, sample.stderr
+        result = run_cli(cli_env, "colorize", "photo.png", "--overwrite", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "photo.png -> photo_color.png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png", "photo_color.png"]
     with Image.open(tmp_path / "photo.png") as im:
         gray = np.asarray(im)
     with Image.open(tmp_path / "photo_color.png") as im:

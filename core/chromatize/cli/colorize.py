@@ -11,7 +11,9 @@ others go on; the exit status is 1 if any file failed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +107,13 @@ class Failure:
 
 
 def plan(inputs: Iterable[str], *, output: str | None, out_dir: str | None,
-         suffix: str | None, recursive: bool, overwrite: bool) -> tuple[list[Job], list[Failure]]:
-    """Turn the command line into jobs; inputs that cannot be handled become failures."""
+         suffix: str | None, recursive: bool, overwrite: bool,
+         notes: list[str] | None = None) -> tuple[list[Job], list[Failure]]:
+    """Turn the command line into jobs; inputs that cannot be handled become failures.
+
+    Remarks for the user that are not failures (sub-folders skipped without ``recursive``) are
+    appended to ``notes`` if it is given.
+    """
     inputs = [Path(p) for p in inputs]
     if suffix is None:
         suffix = "" if out_dir is not None or output is not None else DEFAULT_SUFFIX
@@ -120,9 +127,15 @@ def plan(inputs: Iterable[str], *, output: str | None, out_dir: str | None,
     for given in inputs:
         if given.is_dir():
             found = list(_scan(given, recursive, out_root, suffix))
+            skipped = 0 if recursive else _subfolders_with_images(given, out_root, suffix)
+            skipped_text = (f"{skipped} sub-folder{'s' if skipped != 1 else ''} with images "
+                            f"{'were' if skipped != 1 else 'was'} skipped; add -r (--recursive) "
+                            "to include them")
             if not found:
                 failures.append(Failure(given, "no images found in this folder"
-                                        + ("" if recursive else " (add -r for sub-folders)")))
+                                        + (f" ({skipped_text})" if skipped else "")))
+            elif skipped and notes is not None:
+                notes.append(f"{given}: {skipped_text}")
             pairs = [(f, f.relative_to(given).parent) for f in found]
         elif given.exists():
             pairs = [(given, Path())]
@@ -185,6 +198,14 @@ def _scan(folder: Path, recursive: bool, out_root: Path | None, suffix: str) -> 
         yield path
 
 
+def _subfolders_with_images(folder: Path, out_root: Path | None, suffix: str) -> int:
+    """How many direct sub-folders of ``folder`` (not hidden) hold images at any depth that
+    ``--recursive`` would colorize."""
+    return sum(1 for sub in sorted(folder.iterdir())
+               if sub.is_dir() and not sub.name.startswith(".")
+               and next(_scan(sub, True, out_root, suffix), None) is not None)
+
+
 def _chunks(items: list[Job], size: int) -> Iterator[list[Job]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -228,18 +249,60 @@ class _Reporter:
 
 
 def run(args: argparse.Namespace) -> int:
+    notes: list[str] = []
     jobs, failures = plan(args.inputs, output=args.output, out_dir=args.out_dir,
-                          suffix=args.suffix, recursive=args.recursive, overwrite=args.overwrite)
+                          suffix=args.suffix, recursive=args.recursive, overwrite=args.overwrite,
+                          notes=notes)
+    if not args.quiet:
+        for note in notes:
+            print(f"chromatize: note: {note}", file=sys.stderr, flush=True)
     if jobs and args.out_dir is not None:
         try:
             Path(args.out_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create the output folder {args.out_dir}: "
                               f"{exc.strerror or exc}; choose a folder you can write to") from None
+    jobs = _drop_unwritable(jobs, failures)  # before the model is loaded or anything colorized
     succeeded = 0
     if jobs:
         succeeded = _colorize_jobs(jobs, failures, args)
-    return _summarise(succeeded, failures)
+    return _summarise(succeeded, failures, quiet=args.quiet)
+
+
+def _drop_unwritable(jobs: list[Job], failures: list[Failure]) -> list[Job]:
+    """The jobs whose output folder can be written; the others fail at once.
+
+    Each output folder (or, if it does not exist yet, the nearest folder above it that does) is
+    tested once by creating and removing a temporary file in it.
+    """
+    problems: dict[Path, str | None] = {}
+    kept = []
+    for job in jobs:
+        folder = job.target.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if folder not in problems:
+            problems[folder] = _write_problem(folder)
+        problem = problems[folder]
+        if problem is None:
+            kept.append(job)
+        else:
+            failures.append(Failure(job.source, f"cannot write {job.target}: {problem}"))
+    return kept
+
+
+def _write_problem(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (None if one can)."""
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".chromatize-write-test-", dir=folder)
+    except OSError as exc:
+        return (f"the folder {folder} is not writable ({exc.strerror or exc}); choose a folder "
+                "you can write to")
+    os.close(fd)
+    os.unlink(name)
+    return None
 
 
 def _colorize_jobs(jobs: list[Job], failures: list[Failure], args: argparse.Namespace) -> int:
@@ -338,14 +401,27 @@ def _describe(exc: BaseException) -> str:
     return f"colorization failed ({type(exc).__name__}: {exc})"
 
 
-def _summarise(succeeded: int, failures: list[Failure]) -> int:
+def _summarise(succeeded: int, failures: list[Failure], quiet: bool = False) -> int:
     if not failures:
-        if succeeded > 1:
+        if succeeded > 1 and not quiet:
             print(f"chromatize: colorized {succeeded} images", file=sys.stderr)
         return 0
     total = succeeded + len(failures)
     lines = [f"chromatize: {len(failures)} of {total} inputs failed "
              f"({succeeded} colorized):"]
-    lines += [f"  {failure.path}: {failure.message}" for failure in failures]
+    lines += [f"  {failure.path}: {_without_path(failure)}" for failure in failures]
     print("\n".join(lines), file=sys.stderr)
     return 1
+
+
+def _without_path(failure: Failure) -> str:
+    """The message without the file name it may start with (the line names the file once):
+    ``x.png: x.png is empty`` becomes ``x.png: empty``."""
+    message, name = failure.message, str(failure.path)
+    if message.startswith(name + ": "):
+        return message[len(name) + 2:]
+    if message.startswith(name + " is "):
+        return message[len(name) + 4:]
+    if message.startswith(name + " "):
+        return message[len(name) + 1:]
+    return message
