@@ -382,7 +382,7 @@ def test_unavailable_model_shows_notification_and_adds_no_layer(make_napari_view
                                                                  eccv16_weights):
     from napari.utils.notifications import NotificationSeverity
 
-    from chromatize.registry import model_status
+    from chromatize.weights import model_status
 
     viewer = make_napari_viewer()
     widget = dock(viewer)
@@ -474,7 +474,7 @@ def test_sample_data_opens_as_grayscale_image(make_napari_viewer):
 
 def test_screenshot_of_colorized_sample(make_napari_viewer, qtbot, eccv16_weights):
     """Colorize the sample in a shown window and save the README screenshot."""
-    from chromatize.registry import model_status
+    from chromatize.weights import model_status
 
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1200, 760)

@@ -27,7 +27,9 @@ class TinyColorizer(nn.Module):
 
     logit_scale = 1.0
     default_input_size = 32
+    default_temperature = 0.38
     stride = 8
+    accepts_hints = False
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
@@ -38,7 +40,7 @@ class TinyColorizer(nn.Module):
             for p in self.parameters():
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
 
-    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+    def forward(self, lightness: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
         x = torch.relu(self.conv1((lightness - 50.0) / 50.0))
         return self.conv2(x) * 2.0
 
@@ -243,8 +245,8 @@ def test_options_change_the_result_and_are_validated(colorizer):
         ({"temperature": 0}, "temperature"),
         ({"saturation": -1}, "saturation"),
         ({"saturation": float("nan")}, "saturation"),
-        ({"decode": "median"}, "decode method"),
-        ({"upsample": "nearest"}, "upsample method"),
+        ({"decode": "median"}, "decode"),
+        ({"upsample": "nearest"}, "upsample"),
         ({"render_size": 4}, "render_size"),
         ({"render_size": 100.5}, "render_size"),
     ):

@@ -9,8 +9,8 @@ import pytest
 from eccv16_layout import eccv16_spec
 
 from chromatize.errors import ModelUnavailableError
-from chromatize.registry import MODELS, ModelSpec, get_spec, list_models, model_status
-from chromatize.weights import cached_path, load_model
+from chromatize.registry import MODELS, ModelSpec, get_spec, list_models
+from chromatize.weights import cached_path, load_model, model_status
 
 
 @pytest.fixture(autouse=True)
@@ -85,8 +85,8 @@ def test_spec_is_frozen_and_validated() -> None:
     spec = eccv16_spec(None, None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.name = "other"  # type: ignore[misc]
-    with pytest.raises(ValueError, match="module:function"):
-        dataclasses.replace(spec, builder="chromatize.models.eccv16.build_eccv16")
+    with pytest.raises(ValueError, match="module:Class"):
+        dataclasses.replace(spec, model_class="chromatize.models.eccv16.ECCV16")
     with pytest.raises(ValueError, match="hex"):
         dataclasses.replace(spec, sha256="xyz12345")
     with pytest.raises(ValueError, match="hex"):
@@ -95,8 +95,8 @@ def test_spec_is_frozen_and_validated() -> None:
         dataclasses.replace(spec, weights_format="onnx")  # type: ignore[arg-type]
 
 
-def test_builder_of_a_missing_module_is_a_clear_error() -> None:
-    spec = dataclasses.replace(eccv16_spec(None, None), builder="chromatize.models.nope:build")
+def test_model_class_of_a_missing_module_is_a_clear_error() -> None:
+    spec = dataclasses.replace(eccv16_spec(None, None), model_class="chromatize.models.nope:Model")
     assert isinstance(spec, ModelSpec)
     with pytest.raises(ModelUnavailableError, match=r"chromatize\.models\.nope is not in this"):
         spec.build()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from chromatize.errors import ChromatizeError
+from chromatize.errors import DeviceUnavailableError
+from chromatize.options import DEVICE_CHOICES
 
-DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+__all__ = ["DEVICE_CHOICES", "available_devices", "cpu_has_native_bf16", "mps_available",
+           "resolve_device"]
 
 
 def mps_available() -> bool:
@@ -43,18 +45,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(available_devices()[0])
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ChromatizeError(
+            raise DeviceUnavailableError(
                 "device 'cuda' was requested but this torch build sees no CUDA GPU "
-                f"(torch {torch.__version__}); use --device cpu or auto"
+                f"(torch {torch.__version__}); set «device» to cpu or auto"
             )
         return torch.device(name)
     if name == "mps":
         if not mps_available():
-            raise ChromatizeError(
+            raise DeviceUnavailableError(
                 "device 'mps' was requested but Apple MPS is not available here; "
-                "use --device cpu or auto"
+                "set «device» to cpu or auto"
             )
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")
-    raise ChromatizeError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    raise DeviceUnavailableError(
+        f"unknown «device» {device!r}; choose one of {', '.join(DEVICE_CHOICES)}"
+    )

@@ -1,6 +1,19 @@
 """The colorization pipeline: any user image in, a colorized image with the same lightness out.
 
-Stages (for one image of H x W pixels):
+:class:`Colorizer` runs three public stages, and ``colorize()`` is their composition:
+
+- :meth:`Colorizer.prepare` (image -> :class:`Prepared`): full-resolution lightness, alpha,
+  layout and the render shape: the expensive per-image work, done once;
+- :meth:`Colorizer.predict` (:class:`Prepared` [+ hints] -> :class:`Prediction`): the model's
+  low-resolution bin logits and their decoded ab;
+- :meth:`Colorizer.finish` (:class:`Prepared` + :class:`Prediction` -> image): full-resolution
+  colour joined with the original lightness, in the caller's dtype.
+
+Later work plugs in between them (hints enter ``predict``, temporal consistency works on
+``Prediction``s, batch back ends ship ``Prepared`` and options across processes: both pickle).
+Settings come as one :class:`chromatize.options.ColorizeOptions`.
+
+Steps inside the stages (for one image of H x W pixels):
 
 1. **Lightness.** L of the input at full resolution (float32, computed in row strips).
 2. **Render.** L is resized (antialiased) to the *render size*: about ``render_size`` squared
@@ -42,6 +55,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,9 +64,17 @@ from torch import nn
 
 from chromatize import bins, color, imagearray
 from chromatize.device import resolve_device
-from chromatize.errors import Cancelled, ChromatizeError, InputImageError
+from chromatize.errors import ChromatizeError, InputImageError
 from chromatize.imagearray import ImageLayout
-from chromatize.upsample import UPSAMPLE_METHODS, ABUpsampler, UpsampleMethod
+from chromatize.models.contract import check_hints, check_model, refuse_hints
+from chromatize.options import DEFAULT_MODEL, MAX_RENDER_SIZE, ColorizeOptions, setting_token
+from chromatize.progress import CancelCallback, Progress, ProgressCallback
+from chromatize.upsample import ABUpsampler
+
+__all__ = [
+    "DEFAULT_MODEL", "MAX_PIXELS", "Colorizer", "Prediction", "Prepared", "clear_model_cache",
+    "colorize", "render_shape",
+]
 
 #: Images with more pixels than this are refused (override with ``Colorizer(max_pixels=...)``).
 MAX_PIXELS = 160_000_000
@@ -63,12 +85,9 @@ STRIP_PIXELS = 1 << 20
 MAX_RENDER_ASPECT = 4.0
 #: At most this many strips are processed at once (one per intra-op thread torch would use).
 MAX_STRIP_WORKERS = 8
-#: Stride assumed for a model that does not declare ``stride`` (safe for both of ours).
-FALLBACK_STRIDE = 32
-DEFAULT_MODEL = "mobile"
 
-ProgressCallback = Callable[[float], None]
-CancelCallback = Callable[[], bool]
+#: Settings a colorize call may override by keyword (the rest choose the Colorizer).
+CALL_SETTINGS = ("temperature", "saturation", "render_size", "upsample", "decode", "batch_size")
 
 # Progress budget of the stages of one image (fractions of its share).
 _P_LIGHTNESS = 0.1
@@ -120,49 +139,48 @@ def render_shape(
 
 
 @dataclass
-class _Job:
-    """One image on its way through the pipeline."""
+class Prepared:
+    """One image after :meth:`Colorizer.prepare`: everything at full resolution that does not
+    depend on the model's answer, computed once and reusable (e.g. while only hints change).
 
+    Picklable (numpy arrays and CPU tensors), so batch back ends can ship it to another process.
+    """
+
+    #: the caller's array, unchanged (alpha and, with a mask, the input's own colour come from it)
     image: np.ndarray
     layout: ImageLayout
-    mask: np.ndarray | None
-    lightness: torch.Tensor  # (H, W) float32, CPU
+    #: L at full resolution, (H, W) float32 on the CPU
+    lightness: torch.Tensor
+    #: the model's input size (h, w) for this image
     render: tuple[int, int]
-    ab_low: torch.Tensor | None = None  # (2, h/4, w/4) on the model device
+    #: (H, W) float32 in [0, 1] or None: 1 = colorize, 0 = keep the input as it is
+    mask: np.ndarray | None = None
 
 
-class _Progress:
-    """Maps per-stage progress of image ``index`` of ``count`` onto one 0..1 scale."""
+@dataclass
+class Prediction:
+    """The model's answer for one :class:`Prepared` image, at 1/4 of the render size."""
 
-    def __init__(
-        self, callback: ProgressCallback | None, cancel: CancelCallback | None, count: int
-    ):
-        self.callback, self.cancel_cb, self.count = callback, cancel, max(1, count)
-        self.last = 0.0
+    #: raw bin logits (313, h/4, w/4), float32; multiply by ``logit_scale`` for log-probabilities
+    logits: torch.Tensor
+    logit_scale: float
+    #: decoded ab (2, h/4, w/4) after the temperature, decoding and saturation of the options
+    ab: torch.Tensor
 
-    def check(self) -> None:
-        if self.cancel_cb is not None and self.cancel_cb():
-            raise Cancelled("colorization was cancelled")
-
-    def report(self, fraction: float) -> None:
-        fraction = min(1.0, max(self.last, fraction))
-        self.last = fraction
-        if self.callback is not None:
-            self.callback(fraction)
-
-    def image(self, index: int, within: float) -> None:
-        self.report((index + within) / self.count)
+    def probabilities(self, temperature: float = 1.0) -> torch.Tensor:
+        """The 313-bin distribution (313, h/4, w/4) at ``temperature`` (1 = the model's own)."""
+        return bins.probabilities(self.logits[None], temperature, self.logit_scale)[0]
 
 
 class Colorizer:
     """Colorize images with one model on one device (model loaded once, reused for every call).
 
-    ``model`` is a registered name (``"mobile"``, ``"eccv16"``) or an ``nn.Module`` following the
-    model contract (L in [0, 100] -> 313 bin logits at 1/4 size; attributes ``logit_scale``,
-    ``default_input_size``, optionally ``stride`` and ``default_temperature``). A module passed in
-    is used as is: it is put in eval mode and, if ``device`` is not ``"auto"``, moved there (in
-    place). ``weights`` is an explicit weights file for a named model; ``allow_download`` lets a
-    named model whose weights are missing be downloaded.
+    ``model`` is a registered name (``"mobile"``, ``"eccv16"``) or an ``nn.Module`` following
+    :mod:`chromatize.models.contract`. A module passed in is used as is: it is put in eval mode and,
+    if ``device`` is not ``"auto"``, moved there (in place). ``weights`` is an explicit weights
+    file for a named model; ``allow_download`` lets a named model whose weights are missing be
+    downloaded. ``options`` are the settings calls use unless they pass their own; its model,
+    weights, device and download permission are ignored here (use :meth:`from_options`).
     """
 
     def __init__(
@@ -173,21 +191,10 @@ class Colorizer:
         allow_download: bool = False,
         *,
         max_pixels: int = MAX_PIXELS,
+        options: ColorizeOptions | None = None,
     ) -> None:
         if isinstance(model, nn.Module):
-            if weights is not None:
-                raise ChromatizeError("weights= applies to a named model, not to a module instance")
-            if device == "auto":
-                param = next(model.parameters(), None)
-                self.device = param.device if param is not None else torch.device("cpu")
-            else:
-                self.device = resolve_device(device)
-                model.to(self.device)
-            self.model = model.eval()
-            self.model_name = str(getattr(model, "name", type(model).__name__))
-            self.default_temperature = float(
-                getattr(model, "default_temperature", bins.DEFAULT_TEMPERATURE)
-            )
+            self._use_module(model, device, weights)
         elif isinstance(model, str):
             from chromatize.registry import get_spec
 
@@ -195,70 +202,117 @@ class Colorizer:
             self.device = resolve_device(device)
             self.model = _cached_model(spec.name, weights, self.device, allow_download)
             self.model_name = spec.name
-            self.default_temperature = float(spec.default_temperature)
         else:
             raise ChromatizeError(
                 f"model must be a model name or an nn.Module, got {type(model).__name__}"
             )
-        self.logit_scale = float(getattr(self.model, "logit_scale", 1.0))
-        self.stride = int(getattr(self.model, "stride", FALLBACK_STRIDE))
-        self.default_input_size = int(getattr(self.model, "default_input_size", 256))
+        check_model(self.model, f"model {self.model_name!r}")
+        self.logit_scale = float(self.model.logit_scale)
+        self.stride = int(self.model.stride)
+        self.default_input_size = int(self.model.default_input_size)
+        self.default_temperature = float(self.model.default_temperature)
+        self.accepts_hints = bool(self.model.accepts_hints)
         self.max_pixels = int(max_pixels)
+        self.options = options if options is not None else ColorizeOptions()
         #: Seconds spent per stage in the last colorize/colorize_batch call ("lightness", "model",
         #: "upsample", "recombine"); for benchmarks and diagnostics.
         self.last_timings: dict[str, float] = {}
 
+    def _use_module(self, model: nn.Module, device: str | torch.device,
+                    weights: str | os.PathLike[str] | None) -> None:
+        if weights is not None:
+            raise ChromatizeError(
+                f"{setting_token('weights')} applies to a named model, not to a module instance"
+            )
+        if device == "auto":
+            param = next(model.parameters(), None)
+            self.device = param.device if param is not None else torch.device("cpu")
+        else:
+            self.device = resolve_device(device)
+            model.to(self.device)
+        self.model = model.eval()
+        self.model_name = str(getattr(model, "name", type(model).__name__))
+
+    @classmethod
+    def from_options(cls, options: ColorizeOptions, *, max_pixels: int = MAX_PIXELS
+                     ) -> Colorizer:
+        """The Colorizer ``options`` choose (model, weights, device, download permission), with
+        ``options`` as the settings of its calls."""
+        return cls(options.model, device=options.device, weights=options.weights,
+                   allow_download=options.allow_download, max_pixels=max_pixels, options=options)
+
     def __repr__(self) -> str:
         return f"Colorizer(model={self.model_name!r}, device={str(self.device)!r})"
 
-    # ------------------------------------------------------------------ public API
+    # ------------------------------------------------------------------ settings
+
+    def call_options(self, options: ColorizeOptions | None = None, **overrides: Any
+                     ) -> ColorizeOptions:
+        """The settings of one call: ``options`` (default: this Colorizer's), with keyword
+        overrides of the per-call settings (``temperature``, ``saturation``, ``render_size``,
+        ``upsample``, ``decode``, ``batch_size``) applied and checked."""
+        unknown = sorted(set(overrides) - set(CALL_SETTINGS))
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+        base = options if options is not None else self.options
+        if not isinstance(base, ColorizeOptions):
+            raise ChromatizeError(
+                f"options must be a ColorizeOptions, got {type(base).__name__}"
+            )
+        return base.replace(**overrides) if overrides else base
+
+    def temperature(self, options: ColorizeOptions) -> float:
+        """The annealed-mean temperature ``options`` mean for this model."""
+        if options.temperature is None:
+            return self.default_temperature
+        return float(options.temperature)
+
+    def render_size(self, options: ColorizeOptions) -> int:
+        """The render size ``options`` mean for this model (checked against its stride)."""
+        if options.render_size is None:
+            return self.default_input_size
+        if not self.stride <= options.render_size <= MAX_RENDER_SIZE:
+            raise ChromatizeError(
+                f"{setting_token('render_size')} must be between {self.stride} (the model's "
+                f"stride) and {MAX_RENDER_SIZE} pixels, got {options.render_size}"
+            )
+        return int(options.render_size)
+
+    # ------------------------------------------------------------------ whole images
 
     def colorize(
         self,
         image: np.ndarray,
+        options: ColorizeOptions | None = None,
         *,
-        temperature: float | None = None,
-        saturation: float = 1.0,
-        render_size: int | None = None,
-        upsample: UpsampleMethod = "guided",
-        decode: bins.DecodeMethod = "annealed_mean",
         mask: np.ndarray | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
+        **overrides: Any,
     ) -> np.ndarray:
         """Colorize one image; returns a new (H, W, 3|4) array of the input's dtype.
 
-        See the module docstring for the stages; ``mask`` (H, W) in [0, 1] blends the colorized
+        ``options`` (default: this Colorizer's) may be adjusted by keyword, e.g.
+        ``colorize(image, temperature=0.38)``. ``mask`` (H, W) in [0, 1] blends the colorized
         result (1) with the input (0). ``progress(fraction)`` is called as work advances;
         ``cancel()`` is polled between stages and strips and raises
         :class:`~chromatize.errors.Cancelled` when it returns True.
         """
+        overrides["batch_size"] = 1
         return self.colorize_batch(
-            [image],
-            temperature=temperature,
-            saturation=saturation,
-            render_size=render_size,
-            upsample=upsample,
-            decode=decode,
-            mask=None if mask is None else [mask],
-            progress=progress,
-            cancel=cancel,
-            batch_size=1,
+            [image], options, mask=None if mask is None else [mask], progress=progress,
+            cancel=cancel, **overrides,
         )[0]
 
     def colorize_batch(
         self,
         images: Sequence[np.ndarray],
+        options: ColorizeOptions | None = None,
         *,
-        temperature: float | None = None,
-        saturation: float = 1.0,
-        render_size: int | None = None,
-        upsample: UpsampleMethod = "guided",
-        decode: bins.DecodeMethod = "annealed_mean",
         mask: Sequence[np.ndarray | None] | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
-        batch_size: int = 4,
+        **overrides: Any,
     ) -> list[np.ndarray]:
         """Colorize several images; the model runs on up to ``batch_size`` images at once
         (images whose render sizes match). ``mask`` is None or one mask (or None) per image.
@@ -267,89 +321,121 @@ class Colorizer:
         masks = [None] * len(images) if mask is None else list(mask)
         if len(masks) != len(images):
             raise ChromatizeError(f"got {len(masks)} masks for {len(images)} images")
-        if batch_size < 1:
-            raise ChromatizeError(f"batch_size must be at least 1, got {batch_size}")
-        temperature = self._check_options(temperature, saturation, upsample, decode)
-        size = self._check_render_size(render_size)
-        layouts = [self._inspect(img, f"image {i}" if len(images) > 1 else "image")
-                   for i, img in enumerate(images)]  # fmt: skip
-        checked_masks = [
-            None if m is None else _check_mask(m, lay, f"mask {i}" if len(images) > 1 else "mask")
-            for i, (m, lay) in enumerate(zip(masks, layouts, strict=True))
-        ]
-        tracker = _Progress(progress, cancel, len(images))
+        if "batch_size" not in overrides and options is None:
+            overrides["batch_size"] = 4
+        opts = self.call_options(options, **overrides)
+        shapes = self._checked_shapes(images, masks, opts)
+        tracker = Progress(progress, cancel)
         tracker.check()
         self.last_timings = dict.fromkeys(("lightness", "model", "upsample", "recombine"), 0.0)
-
-        # Group by render shape (input order kept within a group), run the model per chunk of
-        # `batch_size`, and finish each image right after its chunk so that only `batch_size`
-        # full-resolution L planes are alive at once.
-        shapes = [render_shape(lay.height, lay.width, size, self.stride) for lay in layouts]
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, shape in enumerate(shapes):
-            groups.setdefault(shape, []).append(i)
         results: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
-        done = 0
         # Everything but the network runs with single-threaded torch ops (see _run_strips).
         with _intra_op_threads(1) as threads:
             workers = max(1, min(MAX_STRIP_WORKERS, threads))
-            for shape, members in groups.items():
-                for start in range(0, len(members), batch_size):
-                    chunk = members[start : start + batch_size]
-                    jobs = [
-                        self._prepare(
-                            images[i], layouts[i], checked_masks[i], shape, tracker, done + n,
-                            workers,
-                        )
-                        for n, i in enumerate(chunk)
-                    ]  # fmt: skip
-                    tracker.check()
-                    with _intra_op_threads(threads):
-                        self._predict(jobs, temperature, decode, saturation)
-                    for n, (i, job) in enumerate(zip(chunk, jobs, strict=True)):
-                        tracker.image(done + n, _P_LIGHTNESS + _P_MODEL)
-                        results[i] = self._finish(job, upsample, tracker, done + n, workers)
-                        job.ab_low = None
-                    done += len(chunk)
+            done = 0
+            for chunk in _chunks_by_shape(shapes, opts.batch_size):
+                self._colorize_chunk(images, masks, chunk, opts, _Share(tracker, done,
+                                     len(images)), workers, threads, results)  # fmt: skip
+                done += len(chunk)
         tracker.report(1.0)
         return results
 
-    # ------------------------------------------------------------------ stages
+    def _checked_shapes(self, images: list[np.ndarray], masks: list[np.ndarray | None],
+                        options: ColorizeOptions) -> list[tuple[int, int]]:
+        """Check every image and mask first (nothing runs on bad input); their render shapes."""
+        size = self.render_size(options)
+        self.temperature(options)
+        several = len(images) > 1
+        shapes = []
+        for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
+            layout = self._inspect(image, f"image {i}" if several else "image")
+            if mask is not None:
+                _check_mask(mask, layout, f"mask {i}" if several else "mask")
+            shapes.append(render_shape(layout.height, layout.width, size, self.stride))
+        return shapes
 
-    def _check_options(
-        self, temperature: float | None, saturation: float, upsample: str, decode: str
-    ) -> float:
-        if temperature is None:
-            temperature = self.default_temperature
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
-                and temperature > 0):  # fmt: skip
-            raise ChromatizeError(f"temperature must be a number > 0, got {temperature!r}")
-        if not (isinstance(saturation, (int, float)) and math.isfinite(saturation)
-                and saturation >= 0):  # fmt: skip
-            raise ChromatizeError(
-                f"saturation must be a number >= 0 (0 = gray, 1 = model output), got {saturation!r}"
-            )
-        if upsample not in UPSAMPLE_METHODS:
-            raise ChromatizeError(
-                f"unknown upsample method {upsample!r}; choose one of {', '.join(UPSAMPLE_METHODS)}"
-            )
-        if decode not in bins.DECODE_METHODS:
-            raise ChromatizeError(
-                f"unknown decode method {decode!r}; choose one of {', '.join(bins.DECODE_METHODS)}"
-            )
-        return float(temperature)
+    def _colorize_chunk(self, images: list[np.ndarray], masks: list[np.ndarray | None],
+                        chunk: list[int], options: ColorizeOptions, share: _Share, workers: int,
+                        threads: int, results: list[np.ndarray]) -> None:
+        """Prepare, predict and finish the images ``chunk`` indexes (one render shape), so that
+        only ``batch_size`` full-resolution L planes are alive at once."""
+        prepared = [
+            self._prepare(images[i], masks[i], options, share.image(n, 0.0, _P_LIGHTNESS),
+                          share.tracker, workers)
+            for n, i in enumerate(chunk)
+        ]
+        share.tracker.check()
+        with _intra_op_threads(threads):
+            predictions = self._predict(prepared, options, None)
+        for n, (i, one, answer) in enumerate(zip(chunk, prepared, predictions, strict=True)):
+            base = _P_LIGHTNESS + _P_MODEL
+            share.image(n, base, base)(0.0)
+            results[i] = self._finish(one, answer, options, share.image(n, base, 1.0),
+                                      share.tracker, workers)
 
-    def _check_render_size(self, render_size: int | None) -> int:
-        if render_size is None:
-            return self.default_input_size
-        if isinstance(render_size, bool) or not isinstance(render_size, (int, np.integer)):
-            raise ChromatizeError(f"render_size must be an integer, got {render_size!r}")
-        if not self.stride <= render_size <= 4096:
-            raise ChromatizeError(
-                f"render_size must be between {self.stride} (the model's stride) and 4096 pixels, "
-                f"got {render_size}"
-            )
-        return int(render_size)
+    # ------------------------------------------------------------------ the public stages
+
+    def prepare(
+        self,
+        image: np.ndarray,
+        options: ColorizeOptions | None = None,
+        *,
+        mask: np.ndarray | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> Prepared:
+        """Stage 1: check ``image`` (and ``mask``) and compute its full-resolution lightness and
+        render shape (which depends on ``options.render_size``)."""
+        opts = self.call_options(options)
+        layout = self._inspect(image, "image")
+        checked = None if mask is None else _check_mask(mask, layout, "mask")
+        tracker = Progress(progress, cancel)
+        tracker.check()
+        with _intra_op_threads(1) as threads:
+            prepared = self._prepare(image, checked, opts, tracker.report, tracker,
+                                     max(1, min(MAX_STRIP_WORKERS, threads)))
+        tracker.report(1.0)
+        return prepared
+
+    def predict(
+        self,
+        prepared: Prepared | Sequence[Prepared],
+        options: ColorizeOptions | None = None,
+        *,
+        hints: torch.Tensor | None = None,
+    ) -> Prediction | list[Prediction]:
+        """Stage 2: run the model. ``prepared`` is one :class:`Prepared` (returns one
+        :class:`Prediction`) or several of the same render shape (one model call; returns a
+        list). ``hints`` is None or the contract's (N, 3, h, w) hint tensor at the render shape
+        (:mod:`chromatize.models.contract`); models without hint inputs refuse it."""
+        several = not isinstance(prepared, Prepared)
+        items = list(prepared) if several else [prepared]  # type: ignore[arg-type]
+        if not items or len({p.render for p in items}) != 1:
+            raise ChromatizeError("predict takes one or more prepared images of one render shape")
+        return self._predict(items, self.call_options(options), hints) if several else \
+            self._predict(items, self.call_options(options), hints)[0]
+
+    def finish(
+        self,
+        prepared: Prepared,
+        prediction: Prediction,
+        options: ColorizeOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> np.ndarray:
+        """Stage 3: bring ``prediction``'s colour to full size, join it with the original
+        lightness, and return the image in the caller's dtype and layout."""
+        opts = self.call_options(options)
+        tracker = Progress(progress, cancel)
+        tracker.check()
+        with _intra_op_threads(1) as threads:
+            out = self._finish(prepared, prediction, opts, tracker.report, tracker,
+                               max(1, min(MAX_STRIP_WORKERS, threads)))
+        tracker.report(1.0)
+        return out
+
+    # ------------------------------------------------------------------ stage internals
 
     def _inspect(self, image: object, name: str) -> ImageLayout:
         layout = imagearray.inspect_image(image, name)
@@ -357,95 +443,95 @@ class Colorizer:
             raise InputImageError(
                 f"{name}: {layout.width}x{layout.height} is {layout.pixels / 1e6:.0f} megapixels; "
                 f"chromatize colorizes at most {self.max_pixels / 1e6:.0f} megapixels per image "
-                "(memory bound); downscale it first or raise Colorizer(max_pixels=...)"
+                "(memory bound); downscale it first or raise «max_pixels»"
             )
         return layout
-
-    def _prepare(
-        self,
-        image: np.ndarray,
-        layout: ImageLayout,
-        mask: np.ndarray | None,
-        shape: tuple[int, int],
-        tracker: _Progress,
-        index: int,
-        workers: int,
-    ) -> _Job:
-        """Full-resolution L, strip by strip."""
-        started = time.perf_counter()
-        full = torch.empty((layout.height, layout.width), dtype=torch.float32)
-
-        def work(rows: slice) -> dict[str, float]:
-            full[rows] = imagearray.lightness(image, layout, rows)
-            return {}
-
-        _run_strips(layout.height, layout.width, work, tracker, workers,
-                    lambda done: tracker.image(index, _P_LIGHTNESS * done))  # fmt: skip
-        self._timed("lightness", started)
-        return _Job(image, layout, mask, full, shape)
 
     def _timed(self, stage: str, started: float) -> float:
         now = time.perf_counter()
         self.last_timings[stage] = self.last_timings.get(stage, 0.0) + now - started
         return now
 
-    def _predict(
-        self, jobs: list[_Job], temperature: float, decode: str, saturation: float
-    ) -> None:
-        """Resize the jobs' L (all to the same render shape), run the model, store their ab."""
+    def _prepare(self, image: np.ndarray, mask: np.ndarray | None, options: ColorizeOptions,
+                 on_progress: ProgressCallback, tracker: Progress, workers: int) -> Prepared:
+        """Full-resolution L, strip by strip."""
         started = time.perf_counter()
-        h, w = jobs[0].render
+        layout = imagearray.inspect_image(image, "image")
+        full = torch.empty((layout.height, layout.width), dtype=torch.float32)
+
+        def work(rows: slice) -> dict[str, float]:
+            full[rows] = imagearray.lightness(image, layout, rows)
+            return {}
+
+        _run_strips(layout.height, layout.width, work, tracker, workers, on_progress)
+        self._timed("lightness", started)
+        shape = render_shape(layout.height, layout.width, self.render_size(options), self.stride)
+        return Prepared(image, layout, full, shape, mask)
+
+    def _predict(self, prepared: list[Prepared], options: ColorizeOptions,
+                 hints: torch.Tensor | None) -> list[Prediction]:
+        """Resize the images' L (all to the same render shape), run the model, decode ab."""
+        started = time.perf_counter()
+        temperature = self.temperature(options)
+        h, w = prepared[0].render
         planes = []
-        for job in jobs:
-            plane = job.lightness.to(self.device)[None, None]
+        for one in prepared:
+            plane = one.lightness.to(self.device)[None, None]
             antialias = plane.shape[-2] > h or plane.shape[-1] > w
             planes.append(F.interpolate(plane, size=(h, w), mode="bilinear", align_corners=False,
                                         antialias=antialias).clamp_(0.0, 100.0))  # fmt: skip
         batch = torch.cat(planes)
         with torch.inference_mode():
-            if self.device.type == "cuda":
-                with torch.autocast("cuda", dtype=torch.float16):
-                    logits = self.model(batch)
-            else:
-                logits = self.model(batch)
-            ab = bins.decode(logits.float(), decode, temperature, logit_scale=self.logit_scale)  # type: ignore[arg-type]
-            ab = bins.apply_saturation(ab, saturation)
-        for job, one in zip(jobs, ab, strict=True):
-            job.ab_low = one
+            logits = self._forward(batch, hints).float()
+            ab = bins.decode(logits, options.decode, temperature, logit_scale=self.logit_scale)
+            ab = bins.apply_saturation(ab, options.saturation)
         self._timed("model", started)
+        return [Prediction(one_logits, self.logit_scale, one_ab)
+                for one_logits, one_ab in zip(logits, ab, strict=True)]
 
-    def _finish(
-        self, job: _Job, upsample: str, tracker: _Progress, index: int, workers: int
-    ) -> np.ndarray:
+    def _forward(self, batch: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
+        if hints is not None:
+            if not self.accepts_hints:
+                refuse_hints(self.model_name, hints)
+            check_hints(hints, batch)
+            hints = hints.to(self.device, torch.float32)
+        arguments = (batch,) if hints is None else (batch, hints)
+        if self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                return self.model(*arguments)
+        return self.model(*arguments)
+
+    def _finish(self, prepared: Prepared, prediction: Prediction, options: ColorizeOptions,
+                on_progress: ProgressCallback, tracker: Progress, workers: int) -> np.ndarray:
         """Upsample ab, join it with the original L, gamut-map, blend, write the caller's dtype."""
-        assert job.ab_low is not None
         started = time.perf_counter()
-        upsampler = ABUpsampler(job.ab_low, job.lightness.to(self.device), upsample)  # type: ignore[arg-type]
+        upsampler = ABUpsampler(prediction.ab.to(self.device),
+                                prepared.lightness.to(self.device), options.upsample)
         started = self._timed("upsample", started)
-        out = imagearray.allocate_output(job.layout)
-        base = _P_LIGHTNESS + _P_MODEL
+        out = imagearray.allocate_output(prepared.layout)
         spent = _run_strips(
-            job.layout.height,
-            job.layout.width,
-            lambda rows: self._finish_rows(job, upsampler, out, rows),
+            prepared.layout.height,
+            prepared.layout.width,
+            lambda rows: self._finish_rows(prepared, upsampler, out, rows),
             tracker,
             workers,
-            lambda done: tracker.image(index, base + (1 - base) * done),
+            on_progress,
         )
         # strips run in parallel: split the stage's wall time by the work each part did
         wall = time.perf_counter() - started
         busy = sum(spent.values()) or 1.0
         for stage in ("upsample", "recombine"):
-            self.last_timings[stage] += wall * spent.get(stage, 0.0) / busy
+            self.last_timings[stage] = (self.last_timings.get(stage, 0.0)
+                                        + wall * spent.get(stage, 0.0) / busy)
         return out
 
     def _finish_rows(
-        self, job: _Job, upsampler: ABUpsampler, out: np.ndarray, rows: slice
+        self, prepared: Prepared, upsampler: ABUpsampler, out: np.ndarray, rows: slice
     ) -> dict[str, float]:
         """One strip of :meth:`_finish`; returns seconds spent upsampling and recombining."""
         t0 = time.perf_counter()
-        layout, image, mask = job.layout, job.image, job.mask
-        lightness = job.lightness[rows].to(self.device)
+        layout, image, mask = prepared.layout, prepared.image, prepared.mask
+        lightness = prepared.lightness[rows].to(self.device)
         ab = upsampler.rows(rows, lightness)
         t1 = time.perf_counter()
         keep = None
@@ -464,6 +550,30 @@ class Colorizer:
             original = imagearray.color_values(image, layout, rows)
             out[rows, :, :3][keep] = original[keep]
         return {"upsample": t1 - t0, "recombine": time.perf_counter() - t1}
+
+
+class _Share:
+    """The part of a batch's progress that belongs to the images of one chunk."""
+
+    def __init__(self, tracker: Progress, first: int, count: int) -> None:
+        self.tracker, self.first, self.count = tracker, first, max(1, count)
+
+    def image(self, n: int, start: float, end: float) -> ProgressCallback:
+        """Callback mapping 0..1 onto ``start..end`` of chunk image ``n``'s share."""
+        index = self.first + n
+        return lambda done: self.tracker.report((index + start + (end - start) * done)
+                                                / self.count)
+
+
+def _chunks_by_shape(shapes: list[tuple[int, int]], size: int) -> Iterator[list[int]]:
+    """Indexes grouped by render shape (input order kept within a group), ``size`` at a time."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, shape in enumerate(shapes):
+        groups.setdefault(shape, []).append(i)
+    for members in groups.values():
+        for start in range(0, len(members), size):
+            yield members[start : start + size]
+
 
 
 def _strip_rows(width: int) -> int:
@@ -518,7 +628,7 @@ def _run_strips(
     height: int,
     width: int,
     work: Callable[[slice], dict[str, float]],
-    tracker: _Progress,
+    tracker: Progress,
     workers: int,
     on_progress: Callable[[float], None],
 ) -> dict[str, float]:
@@ -591,10 +701,13 @@ def colorize(
     device: str | torch.device = "auto",
     weights: str | os.PathLike[str] | None = None,
     allow_download: bool = False,
-    **options: object,
+    options: ColorizeOptions | None = None,
+    **overrides: Any,
 ) -> np.ndarray:
     """One-call colorization: ``Colorizer(model, device, weights, allow_download).colorize(...)``.
 
-    Named models are loaded once per process and reused across calls.
+    Named models are loaded once per process and reused across calls. ``options`` and keyword
+    overrides (``temperature=``, ``saturation=``, ...) are as for :meth:`Colorizer.colorize`, as
+    are ``mask=``, ``progress=`` and ``cancel=``.
     """
-    return Colorizer(model, device, weights, allow_download).colorize(image, **options)  # type: ignore[arg-type]
+    return Colorizer(model, device, weights, allow_download).colorize(image, options, **overrides)

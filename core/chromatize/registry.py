@@ -1,9 +1,11 @@
 """The named colorization models chromatize knows, with everything needed to find and trust them.
 
-A :class:`ModelSpec` says which architecture to build (imported lazily, so listing models never
-imports torch-heavy modules), where its weights come from (shipped inside the package, a download
-URL, or neither), how to check them (sha256) and how they are licensed. Where the weights actually
-are on this machine is :mod:`chromatize.weights`' job; :func:`model_status` summarises it.
+The registry is data: a :class:`ModelSpec` says which model class to build (imported lazily, so
+listing models never imports torch), where its weights come from (shipped inside the package, a
+download URL, or neither), how to check them (sha256) and how they are licensed. The model's
+defaults (render size, temperature) and whether it takes hints belong to its class
+(:mod:`chromatize.models.contract`); a spec reads them from there. Where the weights actually are
+on this machine is :mod:`chromatize.weights.finding`'s job.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import importlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from chromatize.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
     from torch import nn
 
-ModelStatus = Literal["shipped", "cached", "downloadable", "missing"]
 WeightsFormat = Literal["pth", "safetensors"]
 
 
@@ -27,19 +28,18 @@ WeightsFormat = Literal["pth", "safetensors"]
 class ModelSpec:
     """Metadata of one named model.
 
-    ``builder`` is ``"module:function"``; the function takes no arguments and returns the network
-    with fresh weights. ``sha256`` is the full hex digest of the weights file or a prefix of it
-    (at least 8 hex digits; see :func:`chromatize.weights.verify_sha256`), or None when the file
-    is not pinned. ``shipped`` is a path relative to the ``chromatize`` package
-    (e.g. ``"shipped/mobile.safetensors"``) for weights that ship inside it.
+    ``model_class`` is ``"module:Class"``; the class takes no arguments, builds the network with
+    fresh weights and carries the model's defaults as class attributes. ``sha256`` is the full
+    hex digest of the weights file or a prefix of it (at least 8 hex digits; see
+    :func:`chromatize.weights.verify_sha256`), or None when the file is not pinned. ``shipped``
+    is a path relative to the ``chromatize`` package (e.g. ``"shipped/mobile.safetensors"``) for
+    weights that ship inside it.
     """
 
     name: str
     description: str
     architecture: str
-    builder: str
-    default_input_size: int
-    default_temperature: float
+    model_class: str
     license: str
     source: str
     url: str | None
@@ -49,8 +49,8 @@ class ModelSpec:
     shipped: str | None = None
 
     def __post_init__(self) -> None:
-        if ":" not in self.builder:
-            raise ValueError(f"builder must be 'module:function', got {self.builder!r}")
+        if ":" not in self.model_class:
+            raise ValueError(f"model_class must be 'module:Class', got {self.model_class!r}")
         if self.sha256 is not None:
             digest = self.sha256.lower()
             if not 8 <= len(digest) <= 64 or digest.strip("0123456789abcdef"):
@@ -60,9 +60,9 @@ class ModelSpec:
                 f"weights_format must be 'pth' or 'safetensors', got {self.weights_format!r}"
             )
 
-    def build(self) -> nn.Module:
-        """Import the builder and return a freshly initialised network."""
-        module_name, func_name = self.builder.split(":", 1)
+    def model_type(self) -> Any:
+        """The model class (imports its module, and so torch)."""
+        module_name, class_name = self.model_class.split(":", 1)
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -70,7 +70,26 @@ class ModelSpec:
                 f"model {self.name!r}: its architecture module {module_name} is not in this build "
                 f"of chromatize ({exc})"
             ) from exc
-        return getattr(module, func_name)()
+        return getattr(module, class_name)
+
+    def build(self) -> nn.Module:
+        """A freshly initialised network of this model."""
+        return self.model_type()()
+
+    @property
+    def default_input_size(self) -> int:
+        """The render size the model was trained at (from its class)."""
+        return int(self.model_type().default_input_size)
+
+    @property
+    def default_temperature(self) -> float:
+        """The annealed-mean temperature the model was tuned at (from its class)."""
+        return float(self.model_type().default_temperature)
+
+    @property
+    def accepts_hints(self) -> bool:
+        """Whether the model takes colour hints (from its class)."""
+        return bool(self.model_type().accepts_hints)
 
     def shipped_path(self) -> Path | None:
         """Where the shipped weights file would be inside the installed package (may not exist)."""
@@ -89,12 +108,7 @@ MODELS: dict[str, ModelSpec] = {
             description="Embedded default: fast, small, trained for chromatize",
             architecture="MobileNetV2 1.0 encoder (TF-SAME padding) + U-Net-style decoder, "
             "313-bin head",
-            builder="chromatize.models.mobile:build_mobile",
-            # The training photos' scale; equal to MobileColorizer.default_input_size (tested).
-            default_input_size=224,
-            # Chosen on the training run's held-out split (see shipped/MODEL_CARD.md); the same
-            # value is recorded in the weights' metadata and a test keeps the two equal.
-            default_temperature=1.0,
+            model_class="chromatize.models.mobile:MobileColorizer",
             license="Apache-2.0",
             source="chromatize; encoder initialised from the ImageNet MobileNetV2 1.0/224 of "
             "TensorFlow (Apache-2.0)",
@@ -110,10 +124,7 @@ MODELS: dict[str, ModelSpec] = {
             name="eccv16",
             description="Zhang, Isola & Efros, Colorful Image Colorization (ECCV 2016), official",
             architecture="VGG-style CNN with dilated convolutions, 313-bin head (32M parameters)",
-            builder="chromatize.models.eccv16:build_eccv16",
-            default_input_size=256,
-            # 1/2.606: reproduces the official demo's softmax exactly (chromatize.models.eccv16).
-            default_temperature=1.0 / 2.606,
+            model_class="chromatize.models.eccv16:ECCV16",
             license="BSD-2-Clause",
             source="richzhang/colorization (official PyTorch port of the Caffe release)",
             url=ECCV16_URL,
@@ -141,23 +152,3 @@ def get_spec(name: str) -> ModelSpec:
 def list_models() -> list[ModelSpec]:
     """All registered models, the default first."""
     return list(MODELS.values())
-
-
-def model_status(name: str) -> ModelStatus:
-    """Where model ``name``'s weights would come from right now, without touching the network.
-
-    Follows the resolution order of :func:`chromatize.weights.resolve_weights` (cache before
-    shipped): ``"cached"`` (a file in the user cache), ``"shipped"`` (inside the package),
-    ``"downloadable"`` (has a URL, not yet downloaded) or ``"missing"`` (cannot be used).
-    """
-    from chromatize.weights import cached_path  # weights imports this module
-
-    spec = get_spec(name)
-    if cached_path(spec).is_file():
-        return "cached"
-    shipped = spec.shipped_path()
-    if shipped is not None and shipped.is_file():
-        return "shipped"
-    if spec.url:
-        return "downloadable"
-    return "missing"

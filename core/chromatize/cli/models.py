@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from chromatize.registry import MODELS, get_spec, list_models, model_status
+from chromatize.registry import MODELS, get_spec, list_models
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +59,7 @@ def _size(path: Path | None) -> str:
 
 def format_table() -> str:
     """The model list: name, status, size of the local file, licence, description."""
-    from chromatize.weights import cache_dir
+    from chromatize.weights import cache_dir, model_status
 
     header = ("NAME", "STATUS", "SIZE", "LICENCE", "DESCRIPTION")
     rows = [header]

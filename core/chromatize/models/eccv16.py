@@ -53,6 +53,7 @@ from torch import nn
 
 from chromatize.bins import AB_BINS, NUM_BINS
 from chromatize.errors import WeightsError
+from chromatize.models.contract import refuse_hints
 
 #: Scale of the Caffe ``conv8_313_rh`` layer, folded into ``model8``'s last conv in the port.
 OFFICIAL_LOGIT_RESCALE = 2.606
@@ -102,9 +103,9 @@ class ECCV16(nn.Module):
     default_input_size: int = 256
     #: Total downsampling inside the network; inputs should be multiples of it.
     stride: int = 8
-    #: Temperature at which chromatize's annealed mean equals the official demo's softmax; used
-    #: when an instance is passed to Colorizer directly (named models take it from the registry).
+    #: Temperature at which chromatize's annealed mean equals the official demo's softmax.
     default_temperature: float = OFFICIAL_TEMPERATURE
+    accepts_hints: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -125,7 +126,8 @@ class ECCV16(nn.Module):
         with torch.no_grad():  # a freshly built network decodes like the official one
             self.model_out.weight.copy_(official_head_weight())
 
-    def forward(self, l: torch.Tensor) -> torch.Tensor:  # noqa: E741 - L is the Lab channel
+    def forward(self, l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:  # noqa: E741 - L is the Lab channel
+        refuse_hints("eccv16", hints)
         x = (l - L_CENTRE) / L_NORM
         for block in (
             self.model1, self.model2, self.model3, self.model4,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chromatize.color import lightness_to_gray
+from chromatize.models.contract import refuse_hints
 
 #: (expand ratio, out channels, repeats, first stride) of MobileNetV2 1.0's residual stages.
 MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
@@ -196,14 +197,19 @@ class MobileColorizer(nn.Module):
     #: held-out photos, rendering 3:2 ones 1.17x larger (the old default, 256) cost about one
     #: point of class-rebalanced AuC for the scale alone (shipped/MODEL_CARD.md, "Render size").
     default_input_size: int = 224
+    #: Chosen on the training run's held-out split (shipped/MODEL_CARD.md); the same value is
+    #: recorded in the weights' metadata and a test keeps the two equal.
+    default_temperature: float = 1.0
     stride: int = 32
+    accepts_hints: bool = False
 
     def __init__(self) -> None:
         super().__init__()
         self.encoder = MobileNetV2Encoder()
         self.decoder = ColorDecoder()
 
-    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+    def forward(self, lightness: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        refuse_hints("mobile", hints)
         if lightness.ndim != 4 or lightness.shape[1] != 1:
             raise ValueError(f"expected L of shape (N, 1, H, W), got {tuple(lightness.shape)}")
         return self.decoder(self.encoder(lightness_to_backbone_input(lightness)))

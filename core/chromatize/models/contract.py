@@ -1,0 +1,97 @@
+"""The contract every colour model follows, written down once.
+
+A colour model is an ``nn.Module`` whose ``forward(l, hints=None)`` takes
+
+- ``l``: lightness **L in [0, 100]**, shape (N, 1, H, W), H and W multiples of ``stride``;
+- ``hints``: ``None`` (automatic colorization) or the SIGGRAPH 2017 user-guided encoding at the
+  model's input resolution, shape (N, 3, H, W): channels 0-1 the hint colours' ab divided by
+  :data:`HINT_AB_SCALE` (110) where the mask is 1 and 0 elsewhere, channel 2 the hint mask
+  (1 = a hint pixel, 0 = none). All zeros means "no hints" and must give the automatic result;
+
+and returns **bin logits (N, 313, H/4, W/4)**. Its attributes:
+
+============================ =================================================================
+``stride``                   total downsampling; input sides must be multiples of it
+``logit_scale``              multiply the raw logits by it to get log-probabilities up to a
+                             constant (1.0 for chromatize's own models)
+``default_input_size``       the render size it was trained at (about that many pixels squared)
+``default_temperature``      annealed-mean temperature it was tuned at
+``accepts_hints``            whether ``hints`` may be given; models that do not accept them raise
+                             :class:`HintsNotSupportedError` when they are
+============================ =================================================================
+
+The defaults live on the model class and nowhere else; the registry reads them from there.
+Normalising L is the model's job.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from chromatize.errors import ChromatizeError
+
+#: Hint ab is divided by this before it enters a model (as in Zhang et al. 2017).
+HINT_AB_SCALE = 110.0
+#: Channels of the hint tensor: ab (2) + mask (1).
+HINT_CHANNELS = 3
+#: Attributes a colour model must have, with their types.
+REQUIRED_ATTRIBUTES: dict[str, type] = {
+    "stride": int,
+    "logit_scale": float,
+    "default_input_size": int,
+    "default_temperature": float,
+    "accepts_hints": bool,
+}
+
+
+class HintsNotSupportedError(ChromatizeError):
+    """Colour hints were given to a model that has no hint inputs."""
+
+
+@runtime_checkable
+class ColourModel(Protocol):
+    """Structural type of a colour model (see the module docstring)."""
+
+    stride: int
+    logit_scale: float
+    default_input_size: int
+    default_temperature: float
+    accepts_hints: bool
+
+    def __call__(self, l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor: ...  # noqa: E741
+
+
+def check_model(model: object, name: str) -> None:
+    """Raise :class:`ChromatizeError` naming every attribute ``model`` lacks or has wrong."""
+    problems = []
+    for attribute, kind in REQUIRED_ATTRIBUTES.items():
+        value = getattr(model, attribute, None)
+        if value is None:
+            problems.append(f"{attribute} is missing")
+        elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            continue
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            problems.append(f"{attribute} should be {kind.__name__}, is {value!r}")
+    if problems:
+        raise ChromatizeError(
+            f"{name} does not follow chromatize's model contract ({'; '.join(problems)}); see "
+            "chromatize.models.contract"
+        )
+
+
+def refuse_hints(model_name: str, hints: torch.Tensor | None) -> None:
+    """For models without hint inputs: raise unless ``hints`` is None."""
+    if hints is not None:
+        raise HintsNotSupportedError(
+            f"the {model_name} model does not accept colour hints; colorize without hints or "
+            "choose a model that accepts them"
+        )
+
+
+def check_hints(hints: torch.Tensor, lightness: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``hints`` has the contract's shape for input ``lightness``."""
+    expected = (lightness.shape[0], HINT_CHANNELS, *lightness.shape[-2:])
+    if tuple(hints.shape) != expected:
+        raise ValueError(f"expected hints of shape {expected}, got {tuple(hints.shape)}")
