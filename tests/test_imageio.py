@@ -362,3 +362,62 @@ def test_default_output_extension() -> None:
     assert default_output_extension("a/photo.JPG") == ".JPG"
     assert default_output_extension("scan.tiff") == ".tiff"
     assert default_output_extension("clip.gif") == ".png"
+
+
+# ------------------------------------------------------------------ TIFF ImageDescription
+HUMAN_DESCRIPTION = "Grandma's farm, summer 1952 (scan of the print)"
+
+
+def _description(path: Path) -> str | None:
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages.first.tags.get(270)
+        return None if tag is None else tag.value
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("kind", ["tifffile_shape_json", "tifffile_old_shape", "imagej", "ome"])
+def test_tiff_description_of_the_old_layout_is_not_copied(tmp_path: Path, dtype: type,
+                                                          kind: str) -> None:
+    """tifffile's shape JSON, ImageJ's header and OME-XML describe a grayscale (H, W) layout;
+    copied into the RGB output they would lie about its shape."""
+    gray = (RNG.integers(0, 256, (12, 16)) * (257 if dtype == np.uint16 else 1)).astype(dtype)
+    source = tmp_path / "in.tif"
+    options = {"tifffile_shape_json": {},
+               "tifffile_old_shape": {"description": "shape=(12, 16)", "metadata": None},
+               "imagej": {"imagej": True},
+               "ome": {"ome": True}}[kind]
+    tifffile.imwrite(source, gray, **options)
+    before = _description(source)
+    assert before and ("shape" in before or "ImageJ=" in before or "<OME" in before)
+    loaded = read_image(source)
+    target = tmp_path / "out.tif"
+    write_image(target, np.stack([loaded.pixels] * 3, axis=-1), exif=loaded.exif)
+    with tifffile.TiffFile(target) as tif:
+        assert tif.pages.first.shape == (12, 16, 3)
+        assert not tif.is_imagej and not tif.is_ome
+    after = _description(target)
+    assert after is None or ("shape" not in after and "ImageJ" not in after), after
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_tiff_plain_text_description_is_kept(tmp_path: Path, dtype: type) -> None:
+    gray = (RNG.integers(0, 256, (12, 16)) * (257 if dtype == np.uint16 else 1)).astype(dtype)
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, gray, description=HUMAN_DESCRIPTION, metadata=None)
+    loaded = read_image(source)
+    target = tmp_path / "out.tif"
+    write_image(target, np.stack([loaded.pixels] * 3, axis=-1), exif=loaded.exif)
+    assert _description(target) == HUMAN_DESCRIPTION
+
+
+def test_layout_descriptions_are_told_from_text() -> None:
+    from chromatize.imageio import _describes_layout
+
+    for layout in ('{"shape": [480, 640]}', ' {"shape": [2, 3, 4], "axes": "ZYX"}\n',
+                   "shape=(480, 640)", "ImageJ=1.54f\nimages=1\n", b"ImageJ=1.11a\n",
+                   '<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/'
+                   '2016-06"></OME>'):
+        assert _describes_layout(layout), layout
+    for text in (HUMAN_DESCRIPTION, "{ a note in braces }", '{"title": "holiday"}', "", None, 5,
+                 "<b>not OME</b>", "Shape of things to come"):
+        assert not _describes_layout(text), text

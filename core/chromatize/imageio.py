@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import secrets
 import struct
@@ -89,6 +90,7 @@ _TIFF_STRUCTURE_TAGS = frozenset(
 )
 # ASCII tags of the first IFD that tifffile can write back as plain TIFF tags.
 _TIFF_ASCII_TAGS = (270, 271, 272, 306, 315, 33432)
+_IMAGE_DESCRIPTION_TAG = 270
 
 
 @dataclass
@@ -392,12 +394,36 @@ def _exif_to_keep(exif: Image.Exif, fmt: str | None) -> bytes | None:
         for tag in list(exif):
             if tag in _TIFF_STRUCTURE_TAGS:
                 del exif[tag]
+    if _describes_layout(exif.get(_IMAGE_DESCRIPTION_TAG)):
+        del exif[_IMAGE_DESCRIPTION_TAG]
     if not len(exif):
         return None
     try:
         return exif.tobytes()
     except Exception:  # a tag Pillow cannot re-encode
         return None
+
+
+def _describes_layout(description: object) -> bool:
+    """Whether an ImageDescription is machine-written metadata about the input's layout (shape,
+    channels, axes) rather than text about the picture: tifffile's shape JSON (``{"shape": [H,
+    W]}``, older ``shape=(H, W)``), ImageJ's header (``ImageJ=1.x``) and OME-XML. Copied into the
+    RGB output it would lie about the output's shape, so it is dropped; plain text is kept."""
+    if isinstance(description, bytes):
+        description = description.decode("latin-1")
+    if not isinstance(description, str):
+        return False
+    text = description.strip()
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return False
+        return isinstance(parsed, dict) and "shape" in parsed
+    if text.startswith(("shape=(", "ImageJ=")):
+        return True
+    head = text[:4096]
+    return text.startswith("<") and ("<OME" in head or "openmicroscopy.org/Schemas/OME" in head)
 
 
 def _dpi(im: Image.Image) -> tuple[float, float] | None:
