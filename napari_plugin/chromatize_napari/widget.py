@@ -73,7 +73,8 @@ _INPUT_TOOLTIP = (
 
 def model_choices() -> list[tuple[str, str]]:
     """(label, name) for every registered model, labelled with whether it can run here."""
-    from chromatize.registry import MODELS, model_status
+    from chromatize.registry import MODELS
+    from chromatize.weights import model_status
 
     choices = []
     for name in MODELS:
@@ -87,7 +88,8 @@ def model_choices() -> list[tuple[str, str]]:
 
 def default_model() -> str:
     """The first registered model whose weights are here, else the first registered model."""
-    from chromatize.registry import MODELS, model_status
+    from chromatize.registry import MODELS
+    from chromatize.weights import model_status
 
     for name in MODELS:
         try:
