@@ -1,5 +1,6 @@
 """The napari plug-in in real napari (PyQt6) under Xvfb: docking, every input kind, cancel, errors,
-responsiveness, sample data, the npe2 manifest and a screenshot for the README.
+responsiveness, sample data, the npe2 manifest and the README screenshot's command
+(into a temporary folder: tests never rewrite docs/napari-screenshot.png).
 
 Runs with pytest-qt, pytest-xvfb (starts Xvfb itself) and napari's ``make_napari_viewer`` fixture.
 Select with ``pytest -m napari``. The model is ECCV16 with randomly initialised weights saved by
@@ -54,7 +55,6 @@ from chromatize_napari.widget import NEW_LAYER, ColorizeWidget  # noqa: E402
 pytestmark = pytest.mark.napari
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOT = REPO_ROOT / "docs" / "napari-screenshot.png"
 RUN_TIMEOUT_MS = 120_000
 
 
@@ -472,35 +472,28 @@ def test_sample_data_opens_as_grayscale_image(make_napari_viewer):
     assert float(np.std(sample.data)) > 0  # a photo, not a constant
 
 
-def test_screenshot_of_colorized_sample(make_napari_viewer, qtbot, eccv16_weights):
-    """Colorize the sample in a shown window and save the README screenshot."""
-    from chromatize.weights import model_status
+def test_screenshot_of_colorized_sample(make_napari_viewer, tmp_path: Path):
+    """The README screenshot's code (python -m chromatize_napari.screenshot) colorizes the sample
+    in a shown window with the shipped model; here it saves into tmp_path, not docs/."""
+    from chromatize_napari.screenshot import capture_colorized_sample
 
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1200, 760)
-    widget = dock(viewer)
-    (sample,) = viewer.open_sample("chromatize", "grayscale_photo")
-    configure(widget, sample, eccv16_weights, render_size=128)
-    if model_status("mobile") == "shipped":  # the trained default model, once it ships
-        widget.model.value = "mobile"
-        widget.weights.value = None
-        widget.render_size.value = 0
-    run_and_wait(qtbot, widget)
-    assert widget.last_outcome == "done"
-    colorized = widget.last_output
-    sample.visible = False
-    viewer.layers.selection.active = colorized
-    viewer.reset_view()
-    qtbot.wait(200)
-
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = SCREENSHOT.with_suffix(".tmp.png")
-    image = viewer.screenshot(str(tmp), canvas_only=False, flash=False)
-    tmp.replace(SCREENSHOT)
-    assert SCREENSHOT.stat().st_size > 10_000
+    shot = tmp_path / "napari-screenshot.png"
+    image = capture_colorized_sample(viewer, shot)
+    assert shot.stat().st_size > 10_000
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary name was renamed
+    colorized = viewer.layers.selection.active
+    assert colorized.name == "grayscale photo (colorized)" and colorized.rgb
     height, width = image.shape[:2]
     assert width >= 800 and height >= 500
     # The window shows colour (the colorized layer), not only gray UI and a gray photo.
     rgb = image[..., :3].astype(int)
     chroma = (rgb.max(axis=-1) - rgb.min(axis=-1))
     assert (chroma > 20).mean() > 0.02
+
+
+def test_screenshot_command_line_says_what_it_does():
+    result = subprocess.run([sys.executable, "-m", "chromatize_napari.screenshot", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "OUT.png" in result.stdout

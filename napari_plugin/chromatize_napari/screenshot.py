@@ -1,0 +1,119 @@
+"""Make the README's napari screenshot: ``python -m chromatize_napari.screenshot OUT.png``.
+
+Opens real napari with the real Colorize widget docked, colorizes the grayscale sample photo
+with the shipped ``mobile`` model on the CPU, hides the input and saves a screenshot of the whole
+window (1200x760). The repository's copy is ``docs/napari-screenshot.png``; regenerate it with
+
+    xvfb-run -a -s "-screen 0 1280x1024x24" python -m chromatize_napari.screenshot \\
+        docs/napari-screenshot.png
+
+(or without ``xvfb-run`` on a desktop). ``tests/test_napari_plugin.py`` runs the same code into a
+temporary folder, so the tests never rewrite the committed file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import napari
+    import numpy as np
+
+WINDOW_SIZE = (1200, 760)
+RUN_TIMEOUT_S = 300.0
+
+
+def _process_events_for(seconds: float) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.monotonic() + seconds
+    while True:
+        QApplication.processEvents()
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.01)
+
+
+def capture_colorized_sample(viewer: napari.Viewer, out: str | Path, *,
+                             model: str = "mobile", weights: str | None = None,
+                             render_size: int = 0,
+                             timeout_s: float = RUN_TIMEOUT_S) -> np.ndarray:
+    """Dock the Colorize widget in ``viewer`` (a shown window), colorize the sample photo, show
+    the result and save a screenshot of the window to ``out`` (written to a temporary name and
+    renamed). Returns the screenshot as an (H, W, 4) uint8 array.
+
+    Raises RuntimeError if the run does not finish within ``timeout_s`` or fails.
+    """
+    from qtpy.QtWidgets import QApplication
+
+    from chromatize_napari.widget import NEW_LAYER, ColorizeWidget
+
+    out = Path(out)
+    viewer.window._qt_window.resize(*WINDOW_SIZE)
+    _dock, widget = viewer.window.add_plugin_dock_widget("chromatize", "Colorize")
+    assert isinstance(widget, ColorizeWidget)
+    (sample,) = viewer.open_sample("chromatize", "grayscale_photo")
+    widget.reset_choices()
+    widget.input_layer.value = sample
+    widget.model.value = model
+    widget.weights.value = weights
+    widget.allow_download.value = False
+    widget.device.value = "cpu"
+    widget.render_size.value = render_size
+    widget.output.value = NEW_LAYER
+
+    widget.run_button.native.click()  # a real Qt click on the "Colorize" button
+    deadline = time.monotonic() + timeout_s
+    while widget.running:
+        if time.monotonic() > deadline:
+            widget.cancel()
+            raise RuntimeError(f"colorizing the sample took more than {timeout_s:g} s")
+        QApplication.processEvents()
+        time.sleep(0.01)
+    if widget.last_outcome != "done":
+        raise RuntimeError(f"colorizing the sample ended with {widget.last_outcome!r}: "
+                           f"{widget.status.value}")
+
+    sample.visible = False
+    viewer.layers.selection.active = widget.last_output
+    viewer.reset_view()
+    _process_events_for(0.2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    image = viewer.screenshot(str(tmp), canvas_only=False, flash=False)
+    tmp.replace(out)
+    return image
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m chromatize_napari.screenshot OUT.png``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m chromatize_napari.screenshot",
+        description="Screenshot napari with the chromatize Colorize widget after colorizing the "
+        "grayscale sample photo (needs a display; headless: xvfb-run -a -s '-screen 0 "
+        "1280x1024x24' ...).",
+    )
+    parser.add_argument("output", metavar="OUT.png", help="where to save the screenshot")
+    args = parser.parse_args(argv)
+
+    import napari
+
+    viewer = napari.Viewer(show=True)
+    try:
+        capture_colorized_sample(viewer, args.output)
+    except RuntimeError as exc:
+        print(f"chromatize_napari.screenshot: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        viewer.close()
+    print(args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
