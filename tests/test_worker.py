@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,17 @@ from worker_helpers import (
     random_eccv16_weights,
 )
 
-from chromatize.errors import Cancelled, InputImageError, ModelUnavailableError, WeightsError
-from chromatize.worker import ERROR_KINDS, PROTOCOL_VERSION, RequestError, classify_exception
+from chromatize import worker
+from chromatize.errors import (
+    Cancelled,
+    InputImageError,
+    ModelUnavailableError,
+    OutputError,
+    WeightsError,
+)
+from chromatize.failures import FailureKind
+from chromatize.options import OptionError
+from chromatize.worker import ERROR_KINDS, PROTOCOL_VERSION, RequestError, describe
 
 sys.path.insert(0, str(PLUGIN_SOURCE))
 import chromatize_client  # noqa: E402
@@ -182,20 +192,50 @@ def test_cancel_line_stops_the_job(weights: Path) -> None:
 
 
 def test_exceptions_are_classified() -> None:
-    assert classify_exception(MemoryError())[0] == "out_of_memory"
-    kind, message = classify_exception(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
-    assert kind == "out_of_memory" and "smaller render size" in message
-    assert classify_exception(RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate "
-                                           "memory: you tried to allocate 1 bytes"))[0] \
+    assert describe(MemoryError()).kind == "out_of_memory"
+    failure = describe(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert failure.kind == "out_of_memory" and "smaller 'Render size'" in failure.message
+    assert describe(RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate "
+                                 "memory: you tried to allocate 1 bytes")).kind \
         == "out_of_memory"
-    assert classify_exception(Cancelled("x"))[0] == "cancelled"
-    assert classify_exception(ModelUnavailableError("x"))[0] == "model_missing"
-    assert classify_exception(WeightsError("x"))[0] == "model_missing"
-    assert classify_exception(InputImageError("x"))[0] == "bad_image"
-    assert classify_exception(RequestError("x"))[0] == "bad_request"
-    assert classify_exception(KeyError("boom"))[0] == "internal"
-    assert all(classify_exception(e)[0] in ERROR_KINDS
+    assert describe(Cancelled("x")).kind == "cancelled"
+    assert describe(ModelUnavailableError("x")).kind == "model_missing"
+    assert describe(WeightsError("x")).kind == "model_missing"
+    assert describe(InputImageError("x")).kind == "bad_image"
+    assert describe(OutputError("x")).kind == "bad_output"
+    assert describe(RequestError("x")).kind == "bad_request"
+    assert describe(OptionError("saturation", "x")).kind == "bad_request"
+    assert describe(KeyError("boom")).kind == "internal"
+    assert all(describe(e).kind in ERROR_KINDS
                for e in (MemoryError(), KeyError(), Cancelled()))
+
+
+def test_error_kinds_are_the_failure_kinds_and_documented() -> None:
+    assert set(ERROR_KINDS) == set(typing.get_args(FailureKind))
+    for kind in ERROR_KINDS:
+        assert f"``{kind}``" in worker.__doc__
+
+
+def test_settings_are_checked_by_colorize_options(weights: Path) -> None:
+    gray = gray_test_image(8, 8)
+    for extra, needle in [({"saturation": -1}, "'Saturation' must be"),
+                          ({"temperature": "hot"}, "'Temperature' must be a number"),
+                          ({"colour": 2}, "unknown setting 'colour'"),
+                          ({"upsample": "cubic"}, "unknown 'Upsampling' 'cubic'")]:
+        messages, _, code = run_worker(request(colorize_header(weights, gray, "float32",
+                                                               **extra), gray), timeout=60)
+        assert code == 1
+        assert messages[-1]["kind"] == "bad_request", messages[-1]
+        assert needle in messages[-1]["message"]
+
+
+def test_null_settings_take_the_defaults() -> None:
+    line = json.dumps({"protocol": 1, "op": "colorize", "width": 2, "height": 2, "channels": 1,
+                       "temperature": None, "render_size": None, "weights": None,
+                       "saturation": None, "model": None}).encode() + b"\n"
+    parsed = worker.parse_header(line)
+    assert parsed.options == worker.ColorizeOptions()
+    assert (parsed.dtype, parsed.mask) == ("float32", False)
 
 
 def test_stray_prints_do_not_corrupt_the_protocol(tmp_path: Path) -> None:

@@ -17,13 +17,21 @@ row-major, channels interleaved, without padding.
 
 2. The client writes ONE request header line, then the raw blocks it announces.
 
-   ``{"protocol": 1, "op": "colorize", ...}`` with
+   ``{"protocol": 1, "op": "colorize", ...}`` with the image's geometry
 
    ============== ==========================================================================
    width, height  image size in pixels (positive integers)
    channels       1 = gray, 2 = gray+alpha, 3 = RGB, 4 = RGBA (sRGB-encoded, "R'G'B'A")
    dtype          ``"float32"`` (values in [0, 1]; others are clamped, NaN counts as 0),
                   ``"uint8"`` or ``"uint16"``
+   mask           true when a mask block follows the pixels (default false)
+   ============== ==========================================================================
+
+   and the colorization settings, the fields of :class:`chromatize.options.ColorizeOptions`
+   (checked by it; a missing field or JSON ``null`` takes the default, an unknown field is a
+   ``bad_request``):
+
+   ============== ==========================================================================
    model          registry name (``"mobile"``, ``"eccv16"``); default ``"mobile"``
    weights        path of a weights file, or null for the model's own (cache / shipped)
    temperature    annealed-mean temperature > 0, or null for the model's default
@@ -31,7 +39,8 @@ row-major, channels interleaved, without padding.
    render_size    network input size in pixels, or null for the model's default
    device         ``"auto"`` (default), ``"cpu"``, ``"cuda"``, ``"mps"``
    allow_download true to let a missing model be downloaded (default false)
-   mask           true when a mask block follows the pixels (default false)
+   upsample,      the other settings of :data:`chromatize.options.SETTINGS`, same names and
+   decode         values as there (defaults ``"guided"``, ``"annealed_mean"``)
    ============== ==========================================================================
 
    followed by ``width*height*channels`` samples of ``dtype`` and, when ``mask`` is true,
@@ -67,12 +76,15 @@ row-major, channels interleaved, without padding.
 
        {"type": "error", "kind": "model_missing", "message": "...", "detail": "..."}
 
-     ``message`` is meant for the user as is; ``detail`` (optional) carries a traceback for
-     unexpected errors. Kinds (``ERROR_KINDS``): ``bad_request`` (malformed header, wrong
-     protocol version, truncated payload), ``model_missing`` (unknown model, weights missing,
-     unreadable or not fitting), ``device_unavailable``, ``bad_image``, ``out_of_memory``,
-     ``cancelled``, ``failed`` (any other expected failure, message says why), ``internal`` (a
-     bug: please report the detail).
+     ``message`` is meant for the user as is, naming settings by the labels of the editor's
+     dialog (:func:`chromatize.failures.describe_failure` for ``"gimp"``); ``detail``
+     (optional) carries a traceback for unexpected errors. Kinds (``ERROR_KINDS``, the kinds of
+     :data:`chromatize.failures.FailureKind`): ``bad_request`` (malformed header, wrong protocol
+     version, truncated payload, a setting out of range or unknown), ``model_missing`` (unknown
+     model, weights missing, unreadable or not fitting), ``device_unavailable`` (including a
+     device name this chromatize does not know), ``bad_image``, ``bad_output`` (a result that
+     cannot be written), ``out_of_memory``, ``cancelled``, ``failed`` (any other expected
+     failure, message says why), ``internal`` (a bug: please report the detail).
 
 If the process ends without a final message (killed, crashed), clients report a crash and show
 the tail of its stderr.
@@ -86,40 +98,56 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
 from chromatize import __version__
-from chromatize.errors import (
-    Cancelled,
-    ChromatizeError,
-    InputImageError,
-    ModelUnavailableError,
-    WeightsError,
-)
+from chromatize.errors import ChromatizeError, DeviceUnavailableError
+from chromatize.failures import Failure, describe_failure
+from chromatize.options import ColorizeOptions, OptionError
+from chromatize.progress import CancelCallback, Progress, ProgressCallback
 
 PROTOCOL_VERSION = 1
+#: The error kinds of the protocol (step 4), the kinds of chromatize.failures.FailureKind.
 ERROR_KINDS: tuple[str, ...] = (
     "bad_request",
     "model_missing",
     "device_unavailable",
     "bad_image",
+    "bad_output",
     "out_of_memory",
     "cancelled",
     "failed",
     "internal",
 )
 DTYPES: dict[str, str] = {"float32": "<f4", "uint8": "|u1", "uint16": "<u2"}
+#: Header fields that describe the request and its payload, not the colorization settings.
+REQUEST_FIELDS: tuple[str, ...] = ("protocol", "op", "width", "height", "channels", "dtype",
+                                   "mask")
 MAX_HEADER_BYTES = 64 * 1024
 #: Largest accepted image (pixels); far beyond any photo, it only stops nonsense headers.
 MAX_PIXELS = 1 << 31
+#: Progress smaller than this is not worth a line (except reaching 1).
+_PROGRESS_STEP = 0.005
+#: Share of the progress bar the model's loading takes.
+_LOADING_SHARE = 0.1
 
 
 class RequestError(ChromatizeError):
     """The request is malformed; reported with kind ``bad_request``."""
 
 
-class DeviceError(ChromatizeError):
-    """The requested torch device is not usable here; kind ``device_unavailable``."""
+@dataclass(frozen=True)
+class Request:
+    """A checked request header: the op, the payload's geometry and the settings."""
+
+    op: str
+    width: int = 0
+    height: int = 0
+    channels: int = 0
+    dtype: str = "float32"
+    mask: bool = False
+    options: ColorizeOptions = field(default_factory=ColorizeOptions)
 
 
 class Channel:
@@ -128,7 +156,10 @@ class Channel:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._lock = threading.Lock()
-        self._last_fraction = -1.0
+        self._stage = "loading"
+        self._sent = -1.0
+        #: never-decreasing progress of the request; polls ``cancel`` once it is set
+        self.tracker = Progress(self._send_progress)
 
     def send(self, message: dict[str, Any], payload: bytes | memoryview | None = None) -> None:
         line = (json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8")
@@ -139,14 +170,26 @@ class Channel:
             self._stream.flush()
 
     def progress(self, fraction: float, stage: str) -> None:
-        fraction = min(1.0, max(self._last_fraction, float(fraction)))
-        if fraction - self._last_fraction < 0.005 and fraction < 1.0:
-            return
-        self._last_fraction = fraction
-        self.send({"type": "progress", "fraction": round(fraction, 4), "stage": stage})
+        """Report ``fraction`` of the whole request (kept non-decreasing) in ``stage``."""
+        self._stage = stage
+        self.tracker.report(fraction)
 
-    def error(self, kind: str, message: str, detail: str | None = None) -> None:
-        body: dict[str, Any] = {"type": "error", "kind": kind, "message": message}
+    def span(self, stage: str, start: float, end: float) -> ProgressCallback:
+        """A callback mapping a stage's 0..1 onto ``start..end`` of the request."""
+
+        def report(fraction: float) -> None:
+            self.progress(start + (end - start) * min(1.0, max(0.0, float(fraction))), stage)
+
+        return report
+
+    def _send_progress(self, fraction: float) -> None:
+        if fraction - self._sent < _PROGRESS_STEP and fraction < 1.0:
+            return
+        self._sent = fraction
+        self.send({"type": "progress", "fraction": round(fraction, 4), "stage": self._stage})
+
+    def error(self, failure: Failure, detail: str | None = None) -> None:
+        body: dict[str, Any] = {"type": "error", "kind": failure.kind, "message": failure.message}
         if detail:
             body["detail"] = detail
         self.send(body)
@@ -165,24 +208,7 @@ def _read_exact(stream: BinaryIO, nbytes: int, what: str) -> bytearray:
     return buffer
 
 
-def _optional_number(header: dict[str, Any], key: str, kind: type, minimum: float,
-                     strict: bool) -> Any:
-    value = header.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(f"{key} must be a number or null, got {value!r}")
-    if kind is int and value != int(value):
-        raise RequestError(f"{key} must be a whole number, got {value!r}")
-    value = kind(value)
-    if value < minimum or (strict and value == minimum):
-        relation = ">" if strict else ">="
-        raise RequestError(f"{key} must be {relation} {minimum:g}, got {value!r}")
-    return value
-
-
-def parse_header(line: bytes) -> dict[str, Any]:
-    """Validate a request header line; returns it with defaults filled in."""
+def _load_header(line: bytes) -> dict[str, Any]:
     try:
         header = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -196,12 +222,11 @@ def parse_header(line: bytes) -> dict[str, Any]:
             f"({__version__}) speaks {PROTOCOL_VERSION}; reinstall the plug-in with "
             "`chromatize gimp install` from the same environment"
         )
-    op = header.get("op", "colorize")
-    if op not in ("colorize", "info"):
-        raise RequestError(f"unknown op {op!r}; expected 'colorize' or 'info'")
-    header["op"] = op
-    if op == "info":
-        return header
+    return header
+
+
+def _geometry(header: dict[str, Any]) -> dict[str, Any]:
+    """The payload's checked geometry fields (width, height, channels, dtype, mask)."""
     for key in ("width", "height", "channels"):
         value = header.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -210,61 +235,53 @@ def parse_header(line: bytes) -> dict[str, Any]:
         raise RequestError(f"channels must be 1 to 4, got {header['channels']}")
     if header["width"] * header["height"] > MAX_PIXELS:
         raise RequestError(f"image of {header['width']}x{header['height']} pixels is too large")
-    dtype = header.setdefault("dtype", "float32")
+    dtype = header.get("dtype", "float32")
     if dtype not in DTYPES:
         raise RequestError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    model = header.setdefault("model", "mobile")
-    if not isinstance(model, str) or not model:
-        raise RequestError(f"model must be a model name, got {model!r}")
-    weights = header.setdefault("weights", None)
-    if weights is not None and (not isinstance(weights, str) or not weights):
-        raise RequestError(f"weights must be a file path or null, got {weights!r}")
-    header["temperature"] = _optional_number(header, "temperature", float, 0.0, strict=True)
-    saturation = _optional_number(header, "saturation", float, 0.0, strict=False)
-    header["saturation"] = 1.0 if saturation is None else saturation
-    header["render_size"] = _optional_number(header, "render_size", int, 1, strict=False)
-    device = header.setdefault("device", "auto")
-    if not isinstance(device, str):
-        raise RequestError(f"device must be a string, got {device!r}")
-    for flag in ("mask", "allow_download"):
-        value = header.setdefault(flag, False)
-        if not isinstance(value, bool):
-            raise RequestError(f"{flag} must be true or false, got {value!r}")
-    return header
+    mask = header.get("mask", False)
+    if not isinstance(mask, bool):
+        raise RequestError(f"mask must be true or false, got {mask!r}")
+    return {"width": header["width"], "height": header["height"],
+            "channels": header["channels"], "dtype": dtype, "mask": mask}
 
 
-def classify_exception(exc: BaseException) -> tuple[str, str]:
-    """Map an exception to ``(kind, user message)`` for an error message."""
+def request_options(header: dict[str, Any]) -> ColorizeOptions:
+    """The colorization settings of a request header (null = default; unknown = an error).
+
+    A device name this chromatize does not know is reported as ``device_unavailable`` (the
+    plug-in may offer devices of a newer chromatize), every other bad setting as
+    ``bad_request``.
+    """
+    try:
+        return ColorizeOptions.from_mapping(header, ignore=REQUEST_FIELDS)
+    except OptionError as exc:
+        if exc.setting == "device":
+            raise DeviceUnavailableError(*exc.args) from None
+        raise
+
+
+def parse_header(line: bytes) -> Request:
+    """Validate a request header line; returns it with defaults filled in."""
+    header = _load_header(line)
+    op = header.get("op", "colorize")
+    if op not in ("colorize", "info"):
+        raise RequestError(f"unknown op {op!r}; expected 'colorize' or 'info'")
+    if op == "info":
+        return Request(op)
+    return Request(op, **_geometry(header), options=request_options(header))
+
+
+def describe(exc: BaseException) -> Failure:
+    """The protocol's kind and the user's message for ``exc`` (settings named as GIMP labels)."""
     if isinstance(exc, RequestError):
-        return "bad_request", str(exc)
-    if isinstance(exc, Cancelled):
-        return "cancelled", str(exc) or "colorization was cancelled"
-    if isinstance(exc, (ModelUnavailableError, WeightsError)):
-        return "model_missing", str(exc)
-    if isinstance(exc, InputImageError):
-        return "bad_image", str(exc)
-    text = str(exc)
-    lowered = text.lower()
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
-        isinstance(exc, RuntimeError)
-        and any(s in lowered for s in ("out of memory", "can't allocate memory",
-                                       "not enough memory", "failed to allocate"))
-    ):
-        return "out_of_memory", (
-            "not enough memory to colorize this image"
-            + (f" ({text.splitlines()[0][:200]})" if text else "")
-            + "; try a smaller render size, another device, or a smaller image or selection"
-        )
-    if isinstance(exc, DeviceError):
-        return "device_unavailable", text
-    if isinstance(exc, ChromatizeError):
-        return "failed", text
-    return "internal", f"unexpected error in the chromatize worker: {type(exc).__name__}: {text}"
+        return Failure("bad_request", str(exc))
+    return describe_failure(exc, "gimp")
 
 
 def _info() -> dict[str, Any]:
     from chromatize.device import available_devices
-    from chromatize.registry import list_models, model_status
+    from chromatize.registry import list_models
+    from chromatize.weights import model_status
 
     models = [
         {"name": spec.name, "description": spec.description, "status": model_status(spec.name),
@@ -302,70 +319,77 @@ class CancelWatcher:
         return self.flag.is_set()
 
 
-def _colorize(header: dict[str, Any], stdin: BinaryIO, channel: Channel) -> None:
+def _read_payload(request: Request, stdin: BinaryIO) -> tuple[Any, Any]:
+    """The pixels (H, W, C) of the request's dtype and the mask (H, W) float32 in [0, 1]."""
     import numpy as np
 
-    width, height, channels = header["width"], header["height"], header["channels"]
-    dtype = np.dtype(DTYPES[header["dtype"]])
+    width, height, channels = request.width, request.height, request.channels
+    dtype = np.dtype(DTYPES[request.dtype])
     raw = _read_exact(stdin, width * height * channels * dtype.itemsize, "pixel data")
     pixels = np.frombuffer(raw, dtype=dtype).reshape(height, width, channels)
     mask = None
-    if header["mask"]:
+    if request.mask:
         raw_mask = _read_exact(stdin, width * height * dtype.itemsize, "mask data")
         mask = np.frombuffer(raw_mask, dtype=dtype).reshape(height, width).astype(np.float32)
         if dtype.kind == "u":
             mask /= float(np.iinfo(dtype).max)
         mask = np.clip(np.nan_to_num(mask, nan=0.0), 0.0, 1.0)
-    cancel = CancelWatcher(stdin)
+    return pixels, mask
+
+
+def _model_input(pixels: Any, mask: Any) -> Any:
+    """The image the Colorizer gets: float input clamped to [0, 1], gray as (H, W)."""
+    import numpy as np
 
     image = pixels
-    if dtype.kind == "f":
-        # In place unless the originals are needed for the bit-exact pass-through below.
+    if pixels.dtype.kind == "f":
+        # In place unless the originals are needed for the bit-exact pass-through.
         image = pixels if mask is None else pixels.copy()
         np.nan_to_num(image, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
         np.clip(image, 0.0, 1.0, out=image)
-    if channels == 1:
-        image = image[:, :, 0]
+    return image[:, :, 0] if pixels.shape[2] == 1 else image
+
+
+def _pass_through(out: Any, pixels: Any, mask: Any) -> Any:
+    """``out`` with the input's exact samples where the mask is 0 (no float round trip)."""
+    import numpy as np
+
+    keep = mask <= 0.0
+    if not keep.any():
+        return out
+    channels = pixels.shape[2]
+    source = pixels if channels >= 3 else np.repeat(pixels[:, :, :1], 3, axis=2)
+    if channels == 2:
+        source = np.concatenate([source, pixels[:, :, 1:2]], axis=2)
+    out = out.copy() if not out.flags.writeable else out
+    out[keep] = source[keep]
+    return out
+
+
+def _colorize(request: Request, stdin: BinaryIO, channel: Channel) -> None:
+    import numpy as np
+
+    pixels, mask = _read_payload(request, stdin)
+    cancel: CancelCallback = CancelWatcher(stdin)
+    channel.tracker.cancel = cancel
+    image = _model_input(pixels, mask)
 
     channel.progress(0.0, "loading")
-    from chromatize.device import resolve_device
     from chromatize.pipeline import Colorizer
 
-    try:
-        resolve_device(header["device"])
-    except ChromatizeError as exc:
-        raise DeviceError(str(exc)) from None
-
-    colorizer = Colorizer(model=header["model"], device=header["device"],
-                          weights=header["weights"], allow_download=header["allow_download"])
-    if cancel():
-        raise Cancelled("colorization was cancelled")
-    channel.progress(0.1, "loading")
-
-    def report(fraction: float) -> None:
-        channel.progress(0.1 + 0.9 * min(1.0, max(0.0, float(fraction))), "colorizing")
-
-    out = colorizer.colorize(
-        image, temperature=header["temperature"], saturation=header["saturation"],
-        render_size=header["render_size"], mask=mask, progress=report, cancel=cancel,
-    )
-    out = np.ascontiguousarray(out, dtype=dtype)
+    colorizer = Colorizer.from_options(request.options)
+    channel.tracker.check()
+    channel.progress(_LOADING_SHARE, "loading")
+    out = colorizer.colorize(image, mask=mask, cancel=cancel,
+                             progress=channel.span("colorizing", _LOADING_SHARE, 1.0))
+    out = np.ascontiguousarray(out, dtype=pixels.dtype)
     if mask is not None:
-        # Bit-exact pass-through where nothing is selected (no float round trip).
-        keep = mask <= 0.0
-        if keep.any():
-            source = pixels if channels >= 3 else np.repeat(pixels[:, :, :1], 3, axis=2)
-            if channels == 2:
-                source = np.concatenate([source, pixels[:, :, 1:2]], axis=2)
-            out = out.copy() if not out.flags.writeable else out
-            out[keep] = source[keep]
+        out = _pass_through(out, pixels, mask)
     channel.progress(1.0, "colorizing")
-    device = getattr(colorizer, "device", None)
     channel.send(
-        {"type": "result", "width": width, "height": height, "channels": int(out.shape[2]),
-         "dtype": header["dtype"], "nbytes": int(out.nbytes),
-         "model": getattr(colorizer, "model_name", header["model"]),
-         "device": str(device) if device is not None else header["device"]},
+        {"type": "result", "width": request.width, "height": request.height,
+         "channels": int(out.shape[2]), "dtype": request.dtype, "nbytes": int(out.nbytes),
+         "model": colorizer.model_name, "device": str(colorizer.device)},
         memoryview(out).cast("B"),
     )
 
@@ -381,21 +405,21 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, log: IO[str] | None = None) -> int:
             raise RequestError("no request: stdin was closed before a header line arrived")
         if not line.endswith(b"\n"):
             raise RequestError("the request header line is too long or not terminated by \\n")
-        header = parse_header(line)
-        if header["op"] == "info":
+        request = parse_header(line)
+        if request.op == "info":
             channel.send(_info())
         else:
-            _colorize(header, stdin, channel)
+            _colorize(request, stdin, channel)
         return 0
     except BaseException as exc:  # every failure becomes one structured error message
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        kind, message = classify_exception(exc)
-        detail = traceback.format_exc() if kind == "internal" else None
+        failure = describe(exc)
+        detail = traceback.format_exc() if failure.kind == "internal" else None
         if log is not None and detail:
             log.write(detail)
         try:
-            channel.error(kind, message, detail)
+            channel.error(failure, detail)
         except OSError:
             pass  # the client went away; nothing left to tell
         return 1
@@ -412,6 +436,7 @@ def _private_stdout() -> BinaryIO:
 
 def main(argv: list[str] | None = None,
          serve_fn: Callable[[BinaryIO, BinaryIO, IO[str] | None], int] = serve) -> int:
+    """Entry point: serve one request (``--help``, ``--version`` print and exit)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
