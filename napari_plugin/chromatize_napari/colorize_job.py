@@ -1,60 +1,64 @@
 """The work of one "Colorize" run, free of Qt so it can run (and be tested) on any thread.
 
-:class:`ColorizerCache` keeps one loaded :class:`chromatize.pipeline.Colorizer` per session and
-reloads only when the model, device, weights file or download permission changes.
-:func:`colorize_snapshot` colorizes every plane of a layer snapshot
-into a new array, reporting progress and honouring a cancel flag between and within planes.
+The widget's values are one :class:`chromatize.options.ColorizeOptions` (defaults and checks live
+there, not here). :class:`ColorizerCache` keeps one loaded :class:`chromatize.pipeline.Colorizer`
+per session and reloads only when what the loaded model depends on changes (model, weights file,
+device, download permission). :func:`colorize_snapshot` colorizes every plane of a layer snapshot
+into a new array, reporting progress (through :class:`chromatize.progress.Progress`, so it never
+goes back) and honouring a cancel flag between and within planes. :func:`run_job` is a whole run
+for a worker thread; failures come back as messages from
+:func:`chromatize.failures.describe_failure`, in the widget's words.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import chromatize
 from chromatize.errors import Cancelled, ChromatizeError
+from chromatize.failures import describe_failure, is_out_of_memory
+from chromatize.options import ColorizeOptions
+from chromatize.progress import Progress, ProgressCallback
 from chromatize_napari.layer_data import (
     LayerSnapshot,
     iter_plane_indices,
     map_plane,
 )
 
-ProgressCallback = Callable[[float], None]
+if TYPE_CHECKING:
+    from chromatize.pipeline import Colorizer
+
 CancelCheck = Callable[[], bool]
+#: (model, weights file resolved or None, device resolved, download permission)
+LoaderKey = tuple[str, str | None, str, bool]
 
 
-@dataclass(frozen=True)
-class ColorizeSettings:
-    """Everything the widget lets the user choose, as plain values."""
+def resolved_weights(options: ColorizeOptions) -> str | None:
+    """The weights file ``options`` name, as an absolute path (None: the model's own)."""
+    return str(Path(options.weights).expanduser().resolve()) if options.weights else None
 
-    model: str = "mobile"
-    device: str = "auto"
-    weights: str | None = None  # explicit weights file; None = registry resolution
-    allow_download: bool = False
-    temperature: float | None = None  # None = the model's default (registry)
-    saturation: float = 1.0
-    render_size: int | None = None  # None = the model's default input size
 
-    def loader_key(self) -> tuple[str, str, str | None]:
-        """What a loaded Colorizer depends on (model, device, weights); a change reloads.
+def loader_key(options: ColorizeOptions) -> LoaderKey:
+    """What a loaded Colorizer for ``options`` depends on; a change of it reloads.
 
-        The device is resolved ("auto" -> "cpu" on a CPU-only machine), so switching between
-        names of the same device keeps the loaded model. Raises ChromatizeError for a device
-        this machine does not have.
-        """
-        from chromatize.device import resolve_device
+    The weights path and the device are resolved ("auto" -> "cpu" on a CPU-only machine), so
+    switching between names of the same file or device keeps the loaded model. Raises
+    :class:`chromatize.errors.DeviceUnavailableError` for a device this machine does not have.
+    """
+    from chromatize.device import resolve_device
 
-        weights = str(Path(self.weights).expanduser().resolve()) if self.weights else None
-        return (self.model, str(resolve_device(self.device)), weights)
+    return (options.model, resolved_weights(options), str(resolve_device(options.device)),
+            options.allow_download)
 
 
 class ColorizerCache:
-    """One loaded Colorizer, reused across runs until the model, device or weights change.
+    """One loaded Colorizer, reused across runs until :func:`loader_key` of the options changes.
 
     Thread-safe: :meth:`get` may be called from worker threads; loading happens under a lock so
     two runs never load the same model twice.
@@ -62,19 +66,19 @@ class ColorizerCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._key: tuple[str, str, str | None] | None = None
-        self._colorizer: Any = None
+        self._key: LoaderKey | None = None
+        self._colorizer: Colorizer | None = None
         self.loads = 0  # how many times a model was actually loaded (for users and tests)
 
-    def get(self, settings: ColorizeSettings) -> Any:
-        """The Colorizer for ``settings``, loading it (in the caller's thread) if needed.
+    def get(self, options: ColorizeOptions) -> Colorizer:
+        """The Colorizer for ``options``, loading it (in the caller's thread) if needed.
 
         Raises the loader's :class:`chromatize.errors.ChromatizeError` subclasses unchanged
         (e.g. ``ModelUnavailableError`` when weights are missing and download is not allowed).
         """
         from chromatize.pipeline import Colorizer, clear_model_cache
 
-        key = settings.loader_key()
+        key = loader_key(options)
         with self._lock:
             if self._colorizer is None or self._key != key:
                 # Free the old model (also from the pipeline's process-wide cache) first, so
@@ -82,11 +86,9 @@ class ColorizerCache:
                 self._colorizer = None
                 self._key = None
                 clear_model_cache()
-                self._colorizer = Colorizer(
-                    model=settings.model,
-                    device=key[1],
-                    weights=key[2],
-                    allow_download=settings.allow_download,
+                model, weights, device, _allow = key
+                self._colorizer = Colorizer.from_options(
+                    options.replace(model=model, weights=weights, device=device)
                 )
                 self._key = key
                 self.loads += 1
@@ -102,23 +104,16 @@ class ColorizerCache:
             clear_model_cache()
 
 
-def resolved_temperature(settings: ColorizeSettings) -> float:
-    """The temperature a run uses: the chosen one, or the model's registry default."""
-    if settings.temperature is not None:
-        return float(settings.temperature)
-    from chromatize.registry import get_spec
-
-    return float(get_spec(settings.model).default_temperature)
-
-
-def run_record(settings: ColorizeSettings, snapshot: LayerSnapshot, colorizer: Any) -> dict:
-    """The metadata stored with the output layer: model, parameters and source."""
-    record = asdict(settings)
+def run_record(options: ColorizeOptions, snapshot: LayerSnapshot,
+               colorizer: Colorizer) -> dict[str, Any]:
+    """The metadata stored with the output layer: the options (model, weights file, device and
+    temperature as the run used them), the source layer and its contrast limits."""
+    record = options.as_mapping()
     record.update(
-        model=str(getattr(colorizer, "model_name", settings.model)),
-        device=str(getattr(colorizer, "device", settings.device)),
-        weights=str(Path(settings.weights).expanduser().resolve()) if settings.weights else None,
-        temperature=resolved_temperature(settings),
+        model=str(colorizer.model_name),
+        device=str(colorizer.device),
+        weights=resolved_weights(options),
+        temperature=colorizer.temperature(options),
         source_layer=snapshot.name,
         contrast_limits=list(snapshot.contrast_limits),
         chromatize_version=chromatize.__version__,
@@ -126,71 +121,52 @@ def run_record(settings: ColorizeSettings, snapshot: LayerSnapshot, colorizer: A
     return record
 
 
+def _check_plane(colored: np.ndarray, snapshot: LayerSnapshot) -> None:
+    expected = (*snapshot.plane_shape, snapshot.output_channels)
+    if colored.shape != expected or colored.dtype != snapshot.output_dtype:
+        raise ChromatizeError(
+            f"the colorizer returned {colored.shape} {colored.dtype} for a plane of "
+            f"{expected} {snapshot.output_dtype}; this is a bug in chromatize, please report it"
+        )
+
+
 def colorize_snapshot(
     snapshot: LayerSnapshot,
-    settings: ColorizeSettings,
-    colorizer: Any,
+    options: ColorizeOptions,
+    colorizer: Colorizer,
     *,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
 ) -> np.ndarray:
     """Colorize every plane of ``snapshot`` into a new array of ``snapshot.output_shape``.
 
-    ``progress(fraction)`` is called with the overall fraction done (0..1); ``cancel()`` is
-    checked before each plane and passed to the colorizer, which checks it between its stages and
-    strips. When it returns True, :class:`chromatize.errors.Cancelled` is raised and the partial
-    result is dropped. The snapshot's data is only read. A single 2D plane is returned as the
-    colorizer made it (no extra copy); stacks are filled plane by plane.
+    ``progress(fraction)`` is called with the overall fraction done (0..1, never decreasing);
+    ``cancel()`` is checked before each plane and passed to the colorizer, which checks it
+    between its stages and strips. When it returns True, :class:`chromatize.errors.Cancelled` is
+    raised and the partial result is dropped. The snapshot's data is only read. A single 2D plane
+    is returned as the colorizer made it (no extra copy); stacks are filled plane by plane.
     """
     n_planes = max(snapshot.n_planes, 1)
-    out_dtype = snapshot.output_dtype
+    tracker = Progress(progress, cancel)
     stack: np.ndarray | None = None
     if snapshot.stack_shape:
-        stack = np.empty(snapshot.output_shape, dtype=out_dtype)
+        stack = np.empty(snapshot.output_shape, dtype=snapshot.output_dtype)
 
     colored: np.ndarray | None = None
     for done, index in enumerate(iter_plane_indices(snapshot)):
-        if cancel is not None and cancel():
-            raise Cancelled("colorization was cancelled; no layer was added")
-
-        def plane_progress(fraction: float, _done: int = done) -> None:
-            if progress is not None:
-                progress((_done + min(max(float(fraction), 0.0), 1.0)) / n_planes)
-
+        tracker.check()
         colored = colorizer.colorize(
             map_plane(snapshot, snapshot.data[index]),
-            temperature=settings.temperature,  # None lets the Colorizer use the model default
-            saturation=settings.saturation,
-            render_size=settings.render_size,
-            progress=plane_progress,
+            options,
+            progress=tracker.span(done / n_planes, (done + 1) / n_planes),
             cancel=cancel,
         )
-        expected = (*snapshot.plane_shape, snapshot.output_channels)
-        if colored.shape != expected or colored.dtype != out_dtype:
-            raise ChromatizeError(
-                f"the colorizer returned {colored.shape} {colored.dtype} for a plane of "
-                f"{expected} {out_dtype}; this is a bug in chromatize, please report it"
-            )
+        _check_plane(colored, snapshot)
         if stack is not None:
             stack[index] = colored
-        if progress is not None:
-            progress((done + 1) / n_planes)
+        tracker.report((done + 1) / n_planes)
     assert colored is not None  # every snapshot has at least one plane
     return stack if stack is not None else colored
-
-
-class ProgressBox:
-    """The latest progress fraction, written by the worker thread and read by the GUI thread.
-
-    A float attribute write is atomic in CPython, so no lock is needed; the GUI polls it with a
-    timer instead of touching Qt objects from the worker.
-    """
-
-    def __init__(self) -> None:
-        self.fraction = 0.0
-
-    def set(self, fraction: float) -> None:
-        self.fraction = max(self.fraction, min(max(float(fraction), 0.0), 1.0))
 
 
 @dataclass
@@ -205,29 +181,29 @@ class JobOutcome:
 
 def run_job(
     snapshot: LayerSnapshot,
-    settings: ColorizeSettings,
+    options: ColorizeOptions,
     cache: ColorizerCache,
-    progress_box: ProgressBox,
+    progress: Progress,
     cancel: CancelCheck,
 ) -> JobOutcome:
     """One whole run, meant for a worker thread: load (or reuse) the model, colorize, record.
 
-    Expected failures (:class:`chromatize.errors.ChromatizeError`) and cancellation come back as a
-    :class:`JobOutcome` with a user-facing message rather than as exceptions, so the GUI shows a
-    notification instead of a traceback. Anything else is a bug and propagates.
+    ``progress`` receives the fraction done; the GUI thread polls its ``last`` (a float written
+    atomically), so the worker never touches a Qt object. Expected failures
+    (:class:`chromatize.errors.ChromatizeError`, running out of memory) and cancellation come back
+    as a :class:`JobOutcome` whose message names the widget's controls
+    (:func:`chromatize.failures.describe_failure`), so the GUI shows a notification instead of a
+    traceback. Anything else is a bug and propagates.
     """
     try:
-        colorizer = cache.get(settings)
+        colorizer = cache.get(options)
         data = colorize_snapshot(
-            snapshot, settings, colorizer, progress=progress_box.set, cancel=cancel
+            snapshot, options, colorizer, progress=progress.report, cancel=cancel
         )
-        return JobOutcome(data=data, record=run_record(settings, snapshot, colorizer))
+        return JobOutcome(data=data, record=run_record(options, snapshot, colorizer))
     except Cancelled:
         return JobOutcome(cancelled=True)
-    except ChromatizeError as exc:
-        return JobOutcome(error=str(exc))
-    except MemoryError:
-        return JobOutcome(
-            error=f"not enough memory to colorize {snapshot.name!r} "
-            f"({' x '.join(map(str, snapshot.shape))}); try a smaller render size or a crop"
-        )
+    except Exception as exc:
+        if not (isinstance(exc, ChromatizeError) or is_out_of_memory(exc)):
+            raise
+        return JobOutcome(error=describe_failure(exc, "napari").message)

@@ -2,7 +2,10 @@
 
 This is the Qt edge of the plug-in. What a run does lives in :mod:`chromatize_napari.colorize_job`
 and :mod:`chromatize_napari.layer_data`; this module only wires controls, the worker thread, the
-progress bar and notifications together, all on the GUI thread.
+progress bar and notifications together, all on the GUI thread. The controls' labels, tooltips,
+ranges and choices come from :data:`chromatize.options.SETTINGS` and their initial values from
+:class:`chromatize.options.ColorizeOptions` (one table feeds the widget and the engine); failures
+are worded by :func:`chromatize.failures.describe_failure` for napari (control labels, not flags).
 
 No ``from __future__ import annotations`` here on purpose: napari inspects the constructor's
 annotations at run time to inject the viewer, and magicgui resolves annotations the same way.
@@ -31,15 +34,17 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from chromatize.device import DEVICE_CHOICES, available_devices
+from chromatize.device import available_devices
 from chromatize.errors import ChromatizeError
-from chromatize_napari.colorize_job import (
-    ColorizerCache,
-    ColorizeSettings,
-    JobOutcome,
-    ProgressBox,
-    run_job,
+from chromatize.failures import describe_failure
+from chromatize.options import (
+    MAX_RENDER_SIZE,
+    SATURATION_SLIDER_MAX,
+    SETTINGS,
+    ColorizeOptions,
 )
+from chromatize.progress import Progress
+from chromatize_napari.colorize_job import ColorizerCache, JobOutcome, run_job
 from chromatize_napari.layer_data import (
     LayerSnapshot,
     is_output_layer,
@@ -55,6 +60,16 @@ NEW_LAYER = "new layer"
 
 _PROGRESS_STEPS = 1000
 _PROGRESS_POLL_MS = 100
+
+#: The settings' defaults (the widget's initial values); labels, help texts, ranges and choices
+#: come from :data:`chromatize.options.SETTINGS`.
+_DEFAULTS = ColorizeOptions()
+#: Step of the temperature box; its minimum is one step above SETTINGS' exclusive minimum (0).
+_TEMPERATURE_STEP = 0.01
+#: Upper end of the temperature box (SETTINGS gives no maximum: the library takes any T > 0).
+_TEMPERATURE_BOX_MAX = 2.0
+_SATURATION_STEP = 0.05
+_RENDER_SIZE_STEP = 16
 
 _STATUS_TEXT = {
     "shipped": "ready",
@@ -81,7 +96,7 @@ def model_choices() -> list[tuple[str, str]]:
         try:
             status = _STATUS_TEXT.get(model_status(name), "unknown")
         except ChromatizeError as exc:
-            status = f"unavailable: {exc}"
+            status = f"unavailable: {describe_failure(exc, 'napari').message}"
         choices.append((f"{name} ({status})", name))
     return choices
 
@@ -101,10 +116,10 @@ def default_model() -> str:
 
 
 def device_choices() -> list[tuple[str, str]]:
-    """(label, name) for auto/cpu/cuda/mps, saying which ones this machine has."""
+    """(label, name) for each device choice of SETTINGS, saying which ones this machine has."""
     present = available_devices()
     choices = []
-    for name in DEVICE_CHOICES:
+    for name in SETTINGS["device"].choices:
         if name == "auto":
             label = f"auto ({present[0]})"
         elif name in present:
@@ -115,15 +130,89 @@ def device_choices() -> list[tuple[str, str]]:
     return choices
 
 
+def _help(name: str, extra: str = "") -> str:
+    """The tooltip of setting ``name``: its SETTINGS help text, plus what the widget adds."""
+    return f"{SETTINGS[name].help} {extra}".strip()
+
+
+def _model_controls() -> tuple[ComboBox, FileEdit, CheckBox]:
+    """The controls choosing the model: model, weights file, download permission."""
+    model = ComboBox(
+        label=SETTINGS["model"].label,
+        choices=model_choices(),
+        value=default_model(),
+        tooltip=_help("model", "The label says whether its weights are available."),
+    )
+    weights = FileEdit(
+        label=SETTINGS["weights"].label,
+        mode="r",
+        filter="Weights (*.safetensors *.pth *.pt)",
+        nullable=True,
+        value=_DEFAULTS.weights,
+        tooltip=_help("weights", f"Empty: {SETTINGS['weights'].default_text} (shipped or "
+                      "cached) weights."),
+    )
+    allow_download = CheckBox(
+        text=SETTINGS["allow_download"].label,
+        value=_DEFAULTS.allow_download,
+        tooltip=_help("allow_download"),
+    )
+    return model, weights, allow_download
+
+
+def _look_controls() -> tuple[FloatSpinBox, FloatSlider, SpinBox]:
+    """The controls shaping the colours: temperature, saturation, render size (0 = auto)."""
+    temp, sat, size = SETTINGS["temperature"], SETTINGS["saturation"], SETTINGS["render_size"]
+    temperature = FloatSpinBox(
+        label=temp.label,
+        min=(temp.minimum or 0.0) + _TEMPERATURE_STEP,
+        max=temp.maximum if temp.maximum is not None else _TEMPERATURE_BOX_MAX,
+        step=_TEMPERATURE_STEP,
+        tooltip=_help("temperature", "Set to the model's default when you change the model."),
+    )
+    saturation = FloatSlider(
+        label=sat.label,
+        min=sat.minimum or 0.0,
+        max=sat.maximum if sat.maximum is not None else SATURATION_SLIDER_MAX,
+        step=_SATURATION_STEP,
+        value=_DEFAULTS.saturation,
+        tooltip=_help("saturation"),
+    )
+    render_size = SpinBox(
+        label=f"{size.label} (0 = auto)",
+        min=0,  # 0 stands for None: the model's default
+        max=int(size.maximum if size.maximum is not None else MAX_RENDER_SIZE),
+        step=_RENDER_SIZE_STEP,
+        value=_DEFAULTS.render_size or 0,
+        tooltip=_help("render_size", f"0 = {size.default_text}."),
+    )
+    return temperature, saturation, render_size
+
+
+def _device_control() -> ComboBox:
+    return ComboBox(
+        label=SETTINGS["device"].label,
+        choices=device_choices(),
+        value=_DEFAULTS.device,
+        tooltip=_help("device"),
+    )
+
+
+def _message(exc: BaseException) -> str:
+    """A notification's text for ``exc``, in the widget's words (control labels, not flags)."""
+    return f"chromatize: {describe_failure(exc, 'napari').message}"
+
+
 class ColorizeWidget(Container):
     """Dock widget that colorizes an Image layer into a new RGB layer (or a chosen output layer)."""
 
-    def __init__(self, napari_viewer: napari.viewer.Viewer, cache: ColorizerCache | None = None):
+    def __init__(self, napari_viewer: napari.viewer.Viewer,
+                 cache: ColorizerCache | None = None) -> None:
         self._viewer = napari_viewer
         self.cache = cache if cache is not None else SESSION_CACHE
         self._worker: Any = None
         self._cancel_event: threading.Event | None = None
-        self._progress_box: ProgressBox | None = None
+        self._progress: Progress | None = None
         self._pbar: progress | None = None
         self._pbar_position = 0
         self._started = 0.0
@@ -136,56 +225,9 @@ class ColorizeWidget(Container):
         self.input_layer = ComboBox(
             label="Input layer", choices=self._input_choices, tooltip=_INPUT_TOOLTIP
         )
-        self.model = ComboBox(
-            label="Model",
-            choices=model_choices(),
-            value=default_model(),
-            tooltip="Colorization model; the label says whether its weights are available.",
-        )
-        self.weights = FileEdit(
-            label="Weights file",
-            mode="r",
-            filter="Weights (*.safetensors *.pth *.pt)",
-            nullable=True,
-            tooltip="Optional weights file for the chosen model (e.g. the official ECCV16 "
-            ".pth you downloaded). Empty: use the shipped or cached weights.",
-        )
-        self.allow_download = CheckBox(
-            text="Download weights if needed",
-            value=False,
-            tooltip="Allow fetching the model's official weights from the internet once; "
-            "they are then cached.",
-        )
-        self.temperature = FloatSpinBox(
-            label="Temperature",
-            min=0.01,
-            max=2.0,
-            step=0.01,
-            tooltip="Annealed-mean temperature: lower = more vivid, higher = more muted. "
-            "Set to the model's default when you change the model.",
-        )
-        self.saturation = FloatSlider(
-            label="Saturation",
-            min=0.0,
-            max=2.0,
-            step=0.05,
-            value=1.0,
-            tooltip="0 = gray, 1 = the model's colours, above 1 = stronger colours.",
-        )
-        self.render_size = SpinBox(
-            label="Render size (0 = auto)",
-            min=0,
-            max=4096,
-            step=16,
-            value=0,
-            tooltip="The model sees about N x N pixels, the image's aspect kept (colour is then "
-            "upsampled to full resolution, guided by the image's own lightness). "
-            "0 = the model's default.",
-        )
-        self.device = ComboBox(
-            label="Device", choices=device_choices(), value="auto",
-            tooltip="Where the model runs; auto picks CUDA, then MPS, then CPU.",
-        )
+        self.model, self.weights, self.allow_download = _model_controls()
+        self.temperature, self.saturation, self.render_size = _look_controls()
+        self.device = _device_control()
         self.output = ComboBox(
             label="Output",
             choices=self._output_choices,
@@ -211,10 +253,13 @@ class ColorizeWidget(Container):
                 self.status,
             ]
         )
+        self._connect()
+
+    def _connect(self) -> None:
+        """The progress timer and the controls' signals; initial temperature and choices."""
         self._progress_timer = QTimer()
         self._progress_timer.setInterval(_PROGRESS_POLL_MS)
         self._progress_timer.timeout.connect(self._poll_progress)
-
         self._set_default_temperature()
         self.model.changed.connect(self._set_default_temperature)
         self.input_layer.changed.connect(self.output.reset_choices)
@@ -250,10 +295,11 @@ class ColorizeWidget(Container):
         self.temperature.value = round(float(get_spec(self.model.value).default_temperature), 4)
 
     # ----------------------------------------------------------------------------- settings
-    def settings(self) -> ColorizeSettings:
-        """The current control values as plain settings."""
+    def options(self) -> ColorizeOptions:
+        """The current control values as one :class:`~chromatize.options.ColorizeOptions`
+        (checked there; raises its ``OptionError`` for a value it cannot take)."""
         weights_text = self.weights.line_edit.value.strip()
-        return ColorizeSettings(
+        return ColorizeOptions(
             model=str(self.model.value),
             device=str(self.device.value),
             weights=weights_text or None,
@@ -270,7 +316,7 @@ class ColorizeWidget(Container):
     @property
     def progress_fraction(self) -> float:
         """Fraction of the current (or last) run done, as the worker last reported it."""
-        return self._progress_box.fraction if self._progress_box is not None else 0.0
+        return self._progress.last if self._progress is not None else 0.0
 
     # ----------------------------------------------------------------------------- run
     def run(self, *_: Any) -> None:
@@ -289,22 +335,26 @@ class ColorizeWidget(Container):
                     "the output layer cannot be the input layer; choose 'new layer'"
                 )
             snapshot = snapshot_layer(layer)
+            options = self.options()
         except ChromatizeError as exc:
-            show_error(f"chromatize: {exc}")
+            show_error(_message(exc))
             self.last_outcome = "error"
             return
-        settings = self.settings()
+        self._start_worker(snapshot, options, target)
 
+    def _start_worker(self, snapshot: LayerSnapshot, options: ColorizeOptions,
+                      target: Any) -> None:
+        """Run :func:`run_job` on a napari thread worker, with a progress bar and Cancel."""
         self._cancel_event = threading.Event()
-        self._progress_box = ProgressBox()
+        self._progress = Progress()  # written by the worker, polled here (a float: atomic)
         self._pbar = progress(total=_PROGRESS_STEPS, desc=f"Colorizing {snapshot.name}")
         self._pbar_position = 0
         worker = create_worker(
             run_job,
             snapshot,
-            settings,
+            options,
             self.cache,
-            self._progress_box,
+            self._progress,
             self._cancel_event.is_set,
             _start_thread=False,
         )
@@ -332,9 +382,9 @@ class ColorizeWidget(Container):
             self.cancel_button.enabled = False
 
     def _poll_progress(self) -> None:
-        if self._pbar is None or self._progress_box is None:
+        if self._pbar is None or self._progress is None:
             return
-        fraction = self._progress_box.fraction
+        fraction = self._progress.last
         position = int(fraction * _PROGRESS_STEPS)
         if position > self._pbar_position:
             self._pbar.update(position - self._pbar_position)
@@ -354,9 +404,11 @@ class ColorizeWidget(Container):
         assert outcome.data is not None and outcome.record is not None
         try:
             self.last_output = self._write_output(outcome.data, outcome.record, snapshot, target)
-        except (ChromatizeError, ValueError) as exc:
+        except (ChromatizeError, ValueError) as exc:  # ValueError: napari refused the data
             self.last_outcome = "error"
-            show_error(f"chromatize: could not write the result: {exc}")
+            reason = describe_failure(exc, "napari").message \
+                if isinstance(exc, ChromatizeError) else str(exc)
+            show_error(f"chromatize: could not write the result: {reason}")
             return
         self.last_outcome = "done"
         self.output.reset_choices()
