@@ -142,6 +142,13 @@ def test_widget_docks_and_lists_only_image_layers(make_napari_viewer):
     assert any("eccv16 (" in label for label in labels)
     assert set(widget.device.choices) == {"auto", "cpu", "cuda", "mps"}
     assert widget.output.value == NEW_LAYER
+    # Labels, help texts and ranges come from the one settings table.
+    from chromatize.options import SETTINGS
+
+    assert widget.temperature.label == SETTINGS["temperature"].label
+    assert widget.saturation.tooltip.startswith(SETTINGS["saturation"].help)
+    assert widget.render_size.max == SETTINGS["render_size"].maximum
+    assert widget.allow_download.text == SETTINGS["allow_download"].label
 
 
 # ------------------------------------------------------------------------------ plane mapping
@@ -401,6 +408,9 @@ def test_unavailable_model_shows_notification_and_adds_no_layer(make_napari_view
     message = str(errors[0].message)
     assert message.startswith("chromatize: ") and "eccv16" in message
     assert "Traceback" not in message
+    # It names the widget's own controls (from chromatize.options.SETTINGS), not CLI flags.
+    assert "'Download weights if needed'" in message and "'Weights file'" in message
+    assert "--" not in message and "«" not in message
     assert widget.run_button.enabled
 
 
