@@ -283,7 +283,7 @@ def test_quiet_prints_only_failures(tmp_path: Path, cli_env: dict[str, str],
     ("--saturation", "-1", "expected a number >= 0, got '-1'"),
     ("--temperature", "0", "expected a number > 0, got '0'"),
     ("--temperature", "nan", "expected a number > 0, got 'nan'"),
-    ("--render-size", "1.5", "expected a whole number >= 1, got '1.5'"),
+    ("--render-size", "1.5", "expected a whole number from 1 to 4096, got '1.5'"),
     ("--batch-size", "0", "expected a whole number >= 1, got '0'"),
     ("--max-pixels", "lots", "expected a whole number >= 0, got 'lots'"),
     ("--max-pixels", "-5", "expected a whole number >= 0, got '-5'"),
@@ -328,10 +328,13 @@ def test_sample_writes_a_grayscale_photo(tmp_path: Path, cli_env: dict[str, str]
 
 def test_cli_choices_match_the_library() -> None:
     from chromatize.bins import DECODE_METHODS
+    from chromatize.cli import build_parser
     from chromatize.upsample import UPSAMPLE_METHODS
 
-    assert colorize_cli.DECODE_CHOICES == DECODE_METHODS
-    assert colorize_cli.UPSAMPLE_CHOICES == UPSAMPLE_METHODS
+    colorize_parser = build_parser()._subparsers._group_actions[0].choices["colorize"]
+    choices = {a.dest: a.choices for a in colorize_parser._actions}
+    assert tuple(choices["decode"]) == DECODE_METHODS
+    assert tuple(choices["upsample"]) == UPSAMPLE_METHODS
 
 
 def test_plan_names_outputs_and_skips_earlier_results(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from chromatize.evaluation import (
     psnr,
     true_classes_chunked,
 )
+from chromatize.options import ColorizeOptions
 
 
 def _ab(*pixels: tuple[float, float]) -> torch.Tensor:
@@ -89,7 +90,7 @@ def test_evaluate_folder_scores_the_gray_baseline_exactly(colour_folder, tmp_pat
     from skimage.color import rgb2lab
 
     sheet = tmp_path / "sheet.png"
-    report = evaluate_folder(colour_folder, "mobile", device="cpu", contact_sheet=sheet)
+    report = evaluate_folder(colour_folder, ColorizeOptions(device="cpu"), contact_sheet=sheet)
     assert report.count == 2
     # Gray baseline of the uniform orange photo: every pixel is |ab| off (skimage's Lab).
     lab = rgb2lab(np.array([[[230, 120, 40]]], np.uint8))[0, 0]
@@ -107,4 +108,5 @@ def test_evaluate_folder_scores_the_gray_baseline_exactly(colour_folder, tmp_pat
     assert img.shape[0] == 2 * 192 + 4  # two rows of 192 px, one 4 px gap
     assert img.shape[1] == 3 * 288 + 2 * 4  # gray | ours | original at 192 px high (3:2)
     with pytest.raises(Exception, match="already exists"):
-        evaluate_folder(colour_folder, "mobile", device="cpu", contact_sheet=sheet, limit=1)
+        evaluate_folder(colour_folder, ColorizeOptions(device="cpu"), contact_sheet=sheet,
+                        limit=1)

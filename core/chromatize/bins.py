@@ -9,10 +9,10 @@ ECCV16 network index the same colours as ours.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
+
+from chromatize.options import DECODE_CHOICES, DecodeMethod
 
 #: For each a in -90, -80, ..., 100: the inclusive range of b (step 10) of the in-gamut cells.
 _B_RANGES: dict[int, tuple[int, int]] = {
@@ -29,8 +29,7 @@ SOFT_ENCODE_SIGMA = 5.0
 REBALANCE_LAMBDA = 0.5
 PRIOR_SMOOTHING_SIGMA = 5.0
 
-DecodeMethod = Literal["annealed_mean", "mean", "mode"]
-DECODE_METHODS: tuple[str, ...] = ("annealed_mean", "mean", "mode")
+DECODE_METHODS: tuple[str, ...] = DECODE_CHOICES
 
 
 def _build_bins() -> torch.Tensor:

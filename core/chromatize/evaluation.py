@@ -25,12 +25,14 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from chromatize.atomic import replacing
 from chromatize.bins import NUM_BINS, nearest_bins
+from chromatize.options import ColorizeOptions
 
 AUC_MAX_THRESHOLD = 150
 
@@ -250,7 +252,7 @@ def write_contact_sheet(
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists; not replacing it (pass --overwrite)")
+        raise OutputError(f"{path} already exists; not replacing it (allow «overwrite=True»)")
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
     gap = 4
@@ -273,62 +275,39 @@ def write_contact_sheet(
 
 def evaluate_folder(
     folder: str | os.PathLike[str],
-    model: str | torch.nn.Module = "mobile",
+    options: ColorizeOptions | None = None,
     *,
-    weights: str | os.PathLike[str] | None = None,
-    device: str = "auto",
-    temperature: float | None = None,
-    saturation: float = 1.0,
+    model: torch.nn.Module | None = None,
     limit: int | None = None,
     contact_sheet: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
-    **colorize_kwargs: object,
 ) -> EvaluationReport:
     """Turn each colour photo of ``folder`` to gray, colorize it, compare with the original.
 
-    The gray input is the photo's own CIE L rendered as sRGB gray (float, no rounding), so the
-    output has exactly the original's lightness and only colour is judged. The grayscale baseline
-    (ab = 0) is scored beside the model. ``progress(done, total, name)`` is called per photo.
-    ``colorize_kwargs`` go to :meth:`Colorizer.colorize` (``render_size``, ``upsample``, ...).
+    ``options`` choose the model and every setting, as for users; ``model`` is a network to
+    score instead of ``options.model`` (e.g. a training checkpoint; it follows the model
+    contract). The gray input is the photo's own CIE L rendered as sRGB gray (float, no
+    rounding), so the output has exactly the original's lightness and only colour is judged. The
+    grayscale baseline (ab = 0) is scored beside the model. ``progress(done, total, name)`` is
+    called per photo.
     """
-    from chromatize.color import lightness_to_gray, rgb_to_lab
-    from chromatize.imagearray import color_float, inspect_image
-    from chromatize.imageio import read_image
     from chromatize.pipeline import Colorizer
 
+    options = options if options is not None else ColorizeOptions()
+    if model is not None:
+        colorizer = Colorizer(model, device=options.device, options=options)
+    else:
+        colorizer = Colorizer.from_options(options)
     files = list_photos(folder, limit)
-    colorizer = Colorizer(model, device=device, weights=weights)
-    t = colorizer.default_temperature if temperature is None else float(temperature)
     ours, gray = MetricTotals(), MetricTotals()
-    truth_colour: list[float] = []
     results: list[ImageResult] = []
     sheet_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for i, f in enumerate(files):
-        pixels = read_image(f).pixels
-        layout = inspect_image(pixels, str(f))
-        rgb_t = color_float(pixels, layout).contiguous()  # (3, H, W) float32 sRGB in [0, 1]
-        lab = rgb_to_lab(rgb_t)
-        true_ab = lab[1:]
-        rgb = rgb_t.permute(1, 2, 0).numpy()
-        gray_rgb = lightness_to_gray(lab[0]).clamp(0, 1)
-        gray_in = gray_rgb.numpy().astype(np.float32)
-        out = colorizer.colorize(gray_in, temperature=t, saturation=saturation, **colorize_kwargs)
-        out = np.asarray(out, np.float32)[..., :3]
-        pred_ab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1))[1:]
-        classes = true_classes_chunked(true_ab)
-        gray3 = np.repeat(gray_in[..., None], 3, axis=2)
-        one_ours, one_gray = MetricTotals(), MetricTotals()
-        for acc in (ours, one_ours):
-            acc.add(out, pred_ab, rgb, true_ab, classes)
-        for acc in (gray, one_gray):
-            acc.add(gray3, torch.zeros_like(true_ab), rgb, true_ab, classes)
-        truth_colour.append(colourfulness(rgb))
-        results.append(
-            ImageResult(f.name, one_ours.summary(), one_gray.summary(), truth_colour[-1])
-        )
+        result, row = _score_photo(f, colorizer, options, ours, gray)
+        results.append(result)
         if contact_sheet is not None:
-            sheet_rows.append((gray3, out, rgb))
+            sheet_rows.append(row)
         if progress is not None:
             progress(i + 1, len(files), f.name)
     if contact_sheet is not None:
@@ -336,11 +315,38 @@ def evaluate_folder(
     return EvaluationReport(
         folder=str(folder),
         model_name=colorizer.model_name,
-        temperature=t,
-        saturation=saturation,
+        temperature=colorizer.temperature(options),
+        saturation=options.saturation,
         count=len(files),
         model=ours.summary(),
         gray=gray.summary(),
-        truth_colourfulness=float(np.mean(truth_colour)),
+        truth_colourfulness=float(np.mean([r.truth_colourfulness for r in results])),
         images=results,
     )
+
+
+def _score_photo(path: Path, colorizer: Any, options: ColorizeOptions, ours: MetricTotals,
+                 gray: MetricTotals) -> tuple[ImageResult, tuple[np.ndarray, ...]]:
+    """Score one photo (adding to the running totals); its result and contact-sheet row."""
+    from chromatize.color import lightness_to_gray, rgb_to_lab
+    from chromatize.imagearray import color_float, inspect_image
+    from chromatize.imageio import read_image
+
+    pixels = read_image(path).pixels
+    layout = inspect_image(pixels, str(path))
+    rgb_t = color_float(pixels, layout).contiguous()  # (3, H, W) float32 sRGB in [0, 1]
+    lab = rgb_to_lab(rgb_t)
+    true_ab = lab[1:]
+    rgb = rgb_t.permute(1, 2, 0).numpy()
+    gray_in = lightness_to_gray(lab[0]).clamp(0, 1).numpy().astype(np.float32)
+    out = np.asarray(colorizer.colorize(gray_in, options), np.float32)[..., :3]
+    pred_ab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1))[1:]
+    classes = true_classes_chunked(true_ab)
+    gray3 = np.repeat(gray_in[..., None], 3, axis=2)
+    one_ours, one_gray = MetricTotals(), MetricTotals()
+    for acc in (ours, one_ours):
+        acc.add(out, pred_ab, rgb, true_ab, classes)
+    for acc in (gray, one_gray):
+        acc.add(gray3, torch.zeros_like(true_ab), rgb, true_ab, classes)
+    result = ImageResult(path.name, one_ours.summary(), one_gray.summary(), colourfulness(rgb))
+    return result, (gray3, out, rgb)

@@ -206,7 +206,7 @@ def _check_size(name: str, size: tuple[int, int], limit: int | None) -> None:
             f"{name} is {width}x{height} = {width * height / 1e6:.1f} megapixels, more than the "
             f"limit of {limit / 1e6:g} megapixels that keeps memory use bounded (about "
             f"{_memory_gb(width * height):.1f} GB would be needed). Downscale or crop it, or raise "
-            "the limit (CLI: --max-pixels N, 0 = no limit) if this machine has the memory."
+            "the limit («max_pixels», 0 = no limit) if this machine has the memory."
         )
 
 
@@ -489,8 +489,8 @@ def write_image(path: str | os.PathLike[str], pixels: np.ndarray, *,
     fmt = output_format(path)
     parent = path.parent
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists; not replacing it (pass --overwrite / "
-                          "overwrite=True to replace it, or choose another output name)")
+        raise OutputError(f"{path} already exists; not replacing it (allow «overwrite=True» to "
+                          "replace it, or choose another output name)")
     if path.is_dir():
         raise OutputError(f"{path} is a folder, not an output file name")
     if not parent.is_dir():
@@ -532,8 +532,8 @@ def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
     try:  # a hard link fails if the name was taken meanwhile: never replaces a file
         os.link(tmp, path)
     except FileExistsError:
-        raise OutputError(f"{path} already exists; not replacing it (pass --overwrite / "
-                          "overwrite=True to replace it)") from None
+        raise OutputError(f"{path} already exists; not replacing it (allow «overwrite=True» to "
+                          "replace it)") from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise

@@ -34,7 +34,8 @@ UPSAMPLE_CHOICES: tuple[str, ...] = ("guided", "bilinear")
 DECODE_CHOICES: tuple[str, ...] = ("annealed_mean", "mean", "mode")
 #: Largest render size accepted (pixels on a side of the equivalent square).
 MAX_RENDER_SIZE = 4096
-#: Saturation above this is accepted by the library; editors offer 0..this.
+#: Editors offer temperature and saturation up to these (the library accepts more).
+TEMPERATURE_SLIDER_MAX = 2.0
 SATURATION_SLIDER_MAX = 2.0
 
 UpsampleMethod = Literal["guided", "bilinear"]
@@ -44,9 +45,11 @@ DecodeMethod = Literal["annealed_mean", "mean", "mode"]
 class OptionError(ChromatizeError):
     """A setting has a value it cannot take; ``setting`` names it (a :data:`SETTINGS` key)."""
 
-    def __init__(self, setting: str, message: str) -> None:
+    def __init__(self, setting: str, message: str, expected: str | None = None) -> None:
         super().__init__(message)
         self.setting = setting
+        #: what the setting takes, in words ("a number > 0"), when the value was out of range
+        self.expected = expected
 
 
 def setting_token(name: str, python: str | None = None) -> str:
@@ -72,6 +75,10 @@ class Setting:
     maximum: float | None = None
     #: how the default reads in a help text when it is None (the model's own value)
     default_text: str = ""
+    #: what a valid value is, in words, for messages ("a number > 0")
+    expects: str = ""
+    #: the largest value an editor's slider or spin box offers (None: ``maximum``)
+    slider_max: float | None = None
 
 
 SETTINGS: dict[str, Setting] = {
@@ -89,27 +96,31 @@ SETTINGS: dict[str, Setting] = {
         Setting("temperature", "Temperature", "How bold the colours are: lower picks the most "
                 "likely colour more decisively (more vivid), higher averages the possible "
                 "colours (more muted).", "--temperature", "float", minimum=0.0,
-                default_text="the model's default"),
+                default_text="the model's default", expects="a number > 0",
+                slider_max=TEMPERATURE_SLIDER_MAX),
         Setting("saturation", "Saturation", "Colour strength applied to the result: 0 = gray, "
                 "1 = the model's colours, above 1 = stronger.", "--saturation", "float",
-                minimum=0.0, maximum=None),
+                minimum=0.0, expects="a number >= 0", slider_max=SATURATION_SLIDER_MAX),
         Setting("render_size", "Render size", "The model looks at the photo shrunk to about "
                 "this many pixels squared, with its shape kept; the result is always full size. "
                 "Values far from the model's default usually colour worse.", "--render-size",
-                "int", minimum=1, maximum=MAX_RENDER_SIZE, default_text="the model's default"),
+                "int", minimum=1, maximum=MAX_RENDER_SIZE, default_text="the model's default",
+                expects=f"a whole number from 1 to {MAX_RENDER_SIZE}"),
         Setting("upsample", "Upsampling", "How colour is brought to full size: guided follows "
                 "the photo's edges, bilinear is plain.", "--upsample", "choice",
                 choices=UPSAMPLE_CHOICES),
         Setting("decode", "Decoding", "How the model's colour probabilities become one colour "
                 "per pixel.", "--decode", "choice", choices=DECODE_CHOICES),
         Setting("batch_size", "Batch size", "Images the model processes at once (more uses "
-                "more memory).", "--batch-size", "int", minimum=1, maximum=1024),
+                "more memory).", "--batch-size", "int", minimum=1, maximum=1024,
+                expects="a whole number >= 1"),
     )
 }
 
 
 def _fail(name: str, expected: str, value: object) -> OptionError:
-    return OptionError(name, f"{setting_token(name)} must be {expected}, got {value!r}")
+    expected = SETTINGS[name].expects or expected
+    return OptionError(name, f"{setting_token(name)} must be {expected}, got {value!r}", expected)
 
 
 def _number(name: str, value: object, *, integer: bool = False) -> float | int:

@@ -16,13 +16,12 @@ never needs more than a few full-width float rows of scratch memory:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
-UpsampleMethod = Literal["guided", "bilinear"]
-UPSAMPLE_METHODS: tuple[str, ...] = ("guided", "bilinear")
+from chromatize.options import UPSAMPLE_CHOICES, UpsampleMethod
+
+UPSAMPLE_METHODS: tuple[str, ...] = UPSAMPLE_CHOICES
 
 #: Defaults of the guided filter. The radius is in low-res (ab) pixels: the model's colour
 #: transitions span 2-3 of them, and the window must cover a transition to snap it to the L edge.

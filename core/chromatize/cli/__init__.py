@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except ChromatizeError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        from chromatize.failures import describe_failure
+
+        print(f"{PROG}: error: {describe_failure(exc, 'cli').message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

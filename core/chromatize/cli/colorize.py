@@ -19,12 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chromatize.cli.argtypes import (
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
+from chromatize.cli.argtypes import non_negative_int
+from chromatize.cli.settings_args import add_setting_flags, options_from_args
 from chromatize.errors import ChromatizeError, InputImageError, OutputError
 from chromatize.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -32,13 +28,11 @@ from chromatize.imageio import (
     default_output_extension,
     output_format,
 )
-from chromatize.registry import MODELS
 
 DEFAULT_SUFFIX = "_color"
-# Mirrors chromatize.bins.DECODE_METHODS and chromatize.upsample.UPSAMPLE_METHODS (kept literal
-# so that `--help` does not import torch; tests check they agree).
-DECODE_CHOICES = ("annealed_mean", "mean", "mode")
-UPSAMPLE_CHOICES = ("guided", "bilinear")
+#: The colorization settings this command offers as flags (chromatize.options.SETTINGS).
+SETTINGS_OFFERED = ("model", "weights", "allow_download", "temperature", "saturation",
+                    "render_size", "upsample", "decode", "device", "batch_size")
 
 
 def register(subparsers: Any) -> None:
@@ -60,28 +54,10 @@ def register(subparsers: Any) -> None:
                         "inputs, '' with --out-dir)")
     parser.add_argument("-r", "--recursive", action="store_true",
                         help="include images in sub-folders of folder inputs")
-    parser.add_argument("--model", default="mobile", choices=sorted(MODELS),
-                        help="model (default: mobile, shipped with chromatize)")
-    parser.add_argument("--weights", metavar="PATH",
-                        help="use this weights file for the model (not hash-checked)")
-    parser.add_argument("--allow-download", action="store_true",
-                        help="download the model's weights if they are not on this machine")
-    parser.add_argument("--temperature", type=positive_float, default=None,
-                        help="annealed-mean temperature (default: the model's); lower = more "
-                        "vivid, higher = more muted")
-    parser.add_argument("--saturation", type=non_negative_float, default=1.0,
-                        help="colour strength: 0 = gray, 1 = model output (default), >1 = stronger")
-    parser.add_argument("--render-size", type=positive_int, default=None, metavar="PIXELS",
-                        help="the model sees about PIXELS x PIXELS, aspect kept "
-                        "(default: the model's input size)")
-    parser.add_argument("--upsample", choices=UPSAMPLE_CHOICES, default="guided",
-                        help="how colour is brought to full size (default: guided, edge-aware)")
-    parser.add_argument("--decode", choices=DECODE_CHOICES, default="annealed_mean",
-                        help="how bin probabilities become colours (default: annealed_mean)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=positive_int, default=1,
-                        help="images the model runs on at once (default: 1; more uses more memory)")
+    add_setting_flags(parser, SETTINGS_OFFERED)
+    parser.add_argument("--mask", metavar="FILE",
+                        help="colorize only where this grayscale image (same size as the one "
+                        "input, as displayed) is white; black keeps the input, gray blends")
     parser.add_argument("--max-pixels", type=non_negative_int, default=DEFAULT_MAX_PIXELS,
                         metavar="N", help="refuse images larger than N pixels (default: "
                         f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
@@ -167,7 +143,7 @@ def _target_problem(source: Path, target: Path, taken: dict[Path, Path],
     try:
         output_format(target)
     except OutputError as exc:
-        return str(exc)
+        return _describe(exc)
     if _key(target) in taken:
         return f"{taken[_key(target)]} is also written to {target}; use --suffix or --out-dir"
     if target.is_dir():
@@ -308,17 +284,15 @@ def _write_problem(folder: Path) -> str | None:
 def _colorize_jobs(jobs: list[Job], failures: list[Failure], args: argparse.Namespace) -> int:
     from chromatize.pipeline import Colorizer
 
-    colorizer = Colorizer(args.model, device=args.device, weights=args.weights,
-                          allow_download=args.allow_download,
-                          max_pixels=args.max_pixels or sys.maxsize)
-    options = dict(temperature=args.temperature, saturation=args.saturation,
-                   render_size=args.render_size, upsample=args.upsample, decode=args.decode)
+    options = options_from_args(args)
+    mask = _read_mask(args.mask, jobs) if args.mask else None
+    colorizer = Colorizer.from_options(options, max_pixels=args.max_pixels or sys.maxsize)
     reporter = _Reporter(len(jobs), args.quiet)
     succeeded = 0
     done = 0
     try:
-        for chunk in _chunks(jobs, args.batch_size):
-            succeeded += _colorize_chunk(chunk, done, colorizer, options, args, reporter,
+        for chunk in _chunks(jobs, options.batch_size):
+            succeeded += _colorize_chunk(chunk, done, colorizer, options, mask, args, reporter,
                                          failures)
             done += len(chunk)
             reporter.position(done)
@@ -327,7 +301,26 @@ def _colorize_jobs(jobs: list[Job], failures: list[Failure], args: argparse.Name
     return succeeded
 
 
-def _colorize_chunk(chunk: list[Job], done: int, colorizer: Any, options: dict[str, Any],
+def _read_mask(path: str, jobs: list[Job]) -> Any:
+    """The ``--mask`` image as (H, W) float32 in [0, 1] (only with one input file)."""
+    import numpy as np
+
+    from chromatize.imagearray import inspect_image
+    from chromatize.imageio import read_image
+
+    if len(jobs) != 1:
+        raise ChromatizeError("--mask applies to one input file; give a single input")
+    try:
+        pixels = read_image(Path(path)).pixels
+    except InputImageError as exc:
+        raise ChromatizeError(f"--mask: {exc}") from None
+    layout = inspect_image(pixels, path)
+    plane = pixels if pixels.ndim == 2 else pixels[..., : max(1, layout.color_channels)]
+    mask = np.asarray(plane, np.float32) / float(layout.max_value)
+    return mask if mask.ndim == 2 else mask.mean(axis=2)
+
+
+def _colorize_chunk(chunk: list[Job], done: int, colorizer: Any, options: Any, mask: Any,
                     args: argparse.Namespace, reporter: _Reporter,
                     failures: list[Failure]) -> int:
     from chromatize.imageio import read_image, write_image
@@ -338,7 +331,7 @@ def _colorize_chunk(chunk: list[Job], done: int, colorizer: Any, options: dict[s
         try:
             image = read_image(job.source, max_pixels=args.max_pixels or None)
         except InputImageError as exc:
-            failures.append(Failure(job.source, str(exc)))
+            failures.append(Failure(job.source, _describe(exc)))
             continue
         for note in image.notes:
             reporter.note(job.source, note)
@@ -349,7 +342,7 @@ def _colorize_chunk(chunk: list[Job], done: int, colorizer: Any, options: dict[s
     def progress(fraction: float) -> None:
         reporter.position(done + fraction * len(loaded))
 
-    results = _run_model(loaded, colorizer, options, progress, failures)
+    results = _run_model(loaded, colorizer, options, mask, progress, failures)
     succeeded = 0
     for (job, image), result in zip(loaded, results, strict=True):
         if result is None:
@@ -359,7 +352,7 @@ def _colorize_chunk(chunk: list[Job], done: int, colorizer: Any, options: dict[s
             notes = write_image(job.target, result, icc_profile=image.icc_profile,
                                 exif=image.exif, dpi=image.dpi, overwrite=args.overwrite)
         except OutputError as exc:
-            failures.append(Failure(job.source, str(exc)))
+            failures.append(Failure(job.source, _describe(exc)))
             continue
         except OSError as exc:
             failures.append(Failure(job.source, f"cannot write {job.target}: "
@@ -372,12 +365,13 @@ def _colorize_chunk(chunk: list[Job], done: int, colorizer: Any, options: dict[s
     return succeeded
 
 
-def _run_model(loaded: list[tuple[Job, Any]], colorizer: Any, options: dict[str, Any],
+def _run_model(loaded: list[tuple[Job, Any]], colorizer: Any, options: Any, mask: Any,
                progress: Any, failures: list[Failure]) -> list[Any]:
     """Colorize the chunk; on a per-image problem retry one by one to pin down the bad file."""
+    masks = None if mask is None else [mask]
     try:
-        return colorizer.colorize_batch([image.pixels for _, image in loaded],
-                                        batch_size=len(loaded), progress=progress, **options)
+        return colorizer.colorize_batch([image.pixels for _, image in loaded], options,
+                                        mask=masks, progress=progress)
     except (InputImageError, MemoryError, RuntimeError) as exc:
         if len(loaded) == 1:
             failures.append(Failure(loaded[0][0].source, _describe(exc)))
@@ -385,7 +379,7 @@ def _run_model(loaded: list[tuple[Job, Any]], colorizer: Any, options: dict[str,
     results: list[Any] = []
     for job, image in loaded:
         try:
-            results.append(colorizer.colorize(image.pixels, **options))
+            results.append(colorizer.colorize(image.pixels, options))
         except (InputImageError, MemoryError, RuntimeError) as exc:
             failures.append(Failure(job.source, _describe(exc)))
             results.append(None)
@@ -393,12 +387,12 @@ def _run_model(loaded: list[tuple[Job, Any]], colorizer: Any, options: dict[str,
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return ("ran out of memory while colorizing; free memory, use --batch-size 1, or lower "
-                "--max-pixels and downscale big images")
-    if isinstance(exc, InputImageError):
-        return str(exc)
-    return f"colorization failed ({type(exc).__name__}: {exc})"
+    from chromatize.failures import describe_failure
+
+    failure = describe_failure(exc, "cli")
+    if failure.kind == "internal":
+        return f"colorization failed ({type(exc).__name__}: {exc})"
+    return failure.message
 
 
 def _summarise(succeeded: int, failures: list[Failure], quiet: bool = False) -> int:

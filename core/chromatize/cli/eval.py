@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from chromatize.atomic import replacing
-from chromatize.cli.argtypes import non_negative_float, positive_float, positive_int
-from chromatize.registry import MODELS
+from chromatize.cli.argtypes import positive_int
+from chromatize.cli.settings_args import add_setting_flags, options_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -25,17 +25,8 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("folder", metavar="FOLDER", help="folder of colour photos")
-    parser.add_argument("--model", default="mobile", choices=sorted(MODELS),
-                        help="model to evaluate (default: mobile)")
-    parser.add_argument("--weights", metavar="PATH", help="explicit weights file for --model")
-    parser.add_argument("--temperature", type=positive_float, default=None,
-                        help="annealed-mean temperature (default: the model's)")
-    parser.add_argument("--saturation", type=non_negative_float, default=1.0,
-                        help="0 = gray, 1 = model output (default 1)")
-    parser.add_argument("--render-size", type=positive_int, default=None,
-                        help="model input size (default: the model's)")
-    parser.add_argument("--upsample", choices=("guided", "bilinear"), default="guided",
-                        help="how ab is brought to full size (default guided)")
+    add_setting_flags(parser, ("model", "weights", "allow_download", "temperature", "saturation",
+                               "render_size", "upsample", "decode", "device"))
     parser.add_argument("--contact-sheet", metavar="PNG",
                         help="write a PNG with one row per photo: gray | ours | original")
     parser.add_argument("--overwrite", action="store_true",
@@ -43,7 +34,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="evaluate only the first N photos (by name)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.set_defaults(func=run)
 
 
@@ -62,17 +52,11 @@ def run(args: argparse.Namespace) -> int:
 
     report = evaluate_folder(
         args.folder,
-        args.model,
-        weights=args.weights,
-        device=args.device,
-        temperature=args.temperature,
-        saturation=args.saturation,
+        options_from_args(args),
         limit=args.limit,
         contact_sheet=args.contact_sheet,
         overwrite=args.overwrite,
         progress=progress,
-        render_size=args.render_size,
-        upsample=args.upsample,
     )
     print(report.format_table())
     if args.contact_sheet:
