@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chromatize.upsample import ABUpsampler, resize_bilinear_rows, upsample_ab
+from chromatize.upsample import ABUpsampler, UpsampleMethod, resize_bilinear_rows
+
+
+def upsample_ab(ab_low: torch.Tensor, lightness_full: torch.Tensor,
+                method: UpsampleMethod = "guided") -> torch.Tensor:
+    """Whole image: ab (2, h, w) -> (2, H, W) at the size of ``lightness_full``."""
+    return ABUpsampler(ab_low, lightness_full, method).rows(slice(None), lightness_full)
 
 
 @pytest.mark.parametrize(

@@ -148,16 +148,6 @@ def soft_encode_sparse(
     return idx, weights
 
 
-def soft_encode(
-    ab: torch.Tensor, k: int = SOFT_ENCODE_NEIGHBOURS, sigma: float = SOFT_ENCODE_SIGMA
-) -> torch.Tensor:
-    """Dense soft-encoding (N, 313, H, W) of ab ground truth (see :func:`soft_encode_sparse`)."""
-    idx, weights = soft_encode_sparse(ab, k, sigma)
-    n, _, h, w = ab.shape
-    out = torch.zeros(n, NUM_BINS, h, w, dtype=weights.dtype, device=ab.device)
-    return out.scatter_(1, idx, weights)
-
-
 def soft_cross_entropy(
     logits: torch.Tensor,
     target_idx: torch.Tensor,

@@ -222,28 +222,6 @@ def alpha(image: np.ndarray, layout: ImageLayout, rows: slice | None = None) -> 
     return _channel_view(image)[rows if rows is not None else slice(None), :, -1]
 
 
-def alpha_float(image: np.ndarray, layout: ImageLayout) -> np.ndarray | None:
-    """Alpha as float32 in [0, 1] (for display or compositing), or None."""
-    a = alpha(image, layout)
-    return None if a is None else a.astype(np.float32) / np.float32(layout.max_value)
-
-
-@dataclass(frozen=True)
-class NormalizedImage:
-    """A user image reduced to what colorization needs: L, untouched alpha, and its layout."""
-
-    lightness: torch.Tensor  # (H, W) float32 in [0, 100]
-    alpha: np.ndarray | None  # (H, W) in the caller's dtype, or None
-    layout: ImageLayout
-
-
-def normalize(image: object, name: str = "image") -> NormalizedImage:
-    """Validate ``image`` and return its full-resolution L and alpha (see :func:`lightness`)."""
-    layout = inspect_image(image, name)
-    assert isinstance(image, np.ndarray)
-    return NormalizedImage(lightness(image, layout), alpha(image, layout), layout)
-
-
 def allocate_output(layout: ImageLayout) -> np.ndarray:
     """An uninitialised (H, W, 3 or 4) array of the caller's dtype for the colorized result."""
     return np.empty((layout.height, layout.width, layout.out_channels), dtype=layout.dtype)
@@ -289,24 +267,3 @@ def write_linear_rgb(
         out[rows, :, :3] = from_linear_rgb(linear, out.dtype)
     if alpha_rows is not None:
         out[rows, :, 3] = alpha_rows
-
-
-def write_rgb(
-    out: np.ndarray,
-    rows: slice,
-    rgb: torch.Tensor,
-    alpha_rows: np.ndarray | None,
-) -> None:
-    """Store a float sRGB strip (3, h, W) and its untouched alpha into ``out[rows]``."""
-    out[rows, :, :3] = from_float_rgb(rgb, out.dtype)
-    if alpha_rows is not None:
-        out[rows, :, 3] = alpha_rows
-
-
-def denormalize(
-    rgb: torch.Tensor, layout: ImageLayout, alpha_channel: np.ndarray | None
-) -> np.ndarray:
-    """Full-size float sRGB (3, H, W) + alpha -> (H, W, 3|4) array in the layout's dtype."""
-    out = allocate_output(layout)
-    write_rgb(out, slice(None), rgb, alpha_channel)
-    return out

@@ -144,14 +144,3 @@ class ABUpsampler:
         a = resize_bilinear_rows(self._a, self.height, self.width, rows)
         out = resize_bilinear_rows(self._b, self.height, self.width, rows)
         return out.addcmul_(a, lightness_rows.to(a.device, torch.float32)[None])
-
-
-def upsample_ab(
-    ab_low: torch.Tensor,
-    lightness_full: torch.Tensor,
-    method: UpsampleMethod = "guided",
-    **options: float,
-) -> torch.Tensor:
-    """Whole-image convenience: ab (2, h, w) -> (2, H, W) at the size of ``lightness_full``."""
-    upsampler = ABUpsampler(ab_low, lightness_full, method, **options)  # type: ignore[arg-type]
-    return upsampler.rows(slice(None), lightness_full)
