@@ -21,7 +21,8 @@ from chromatize.training.data import (
     sampling_weights,
     source_of,
 )
-from chromatize.training.train import MAX_PSNR_DROP, decoded_colour_loss, selection_score
+from chromatize.training.scoring import MAX_PSNR_DROP, TEMPERATURES, selection_score
+from chromatize.training.train import decoded_colour_loss
 
 
 def make_photos(root: Path, per_source: dict[str, int], size: tuple[int, int] = (96, 64)) -> None:
@@ -131,6 +132,64 @@ def test_logit_adjustment_divides_the_prior_out_to_the_power_alpha() -> None:
                                atol=1e-4, rtol=0)
 
 
+def test_scores_are_what_the_pipeline_gives(tmp_path: Path) -> None:
+    """Training scores a model by colorizing the held-out photos with the public pipeline: at one
+    temperature its metrics are those of ``chromatize.evaluation.evaluate_folder`` (what
+    ``chromatize eval`` reports), photos at their own size, and the model's mode is restored."""
+    from chromatize.evaluation import evaluate_folder
+    from chromatize.models.mobile import build_mobile
+    from chromatize.options import ColorizeOptions
+    from chromatize.training.scoring import evaluate, load_held_out
+
+    make_photos(tmp_path, {"bsds432": 3}, size=(90, 60))
+    files = sorted((tmp_path / "bsds432").iterdir())
+    torch.manual_seed(0)
+    model = build_mobile().train()
+    photos = load_held_out(files)
+    assert photos[0].rgb.shape == (60, 90, 3)
+    ours = evaluate(model, photos, torch.ones(313), (0.46,))
+    assert model.training
+    report = evaluate_folder(tmp_path / "bsds432", ColorizeOptions(device="cpu", temperature=0.46),
+                             model=model)
+    for key, value in report.model.items():
+        assert ours["per_temperature"]["0.46"][key] == pytest.approx(value, rel=1e-6), key
+    for key, value in report.gray.items():
+        assert ours["gray"][key] == pytest.approx(value, rel=1e-6), key
+    assert ours["truth_colourfulness"] == pytest.approx(report.truth_colourfulness, rel=1e-6)
+    assert ours["temperature"] == 0.46 and np.isfinite(ours["loss"])
+
+
+def test_commands_need_their_data_folder(tmp_path: Path, capsys) -> None:
+    """No command falls back to a development checkout: a missing data folder (or backbone for
+    a run starting from the ImageNet encoder) is an argparse error naming the option."""
+    from chromatize.training import averaging, check_backbone, recipe, train
+
+    cases = [
+        (train.main, ["--out", str(tmp_path)], "--data"),
+        (train.main, ["--out", str(tmp_path), "--data", str(tmp_path)], "--backbone"),
+        (averaging.main, ["a.pt", "--out", str(tmp_path / "x.pt")], "--data"),
+        (recipe.main, ["--runs", str(tmp_path)], "--data"),
+        (recipe.main, ["--runs", str(tmp_path), "--data", str(tmp_path)], "--backbone"),
+        (check_backbone.main, [], "--shared"),
+    ]
+    for main, argv, option in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and option in capsys.readouterr().err, (argv, option)
+
+
+def test_training_modules_import_no_cycle() -> None:
+    """The layering the team checks with import-linter: no import cycle among the training
+    modules, function-local imports included."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("chromatize")
+    modules = sorted(m for m in graph.modules if m.startswith("chromatize.training."))
+    for importer in modules:
+        for imported in graph.find_modules_directly_imported_by(importer):
+            back = graph.find_shortest_chain(importer=imported, imported=importer)
+            assert back is None, f"{importer} -> {imported} -> ... -> {importer}: {back}"
+
+
 def test_random_crops_are_sized_targets_at_a_quarter(tmp_path: Path) -> None:
     make_photos(tmp_path, {"bsds432": 2})
     item = RandomCrops(sorted((tmp_path / "bsds432").iterdir()))[0]
@@ -190,7 +249,7 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
     assert train.main(args) == 0
     first = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(first) == 1 and first[0]["step"] > 0
-    assert set(first[0]["per_temperature"]) == {str(t) for t in train.TEMPERATURES}
+    assert set(first[0]["per_temperature"]) == {str(t) for t in TEMPERATURES}
     assert np.isfinite(first[0]["loss"]) and np.isfinite(first[0]["score"])
     prior = json.loads((out / "prior.json").read_text())
     assert prior["scene_val_fraction"] == 0.3 and sum(prior["counts"]) > 0
@@ -210,7 +269,7 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
         assert all(fh.get_tensor(k).dtype in (torch.float16, torch.int64) for k in fh.keys())
     assert len(json.loads(meta["prior_counts"])) == 313
     assert json.loads(meta["colour_loss"]) == {"weight": 2.0, "rebalance_lambda": 0.25}
-    assert float(meta["default_temperature"]) in train.TEMPERATURES
+    assert float(meta["default_temperature"]) in TEMPERATURES
     model = load_model("mobile", weights=weights)
     logits = model(torch.full((1, 1, 64, 64), 50.0))
     assert logits.shape == (1, 313, 16, 16) and torch.isfinite(logits).all()
@@ -357,15 +416,16 @@ def test_recipe_matches_the_model_cards_commands() -> None:
     from chromatize.training import recipe
 
     runs, data = Path("/work/runs"), Path("../shared/data/train")
-    chain = recipe.steps(runs, data, Path("mobile.safetensors"))
+    backbone = Path("../shared/models/mobilenet_v2_1.0_224_quant.tflite")
+    chain = recipe.steps(runs, data, backbone, Path("mobile.safetensors"))
     trained = [list(s.args) for s in chain if s.module == "train"]
-    for got in trained:  # what the card leaves implicit: data, the shared prior, resuming
-        for option in ("--data", "--prior"):
-            if option in got:
-                del got[got.index(option) : got.index(option) + 2]
+    for got in trained:  # what the card leaves implicit: the shared prior, resuming
+        if "--prior" in got:
+            del got[got.index("--prior") : got.index("--prior") + 2]
         got.remove("--resume")
     assert trained == card_commands("train")
-    averaged = [list(s.args[: s.args.index("--data")]) for s in chain if s.module == "averaging"]
+    assert all(words[words.index("--data") + 1] == str(data) for words in trained)
+    averaged = [list(s.args) for s in chain if s.module == "averaging"]
     assert averaged == card_commands("averaging")
     scan = next(s for s in chain if s.module == "logit_adjustment")
     assert list(scan.args[scan.args.index("--alphas") :]) == card_commands(
@@ -388,9 +448,9 @@ def test_recipe_runs_the_whole_chain_and_resumes(tmp_path: Path, shared_dir: Pat
     make_photos(data, {"caltech101": 8, "bsds432": 12})
     runs, out = tmp_path / "runs", tmp_path / "mobile.safetensors"
     backbone = shared_dir / "models" / "mobilenet_v2_1.0_224_quant.tflite"
-    cli = ["--runs", str(runs), "--data", str(data), "--out", str(out), "--time-scale", "0.0005",
-           "--train-arg", f"--backbone {backbone} --scene-val-fraction 0.3 --crop 64 --batch 4 "
-           "--workers 0"]
+    cli = ["--runs", str(runs), "--data", str(data), "--backbone", str(backbone), "--out",
+           str(out), "--time-scale", "0.0005",
+           "--train-arg", "--scene-val-fraction 0.3 --crop 64 --batch 4 --workers 0"]
     assert recipe.main(cli) == 0
     for name in recipe.TRAINING_RUNS:
         assert recipe.training_done(runs / name), name

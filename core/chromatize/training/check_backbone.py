@@ -1,8 +1,9 @@
 """Prove the TFLite -> PyTorch conversion: ImageNet top-1 of the converted float classifier.
 
-    python -m chromatize.training.check_backbone [--shared ../shared] [--limit N]
+    python -m chromatize.training.check_backbone --shared ../shared [--limit N]
 
-Images: ``data/train/imagenet_sample`` (``<synset>_<name>.*``); class index = 0-based line number
+``--shared`` is the folder holding ``models/`` (the backbone) and ``data/``. Images:
+``data/train/imagenet_sample`` (``<synset>_<name>.*``); class index = 0-based line number
 of the synset in ``data/imagenet_sample_synsets.txt``; network output index = class index + 1
 (index 0 is "background"). Pre-processing: shorter side resized to 224 (bilinear), centre crop
 224, (u8 - 128) / 128.
@@ -20,8 +21,6 @@ import torch
 from PIL import Image
 
 from chromatize.training.tflite_convert import BACKBONE_FILE, load_classifier
-
-DEFAULT_SHARED = Path(__file__).resolve().parents[3].parent / "shared"
 
 
 def centre_crop(img: Image.Image, size: int = 224) -> np.ndarray:
@@ -55,7 +54,8 @@ def top1_accuracy(shared: Path, limit: int | None = None, batch: int = 32) -> tu
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
+    p.add_argument("--shared", type=Path, required=True,
+                   help="folder with models/ (the backbone) and data/ (the ImageNet sample)")
     p.add_argument("--limit", type=int, default=None)
     args = p.parse_args(argv)
     t0 = time.perf_counter()

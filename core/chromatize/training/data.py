@@ -1,5 +1,6 @@
 """Training data: photo lists, a deterministic held-out split, random-crop samples with soft-encoded
-1/4-resolution targets (prepared in DataLoader workers), and whole held-out images for validation.
+1/4-resolution targets (prepared in DataLoader workers). The held-out photos are loaded for
+scoring by :mod:`chromatize.training.scoring`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ from torch.utils.data import Dataset
 
 from chromatize.bins import soft_encode_sparse
 from chromatize.color import rgb_to_lab
-from chromatize.evaluation import true_classes
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 #: Output stride of the colorizer: targets live at 1/4 of the input resolution.
 TARGET_STRIDE = 4
-#: Input sizes are rounded to multiples of this (the encoder's total stride).
-SIZE_MULTIPLE = 32
 #: Training crops need only be multiples of 16 (SAME padding handles the odd stride-32 size).
 CROP_MULTIPLE = 16
 
@@ -213,46 +211,6 @@ class RandomCrops(Dataset):
         lab = rgb_to_lab_tensor(self.crop(load_rgb(self.files[i]), rng))
         idx, w, ab = soft_targets(lab[None, 1:])
         return {"l": lab[:1], "idx": idx[0], "w": w[0], "ab": ab[0]}
-
-
-def fit_size(w: int, h: int, max_side: int) -> tuple[int, int]:
-    """Both sides multiples of 32, aspect ratio kept approximately, longer side <= max_side."""
-    s = min(1.0, max_side / max(w, h))
-
-    def r(v: float) -> int:
-        return max(SIZE_MULTIPLE, int(round(v / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
-
-    return r(w * s), r(h * s)
-
-
-@dataclass
-class HeldOutImage:
-    """One validation photo, resized to multiples of 32: L, ab and the sRGB original."""
-
-    name: str
-    lightness: torch.Tensor  # (1, H, W)
-    ab: torch.Tensor  # (2, H, W)
-    rgb: np.ndarray  # (H, W, 3) float32 in [0, 1]
-    idx: torch.Tensor  # (5, H/4, W/4) soft targets
-    w: torch.Tensor
-    classes: torch.Tensor  # (H*W,) nearest bin of every true ab pixel (for rebalanced AuC)
-
-
-def load_held_out(files: list[Path], max_side: int = 256) -> list[HeldOutImage]:
-    out = []
-    for f in files:
-        img = load_rgb(f)
-        img = img.resize(fit_size(*img.size, max_side), Image.BILINEAR)
-        rgb = np.asarray(img)
-        lab = rgb_to_lab_tensor(rgb)
-        idx, w, _ = soft_targets(lab[None, 1:])
-        out.append(
-            HeldOutImage(
-                f.name, lab[:1], lab[1:], rgb.astype(np.float32) / 255.0, idx[0], w[0],
-                true_classes(lab[1:]),
-            )
-        )
-    return out
 
 
 def worker_init(_: int) -> None:

@@ -2,12 +2,13 @@
 
     python -m chromatize.training.export --checkpoint RUN/best.pt \\
         --out core/chromatize/shipped/mobile.safetensors [--temperature T] [--overwrite] \\
-        [--choose-temperature-on ../shared/data/train]
+        [--choose-temperature-on ../shared/data/train] [--logit-adjustment ALPHA]
 
 Floating-point tensors are stored as float16 (loading casts them back into the float32 model);
 integer buffers (batch-norm counters) are kept. The safetensors metadata (all strings) records
 what the weights came from: ``default_temperature`` (``--temperature``, else re-chosen on the whole
-held-out split with ``--choose-temperature-on``, else the one training chose on its subset),
+held-out split with ``--choose-temperature-on`` (scored through the pipeline,
+:func:`chromatize.training.scoring.score_checkpoint`), else the one training chose on its subset),
 the empirical bin prior of the training split (``prior_counts``, JSON list of 313 counts), the
 rebalancing settings (and ``colour_loss``, when training used the decoded-colour loss), the
 training step/minutes, the held-out metrics, and the checkpoint training started from
@@ -23,28 +24,91 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from chromatize.atomic import replacing
 from chromatize.models.mobile import build_mobile
+from chromatize.training.checkpoints import load_checkpoint, model_of
 from chromatize.training.logit_adjustment import DEFAULT_LAMBDA, adjust_state
+from chromatize.training.scoring import score_checkpoint
 from chromatize.training.tflite_convert import BACKBONE_SHA256
 
-#: Temperatures tried by ``--choose-temperature`` on the whole held-out split.
-TEMPERATURE_GRID = (0.3, 0.38, 0.46, 0.55, 0.65, 0.8, 1.0)
+
+def _fp16_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Floating-point tensors as float16, others (batch-norm counters) unchanged."""
+    return {
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
+        for k, v in model.state_dict().items()
+    }
 
 
-def choose_temperature(checkpoint: dict, data: Path) -> dict:
-    """Score the checkpoint on all held-out scene photos of its training split over
-    :data:`TEMPERATURE_GRID`."""
-    from chromatize.training.train import evaluate, held_out_of
+def _training_meta(ckpt: dict[str, Any]) -> dict[str, str]:
+    """The training split's prior and the run's rebalancing, step and minutes."""
+    args = ckpt.get("args", {})
+    return {
+        "prior_counts": json.dumps([int(c) for c in ckpt["prior"].tolist()]),
+        "rebalance_lambda": str(args.get("rebalance_lambda", "")),
+        "rebalance_max_weight": str(args.get("max_weight", "")),
+        "training_step": str(ckpt["state"]["step"]),
+        "training_minutes": f"{ckpt['state']['elapsed'] / 60:.1f}",
+    }
 
-    model = build_mobile()
-    model.load_state_dict(checkpoint["model"])
-    images, weights = held_out_of(checkpoint, data)
-    return evaluate(model, images, weights, TEMPERATURE_GRID)
+
+def _lineage_meta(ckpt: dict[str, Any]) -> dict[str, str]:
+    """Where the weights came from: the run's starting point and its decoded-colour loss."""
+    args = ckpt.get("args", {})
+    meta = {}
+    if args.get("init") not in (None, "None"):
+        meta["continued_from"] = str(args["init"])
+    if float(args.get("colour_loss", 0.0)):
+        # rebalance_lambda null: the loss used the cross-entropy's (capped) class weights
+        lam = args.get("colour_loss_lambda")
+        meta["colour_loss"] = json.dumps({
+            "weight": float(args["colour_loss"]),
+            "rebalance_lambda": None if lam in (None, "None") else float(lam),
+        })
+    return meta
+
+
+def metadata(
+    ckpt: dict[str, Any],
+    metrics: dict[str, Any],
+    temperature: float,
+    logit_adjustment: float = 0.0,
+    logit_adjustment_lambda: float = DEFAULT_LAMBDA,
+) -> dict[str, str]:
+    """The safetensors metadata (all strings) of the exported weights."""
+    meta = {
+        "format": "chromatize-mobile-1",
+        "architecture": "chromatize.models.mobile:build_mobile",
+        "default_temperature": f"{float(temperature):g}",
+        **_training_meta(ckpt),
+        "held_out_metrics": json.dumps(
+            {k: metrics[k] for k in ("loss", "weighted_loss", "gray", "truth_colourfulness",
+                                      "per_temperature") if k in metrics}
+        ),
+        "backbone": f"mobilenet_v2_1.0_224_quant.tflite sha256={BACKBONE_SHA256} (Apache-2.0)",
+        **_lineage_meta(ckpt),
+    }
+    if logit_adjustment:
+        meta["logit_adjustment"] = json.dumps(
+            {"alpha": float(logit_adjustment), "lambda": float(logit_adjustment_lambda)})
+    if ckpt.get("averaged_from"):
+        # Weight average of several checkpoints (chromatize.training.averaging): its members.
+        meta["averaged_from"] = json.dumps(ckpt["averaged_from"])
+    return meta
+
+
+def _write(state: dict[str, torch.Tensor], meta: dict[str, str], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(out, ".safetensors.tmp") as tmp:
+        save_file(state, tmp, metadata=meta)
+        check = build_mobile()  # the file must load into the model before it takes the name
+        check.load_state_dict(load_file(tmp), strict=True)
 
 
 def export(
@@ -55,64 +119,28 @@ def export(
     choose_on: Path | None = None,
     logit_adjustment: float = 0.0,
     logit_adjustment_lambda: float = DEFAULT_LAMBDA,
-) -> dict:
+) -> dict[str, str]:
+    """Write ``checkpoint``'s weights to ``out``; returns the metadata written (see the module
+    docstring). ``choose_on``: re-choose the temperature on all held-out scene photos of this
+    training folder (required with ``logit_adjustment``)."""
     if out.exists() and not overwrite:
         raise SystemExit(f"{out} exists; pass --overwrite to replace it")
     if logit_adjustment and choose_on is None:
         raise SystemExit("--logit-adjustment needs --choose-temperature-on: the checkpoint's "
                          "metrics and temperature were measured without the adjustment")
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(checkpoint)
     if logit_adjustment:
         ckpt["model"] = adjust_state(ckpt["model"], ckpt["prior"], logit_adjustment,
                                      logit_adjustment_lambda)
-    model = build_mobile()
-    model.load_state_dict(ckpt["model"], strict=True)  # proves the checkpoint fits the architecture
-    state = {
-        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
-        for k, v in model.state_dict().items()
-    }
+    model = model_of(ckpt)  # proves the checkpoint fits the architecture
     metrics = ckpt.get("metrics", {})
     if choose_on is not None:
-        metrics = choose_temperature(ckpt, choose_on)
+        metrics = score_checkpoint(ckpt, choose_on)
         print(json.dumps({"temperature": metrics["temperature"], "gray": metrics["gray"],
                           "per_temperature": metrics["per_temperature"]}, indent=1))
     chosen = temperature if temperature is not None else metrics.get("temperature", 0.38)
-    args = ckpt.get("args", {})
-    meta = {
-        "format": "chromatize-mobile-1",
-        "architecture": "chromatize.models.mobile:build_mobile",
-        "default_temperature": f"{float(chosen):g}",
-        "prior_counts": json.dumps([int(c) for c in ckpt["prior"].tolist()]),
-        "rebalance_lambda": str(args.get("rebalance_lambda", "")),
-        "rebalance_max_weight": str(args.get("max_weight", "")),
-        "training_step": str(ckpt["state"]["step"]),
-        "training_minutes": f"{ckpt['state']['elapsed'] / 60:.1f}",
-        "held_out_metrics": json.dumps(
-            {k: metrics[k] for k in ("loss", "weighted_loss", "gray", "truth_colourfulness",
-                                      "per_temperature") if k in metrics}
-        ),
-        "backbone": f"mobilenet_v2_1.0_224_quant.tflite sha256={BACKBONE_SHA256} (Apache-2.0)",
-    }
-    if args.get("init") not in (None, "None"):
-        meta["continued_from"] = str(args["init"])
-    if float(args.get("colour_loss", 0.0)):
-        # rebalance_lambda null: the loss used the cross-entropy's (capped) class weights
-        lam = args.get("colour_loss_lambda")
-        meta["colour_loss"] = json.dumps({
-            "weight": float(args["colour_loss"]),
-            "rebalance_lambda": None if lam in (None, "None") else float(lam),
-        })
-    if logit_adjustment:
-        meta["logit_adjustment"] = json.dumps(
-            {"alpha": float(logit_adjustment), "lambda": float(logit_adjustment_lambda)})
-    if ckpt.get("averaged_from"):
-        # Weight average of several checkpoints (chromatize.training.averaging): its members.
-        meta["averaged_from"] = json.dumps(ckpt["averaged_from"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(out, ".safetensors.tmp") as tmp:
-        save_file(state, tmp, metadata=meta)
-        check = build_mobile()  # the file must load into the model before it takes the name
-        check.load_state_dict(load_file(tmp), strict=True)
+    meta = metadata(ckpt, metrics, chosen, logit_adjustment, logit_adjustment_lambda)
+    _write(_fp16_state(model), meta, out)
     return meta
 
 

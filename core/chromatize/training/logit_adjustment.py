@@ -14,8 +14,9 @@ bias of the final 1x1 convolution: the shipped model runs exactly as before and 
 
 It trades PSNR (and raw AuC) for class-rebalanced AuC and colourfulness, about one rebalanced
 point per dB on the held-out scene photos. This command scores ``--alphas`` on all held-out scene
-photos of the checkpoint's split and chooses the largest gain at T=0.38 whose PSNR stays within
-``--max-psnr-drop`` dB of gray there. The default, 0.6 dB, keeps most of the quality target's
+photos of the checkpoint's split (colorized through the public pipeline, as export scores them)
+and chooses the largest gain at T=0.38 whose PSNR stays within ``--max-psnr-drop`` dB of gray
+there. The default, 0.6 dB, keeps most of the quality target's
 1.5 dB in reserve: full-size photos (Kodak24) have lost 0.4-0.8 dB more PSNR than the small
 held-out photos for every model shipped so far, more the bolder the model.
 Export with ``python -m chromatize.training.export --logit-adjustment ALPHA``.
@@ -34,6 +35,8 @@ from torch import nn
 
 from chromatize.atomic import replacing
 from chromatize.bins import rebalance_weights
+from chromatize.training.checkpoints import load_checkpoint, model_of
+from chromatize.training.scoring import SELECT_TEMPERATURE, ModelWrapper, evaluate, held_out_of
 
 #: Name of the bias the adjustment is folded into (the decoder's final 1x1 convolution).
 HEAD_BIAS = "decoder.logits.bias"
@@ -60,20 +63,39 @@ def adjust_state(
     return out
 
 
-class _ShiftedLogits(nn.Module):
-    """Replays logits computed once per held-out image (in :func:`~chromatize.training.train.
-    evaluate`'s order), plus a per-bin shift: scores many alphas for the cost of one forward."""
+class _ShiftedLogits(ModelWrapper):
+    """The model's logits plus a per-bin shift. The model runs once per held-out photo for all
+    the shifts scored: the first :func:`~chromatize.training.scoring.evaluate` fills ``cache``
+    with its logits (one forward per photo, in scoring order) and later ones replay them."""
 
-    def __init__(self, logits: list[torch.Tensor], shift: torch.Tensor) -> None:
-        super().__init__()
-        self.cached, self.shift, self.next = logits, shift.view(1, -1, 1, 1), 0
+    def __init__(self, model: nn.Module, cache: list[torch.Tensor], shift: torch.Tensor) -> None:
+        super().__init__(model)
+        self.cache, self.shift, self.next = cache, shift.view(1, -1, 1, 1), 0
 
-    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
-        z = self.cached[self.next]
+    def forward(self, lightness: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        if hints is not None:
+            raise ValueError("the logit-adjustment scan scores automatic colorization only")
+        if self.next == len(self.cache):
+            self.cache.append(self.model(lightness).float())
+        z = self.cache[self.next]
         if z.shape[-2:] != (lightness.shape[-2] // 4, lightness.shape[-1] // 4):
             raise RuntimeError("held-out images were not replayed in their scoring order")
-        self.next = (self.next + 1) % len(self.cached)
-        return z + self.shift
+        self.next += 1
+        return z + self.shift.to(z.device)
+
+
+def _row(alpha: float, r: dict[str, Any]) -> dict[str, Any]:
+    """One alpha's line of the scan from its :func:`evaluate` result."""
+    sel = r["per_temperature"][str(SELECT_TEMPERATURE)]
+    return {
+        "alpha": alpha,
+        "score": r["score"],
+        "gain": sel["auc_rebalanced"] - r["gray"]["auc_rebalanced"],
+        "psnr_drop": r["gray"]["psnr"] - sel["psnr"],
+        "per_temperature": r["per_temperature"],
+        "gray": r["gray"],
+        "truth_colourfulness": r["truth_colourfulness"],
+    }
 
 
 def scan(
@@ -83,31 +105,17 @@ def scan(
     lam: float = DEFAULT_LAMBDA,
     max_psnr_drop: float = DEFAULT_MAX_PSNR_DROP,
 ) -> dict[str, Any]:
-    """Held-out metrics at T=0.38 and T=1.0 for every alpha, and the chosen alpha."""
-    from chromatize.models.mobile import build_mobile
-    from chromatize.training.train import SELECT_TEMPERATURE, evaluate, held_out_of
-
+    """Held-out metrics at T=0.38 and T=1.0 for every alpha (colorized through the pipeline,
+    :func:`chromatize.training.scoring.evaluate`), and the chosen alpha."""
     images, class_weights = held_out_of(checkpoint, data)
-    model = build_mobile()
-    model.load_state_dict(checkpoint["model"])
-    model.eval()
-    with torch.inference_mode():
-        logits = [model(im.lightness[None]).float() for im in images]
+    model = model_of(checkpoint).eval()
     prior = checkpoint["prior"]
+    cache: list[torch.Tensor] = []
     rows = []
     for alpha in alphas:
-        r = evaluate(_ShiftedLogits(logits, bias_shift(prior, alpha, lam)), images,
-                     class_weights, (SELECT_TEMPERATURE, 1.0))
-        sel = r["per_temperature"][str(SELECT_TEMPERATURE)]
-        rows.append({
-            "alpha": alpha,
-            "score": r["score"],
-            "gain": sel["auc_rebalanced"] - r["gray"]["auc_rebalanced"],
-            "psnr_drop": r["gray"]["psnr"] - sel["psnr"],
-            "per_temperature": r["per_temperature"],
-            "gray": r["gray"],
-            "truth_colourfulness": r["truth_colourfulness"],
-        })
+        shifted = _ShiftedLogits(model, cache, bias_shift(prior, alpha, lam))
+        rows.append(_row(alpha, evaluate(shifted, images, class_weights,
+                                         (SELECT_TEMPERATURE, 1.0))))
     ok = [row for row in rows if row["psnr_drop"] <= max_psnr_drop] or rows[:1]
     best = max(ok, key=lambda row: row["score"])
     return {"lambda": lam, "max_psnr_drop": max_psnr_drop, "rows": rows, "alpha": best["alpha"]}
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-psnr-drop", type=float, default=DEFAULT_MAX_PSNR_DROP)
     p.add_argument("--json", type=Path, default=None, help="also write the scan here")
     args = p.parse_args(argv)
-    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(args.checkpoint)
     result = scan(ckpt, args.data, tuple(args.alphas), args.lam, args.max_psnr_drop)
     print(f"{'alpha':>6} {'score':>6} {'gain':>6} {'PSNR drop':>9}  (T=0.38, held-out scenes)")
     for row in result["rows"]:

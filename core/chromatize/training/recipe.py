@@ -9,7 +9,8 @@ export, each as its own ``python -m chromatize.training.…`` process. The scan'
 documented rule) is what the export folds in. Every step writes under ``RUNS`` (one folder per
 run, named as in the model card); a finished step is skipped and an interrupted training run is
 resumed from its ``last.pt``, so the command can simply be run again after a crash or in the next
-session. The runs after the first reuse its bin prior.
+session. ``--data`` (the training photos) goes to every step that reads photos; the first run
+starts from the ImageNet encoder in ``--backbone``. The runs after the first reuse its bin prior.
 
 About 5.5 hours of 2-core CPU time (the training budgets add up to 325 minutes). The budgets are
 wall-clock minutes, so another machine trains a different number of steps: the chain is
@@ -29,9 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from chromatize.training.train import SHARED
+from chromatize.training.checkpoints import load_checkpoint
 
 #: Options every training run from the fourth on shares.
 COMMON = ("--rebalance-lambda", "0.75", "--max-weight", "4", "--unfreeze-at", "1.0",
@@ -108,33 +107,37 @@ def training_done(run: Path) -> bool:
     last = run / "last.pt"
     if not last.exists():
         return False
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(last)
     return ckpt["state"]["elapsed"] >= float(ckpt["args"]["budget_minutes"]) * 60
 
 
-def steps(runs: Path, data: Path, out: Path, time_scale: float = 1.0,
+def _training_step(runs: Path, name: str, options: Sequence[str], data: Path, backbone: Path,
+                   time_scale: float, train_args: Sequence[str]) -> Step:
+    """The chain's training run ``name``: the first starts from ``backbone`` and computes the
+    prior, the others start from their ``--init`` and reuse that prior."""
+    opts = [o.format(runs=runs) for o in options]
+    needs = [Path(opts[opts.index("--init") + 1])] if "--init" in opts else []
+    start: list[str] = ["--backbone", str(backbone)]
+    if name != TRAINING_RUNS[0]:
+        start = ["--prior", PRIOR.format(runs=runs)]
+        needs.append(Path(start[1]))
+    return Step("train", ("--out", str(runs / name), "--data", str(data), *start,
+                          *_scaled(opts, time_scale), *train_args, "--resume"),
+                runs / name / "last.pt", tuple(needs))
+
+
+def steps(runs: Path, data: Path, backbone: Path, out: Path, time_scale: float = 1.0,
           train_args: Sequence[str] = (), overwrite: bool = False) -> list[Step]:
     """The chain, in order, with its paths filled in."""
-
-    def p(template: str) -> str:
-        return template.format(runs=runs)
-
     chain: list[Step] = []
     for kind, name, options in CHAIN:
         if kind == "average":
-            members = [p(m) for m in options]
-            chain.append(Step("averaging", (*members, "--out", p(name), "--data", str(data)),
-                              Path(p(name)), tuple(map(Path, members))))
-            continue
-        opts = [p(o) for o in options]
-        needs = [Path(opts[opts.index("--init") + 1])] if "--init" in opts else []
-        prior: list[str] = []
-        if name != TRAINING_RUNS[0]:
-            prior = ["--prior", p(PRIOR)]
-            needs.append(Path(p(PRIOR)))
-        chain.append(Step("train", ("--out", str(runs / name), "--data", str(data), *prior,
-                                    *_scaled(opts, time_scale), *train_args, "--resume"),
-                          runs / name / "last.pt", tuple(needs)))
+            product, members = name.format(runs=runs), [m.format(runs=runs) for m in options]
+            chain.append(Step("averaging", (*members, "--out", product, "--data", str(data)),
+                              Path(product), tuple(map(Path, members))))
+        else:
+            chain.append(_training_step(runs, name, options, data, backbone, time_scale,
+                                        train_args))
     best = runs / SHIPPED_RUN / "best.pt"
     scan = runs / SHIPPED_RUN / "scan.json"
     chain.append(Step("logit_adjustment", ("--checkpoint", str(best), "--data", str(data),
@@ -155,10 +158,13 @@ def _done(step: Step) -> bool:
     return step.product.exists()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--runs", type=Path, required=True, help="folder for the runs' checkpoints")
-    p.add_argument("--data", type=Path, default=SHARED / "data" / "train")
+    p.add_argument("--data", type=Path, required=True,
+                   help="folder of training photos, one sub-folder per source")
+    p.add_argument("--backbone", type=Path, required=True,
+                   help="ImageNet MobileNetV2 .tflite file the first run starts from")
     p.add_argument("--out", type=Path, default=Path("mobile.safetensors"),
                    help="the exported weights (default ./mobile.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -172,29 +178,44 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--time-scale must be positive")
     if not args.data.is_dir():
         p.error(f"training photos not found: {args.data} (pass --data)")
+    if not args.backbone.is_file():
+        p.error(f"backbone not found: {args.backbone} (pass --backbone)")
     if not args.dry_run and args.out.exists() and not args.overwrite:
         p.error(f"{args.out} exists; pass --overwrite to replace it, or another --out")
-    chain = steps(args.runs.resolve(), args.data.resolve(), args.out.resolve(), args.time_scale,
+    return args
+
+
+def _run(step: Step, head: str) -> int:
+    """Run one step unless it is done; returns its exit code."""
+    if _done(step):
+        print(f"{head}: done ({step.product})", flush=True)
+        return 0
+    missing = [str(f) for f in step.needs if not f.exists()]
+    if missing:
+        print(f"error: {head} needs {', '.join(missing)}, which an earlier step should have "
+              "written; delete that step's folder under --runs and run again", file=sys.stderr)
+        return 1
+    command = step.command  # reads the scan's alpha once, after the scan has run
+    print(head + ": " + shlex.join(command), flush=True)
+    code = subprocess.call(command)
+    if code:
+        print(f"error: {head} failed (exit code {code}); run the same command again to "
+              "resume", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    chain = steps(args.runs.resolve(), args.data.resolve(), args.backbone.resolve(),
+                  args.out.resolve(), args.time_scale,
                   [a for opt in args.train_arg for a in shlex.split(opt)], args.overwrite)
     for n, step in enumerate(chain, 1):
         head = f"[{n}/{len(chain)}] {step.module}"
         if args.dry_run:
             print(head + ": " + shlex.join(step.command), flush=True)
             continue
-        if _done(step):
-            print(f"{head}: done ({step.product})", flush=True)
-            continue
-        missing = [str(f) for f in step.needs if not f.exists()]
-        if missing:
-            print(f"error: {head} needs {', '.join(missing)}, which an earlier step should have "
-                  "written; delete that step's folder under --runs and run again", file=sys.stderr)
-            return 1
-        command = step.command  # reads the scan's alpha once, after the scan has run
-        print(head + ": " + shlex.join(command), flush=True)
-        code = subprocess.call(command)
+        code = _run(step, head)
         if code:
-            print(f"error: {head} failed (exit code {code}); run the same command again to "
-                  "resume", file=sys.stderr)
             return code
     return 0
 
