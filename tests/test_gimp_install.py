@@ -1,19 +1,22 @@
-"""``chromatize gimp install|uninstall`` and :mod:`chromatize.gimp_install` (no GIMP needed)."""
+"""``chromatize gimp install|uninstall`` and :mod:`chromatize_gimp.install` (no GIMP needed)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from worker_helpers import PLUGIN_SOURCE, WORKER_ENV
 
-from chromatize.cli import main
-from chromatize.gimp_install import (
+from chromatize.cli import COMMANDS_GROUP, main
+from chromatize.options import options_schema
+from chromatize_gimp.install import (
     CONFIG_NAME,
     GimpInstallError,
     default_plugins_dir,
@@ -133,3 +136,49 @@ def test_a_python_without_chromatize_is_refused(tmp_path: Path) -> None:
     with pytest.raises(GimpInstallError, match="cannot run chromatize's worker"):
         install("3", tmp_path, python=bare)
     assert not (tmp_path / "chromatize-colorize").exists()
+
+
+def test_config_carries_the_settings_schema_of_colorize_options(tmp_path: Path) -> None:
+    config = json.loads(install("3", tmp_path).config.read_text())
+    settings = config["settings"]
+    schema = options_schema()
+    assert set(settings) == set(schema)
+    for name, entry in schema.items():
+        for key in ("label", "help", "kind", "default", "minimum", "default_text"):
+            assert settings[name][key] == entry[key], (name, key)
+    assert settings["model"]["choices"][:2] == ["mobile", "eccv16"]
+    assert settings["model"]["choice_labels"]["mobile"] == config["models"][0]["description"]
+    assert settings["device"]["choices"] == list(schema["device"]["choices"])
+    assert settings["saturation"]["slider_maximum"] == 2.0
+    assert settings["temperature"]["slider_maximum"] > 0
+
+
+def test_gimp_command_comes_from_an_entry_point_and_a_broken_one_is_skipped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (gimp,) = [e for e in importlib.metadata.entry_points(group=COMMANDS_GROUP)
+               if e.name == "gimp"]
+    assert gimp.value == "chromatize_gimp.command:register"
+    broken = importlib.metadata.EntryPoint("broken", "no_such_module:register", COMMANDS_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [broken, gimp] if group == COMMANDS_GROUP else [])
+    assert main(["gimp", "uninstall", "--plug-ins-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "nothing to remove" in captured.out
+    assert "warning: command 'broken'" in captured.err and "no_such_module" in captured.err
+
+
+def test_the_core_never_imports_the_gimp_package(tmp_path: Path) -> None:
+    """import-linter's view: no module of chromatize (function-local imports included) imports
+    chromatize_gimp."""
+    config = tmp_path / "importlinter.ini"
+    lint = Path(sys.executable).with_name("lint-imports")
+    if not lint.exists():
+        pytest.skip("import-linter is not installed")
+    config.write_text("[importlinter]\nroot_packages =\n    chromatize\n    chromatize_gimp\n"
+                      "[importlinter:contract:core]\nname = core without GIMP\n"
+                      "type = forbidden\nsource_modules = chromatize\n"
+                      "forbidden_modules = chromatize_gimp\n")
+    proc = subprocess.run([str(lint), "--config", str(config), "--no-cache"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

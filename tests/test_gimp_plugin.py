@@ -2,7 +2,7 @@
 
 One GIMP session runs every scenario of ``tests/gimp_scenarios.py`` (GIMP starts slowly, so the
 scenarios share it) and dumps the layers; the tests below check those dumps against the input
-images with numpy/scikit-image. The plug-in is installed with ``chromatize.gimp_install`` into a
+images with numpy/scikit-image. The plug-in is installed with ``chromatize_gimp.install`` into a
 temporary plug-ins folder added to GIMP's plug-in-path by a gimprc; its worker command is
 ``chroot /host <this Python> -m chromatize.worker`` (see ``tests/gimp_chroot.py``), and the model
 is ``eccv16`` with seeded random weights at render size 32.
@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 from worker_helpers import gray_test_image, lab, lightness_of_gray, random_eccv16_weights
 
-from chromatize.gimp_install import install
+from chromatize_gimp.install import install
 
 pytestmark = pytest.mark.gimp
 

@@ -32,7 +32,7 @@ from worker_helpers import (
     random_eccv16_weights,
 )
 
-from chromatize.gimp_install import install
+from chromatize_gimp.install import install
 
 sys.path.insert(0, str(PLUGIN_SOURCE))
 import chromatize_client  # noqa: E402

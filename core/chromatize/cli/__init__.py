@@ -1,7 +1,10 @@
 """The ``chromatize`` console script: argument parsing, sub-command dispatch, error reporting.
 
 Each sub-command lives in its own module of this package and exposes ``register(subparsers)``,
-which adds its parser and sets ``func=run`` (``run(args) -> int``, the exit code). Expected
+which adds its parser and sets ``func=run`` (``run(args) -> int``, the exit code). Other
+packages add sub-commands the same way through the ``chromatize.commands`` entry-point group
+(``name = "module:register"``; the GIMP plug-in's ``gimp`` command comes from there); one that
+cannot be loaded is left out with a warning on stderr, the other commands still work. Expected
 failures (:class:`~chromatize.errors.ChromatizeError`) are printed as
 ``chromatize: error: <message>`` without a traceback and exit with status 1; Ctrl-C exits 130,
 a closed output pipe 141 (as a shell reports SIGPIPE).
@@ -14,12 +17,15 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from chromatize import __version__
-from chromatize.cli import colorize, eval, gimp, models, sample
+from chromatize.cli import colorize, eval, models, sample
 from chromatize.errors import ChromatizeError
 
 PROG = "chromatize"
+#: Entry-point group through which other packages add sub-commands.
+COMMANDS_GROUP = "chromatize.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (colorize, models, eval, gimp, sample):
+    for module in (colorize, models, eval, sample):
         module.register(subparsers)
+    register_plugin_commands(subparsers)
     return parser
+
+
+def register_plugin_commands(subparsers: Any) -> None:
+    """Register the sub-commands of the ``chromatize.commands`` entry points, skipping (with a
+    warning on stderr) any that cannot be loaded or registered."""
+    from importlib.metadata import entry_points
+
+    seen: set[str] = set()
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        if entry.name in seen:  # the same distribution found twice on sys.path
+            continue
+        seen.add(entry.name)
+        try:
+            entry.load()(subparsers)
+        except Exception as exc:  # a broken plug-in must not take the other commands down
+            print(f"{PROG}: warning: command {entry.name!r} ({entry.value}) is unavailable: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,9 +2,14 @@
 
 The plug-in (package ``chromatize_gimp``) is copied to ``<plug-ins>/chromatize-colorize/``:
 the entry script as ``chromatize-colorize.py`` (executable; GIMP 3 requires the file stem to
-equal the folder name), its helper modules, and ``chromatize-worker.json``, which records the
-absolute path of the Python running this code (``sys.executable``, or ``python=``): GIMP's own
-Python has no torch, so the plug-in starts ``<that python> -m chromatize.worker`` for the work.
+equal the folder name), its helper modules, and ``chromatize-worker.json``, which records
+
+- the absolute path of the Python running this code (``sys.executable``, or ``python=``): GIMP's
+  own Python has no torch, so the plug-in starts ``<that python> -m chromatize.worker`` for the
+  work;
+- ``"settings"``: :func:`plugin_settings`, the colorization settings' defaults, labels, help
+  texts, ranges and choices from :func:`chromatize.options.options_schema` (GIMP's Python cannot
+  import chromatize, so the dialog reads them from here instead of writing its own).
 
 For GIMP installed from Flathub, the sandboxed plug-in cannot run a Python of the host
 directly; ``flatpak=True`` installs into the Flatpak's config folder and records the worker
@@ -28,18 +33,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from chromatize import __version__
 from chromatize.errors import ChromatizeError, OutputError
+from chromatize.options import SATURATION_SLIDER_MAX, options_schema
+from chromatize_gimp import PLUGIN_NAME, plugin_files
 
 GIMP_VERSIONS: tuple[str, ...] = ("3", "2.10")
 CONFIG_NAME = "chromatize-worker.json"
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 INSTALLED_BY = "chromatize"
 FLATPAK_APP_ID = "org.gimp.GIMP"
 FLATPAK_SPAWN: tuple[str, ...] = ("flatpak-spawn", "--host")
 DEFAULT_TIMEOUT_SECONDS = 1800
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 120
+#: Upper ends of the dialog's sliders for settings the library leaves unbounded above.
+SLIDER_MAXIMA: dict[str, float] = {"temperature": 2.0, "saturation": SATURATION_SLIDER_MAX}
 _CONFIG_DIR_NAMES = {"3": "3.0", "2.10": "2.10"}
 _DIRECTORY_ENV = {"3": "GIMP3_DIRECTORY", "2.10": "GIMP2_DIRECTORY"}
 
@@ -50,6 +60,8 @@ class GimpInstallError(ChromatizeError):
 
 @dataclass(frozen=True)
 class InstallResult:
+    """Where the plug-in went and the worker command it records."""
+
     plugin_dir: Path
     entry: Path
     config: Path
@@ -110,6 +122,21 @@ def _model_entries() -> list[dict[str, str]]:
     return [{"name": spec.name, "description": spec.description} for spec in list_models()]
 
 
+def plugin_settings() -> dict[str, dict[str, Any]]:
+    """What the plug-in's dialog shows, by setting: :func:`chromatize.options.options_schema`
+    with the registry's models as the model's choices (``choice_labels``: their descriptions)
+    and, for numbers the library leaves unbounded above, ``slider_maximum`` (a slider needs an
+    end)."""
+    schema = options_schema()
+    models = _model_entries()
+    schema["model"]["choices"] = [entry["name"] for entry in models]
+    schema["model"]["choice_labels"] = {entry["name"]: entry["description"] for entry in models}
+    for name, maximum in SLIDER_MAXIMA.items():
+        if schema[name]["maximum"] is None:
+            schema[name]["slider_maximum"] = maximum
+    return schema
+
+
 def _is_ours(folder: Path) -> bool:
     try:
         config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
@@ -132,50 +159,38 @@ def _check_python(python: str) -> None:
         )
 
 
-def install(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None = None, *,
-            python: str | os.PathLike[str] | None = None, flatpak: bool = False,
-            force: bool = False, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
-            command_prefix: Sequence[str] = ()) -> InstallResult:
-    """Install (or update) the plug-in; returns where it went and the recorded command.
+def _target_root(version: str, plugins_dir: str | os.PathLike[str] | None,
+                 flatpak: bool) -> Path:
+    root = (Path(plugins_dir).expanduser() if plugins_dir is not None
+            else default_plugins_dir(version, flatpak))
+    return root.absolute()
 
-    ``command_prefix`` is put before the interpreter in the recorded worker command (see
-    :func:`worker_command`).
-    """
-    import chromatize_gimp
 
-    version = _check_version(gimp_version)
-    target_root = (Path(plugins_dir).expanduser() if plugins_dir is not None
-                   else default_plugins_dir(version, flatpak))
-    target_root = target_root.absolute()
-    if python is not None and os.path.abspath(os.fspath(python)) != os.path.abspath(
-            sys.executable):
-        _check_python(os.path.abspath(os.fspath(python)))
-    command = worker_command(python, flatpak, command_prefix)
-    interpreter = command[len(command) - 3]
-    folder = target_root / chromatize_gimp.PLUGIN_NAME
-    if folder.exists() and not force and not _is_ours(folder):
-        raise GimpInstallError(
-            f"{folder} exists but was not installed by chromatize; move it away or pass --force "
-            "to replace it"
-        )
-    files = chromatize_gimp.plugin_files(version)
-    missing = [str(src) for src in files.values() if not src.is_file()]
-    if missing:
-        raise GimpInstallError(f"this chromatize build lacks plug-in files: {', '.join(missing)}")
-    config = {
+def _config(version: str, command: list[str], flatpak: bool,
+            timeout_seconds: int) -> dict[str, Any]:
+    """The contents of ``chromatize-worker.json``."""
+    from chromatize.worker import PROTOCOL_VERSION
+
+    return {
         "config_version": CONFIG_VERSION,
         "installed_by": INSTALLED_BY,
         "chromatize": __version__,
-        "protocol": _protocol_version(),
+        "protocol": PROTOCOL_VERSION,
         "gimp_version": version,
         "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "python": interpreter,
+        "python": command[-3],
         "command": command,
         "flatpak": flatpak,
         "timeout_seconds": int(timeout_seconds),
         "startup_timeout_seconds": DEFAULT_STARTUP_TIMEOUT_SECONDS,
         "models": _model_entries(),
+        "settings": plugin_settings(),
     }
+
+
+def _write_folder(folder: Path, files: dict[str, Path], config: dict[str, Any]) -> None:
+    """Assemble the plug-in next to ``folder`` and rename it into place (replacing any old one)."""
+    target_root = folder.parent
     try:
         target_root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=target_root))
@@ -184,7 +199,7 @@ def install(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None 
     try:
         for name, source in files.items():
             shutil.copyfile(source, staging / name)
-        entry = staging / f"{chromatize_gimp.PLUGIN_NAME}.py"
+        entry = staging / f"{PLUGIN_NAME}.py"
         entry.chmod(entry.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         staging.chmod(0o755)
@@ -198,19 +213,42 @@ def install(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None 
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(f"cannot install the plug-in into {folder}: {exc}") from None
-    return InstallResult(plugin_dir=folder, entry=folder / f"{chromatize_gimp.PLUGIN_NAME}.py",
+
+
+def install(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None = None, *,
+            python: str | os.PathLike[str] | None = None, flatpak: bool = False,
+            force: bool = False, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+            command_prefix: Sequence[str] = ()) -> InstallResult:
+    """Install (or update) the plug-in; returns where it went and the recorded command.
+
+    ``command_prefix`` is put before the interpreter in the recorded worker command (see
+    :func:`worker_command`).
+    """
+    version = _check_version(gimp_version)
+    folder = _target_root(version, plugins_dir, flatpak) / PLUGIN_NAME
+    if python is not None and os.path.abspath(os.fspath(python)) != os.path.abspath(
+            sys.executable):
+        _check_python(os.path.abspath(os.fspath(python)))
+    command = worker_command(python, flatpak, command_prefix)
+    if folder.exists() and not force and not _is_ours(folder):
+        raise GimpInstallError(
+            f"{folder} exists but was not installed by chromatize; move it away or pass --force "
+            "to replace it"
+        )
+    files = plugin_files(version)
+    missing = [str(src) for src in files.values() if not src.is_file()]
+    if missing:
+        raise GimpInstallError(f"this chromatize build lacks plug-in files: {', '.join(missing)}")
+    _write_folder(folder, files, _config(version, command, flatpak, timeout_seconds))
+    return InstallResult(plugin_dir=folder, entry=folder / f"{PLUGIN_NAME}.py",
                          config=folder / CONFIG_NAME, command=command, gimp_version=version)
 
 
 def uninstall(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | None = None, *,
               flatpak: bool = False, force: bool = False) -> Path | None:
     """Remove the plug-in folder; returns it, or None when nothing was installed there."""
-    import chromatize_gimp
-
     version = _check_version(gimp_version)
-    target_root = (Path(plugins_dir).expanduser() if plugins_dir is not None
-                   else default_plugins_dir(version, flatpak))
-    folder = target_root.absolute() / chromatize_gimp.PLUGIN_NAME
+    folder = _target_root(version, plugins_dir, flatpak) / PLUGIN_NAME
     if not folder.exists():
         return None
     if not force and not _is_ours(folder):
@@ -223,9 +261,3 @@ def uninstall(gimp_version: str = "3", plugins_dir: str | os.PathLike[str] | Non
     except OSError as exc:
         raise OutputError(f"cannot remove {folder}: {exc}") from None
     return folder
-
-
-def _protocol_version() -> int:
-    from chromatize.worker import PROTOCOL_VERSION
-
-    return PROTOCOL_VERSION
