@@ -424,3 +424,25 @@ def test_readme_main_job_with_the_default_model(tmp_path: Path, cli_env: dict[st
         lab = rgb2lab(np.asarray(im))
     assert np.abs(lab[..., 0] - lightness(np.repeat(gray[..., None], 3, axis=2))).mean() < 0.5
     assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 5.0  # visibly coloured (gray: 0)
+
+
+def test_mask_colorizes_only_where_it_is_white(tmp_path: Path, cli_env: dict[str, str],
+                                               eccv16_weights: Path) -> None:
+    photo = tmp_path / "photo.png"
+    rgb = (RNG.random((48, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(photo)
+    mask = np.zeros((48, 64), np.uint8)
+    mask[:, 32:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    result = run_cli(cli_env, "colorize", photo, "--mask", tmp_path / "mask.png",
+                     *model_args(eccv16_weights))
+    assert result.returncode == 0, result.stderr
+    out = np.asarray(Image.open(tmp_path / "photo_color.png"))
+    assert np.array_equal(out[:, :32], rgb[:, :32])  # black: the input, bit for bit
+    assert not np.array_equal(out[:, 32:], rgb[:, 32:])
+
+    Image.fromarray(mask[:20]).save(tmp_path / "small.png")
+    again = run_cli(cli_env, "colorize", photo, "-o", tmp_path / "other.png", "--mask",
+                    tmp_path / "small.png", *model_args(eccv16_weights))
+    assert again.returncode == 1 and "does not match the image" in again.stderr
+    assert not (tmp_path / "other.png").exists()
