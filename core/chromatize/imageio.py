@@ -127,6 +127,30 @@ def read_image(path: str | os.PathLike[str], *,
     missing, empty, truncated, unreadable, animated, too large or unsupported images.
     """
     path = Path(path)
+    _check_file(path)
+    limit = max_pixels or None
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        # Our own pixel limit (checked below from the header) replaces Pillow's warning; its hard
+        # error (twice its limit) still applies and is turned into a clear message.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = _open(path)
+        if im is None:  # a TIFF Pillow cannot open
+            return _read_tiff_with_tifffile(path, limit, notes, None)
+        with im:
+            pixels, icc, exif = _decode(im, path, limit, notes)
+            dpi = _dpi(im)
+    orientation = _orientation(exif)
+    if orientation != 1:
+        pixels = _apply_orientation(pixels, orientation)
+        notes.append(f"applied EXIF orientation {orientation} (the output is stored upright)")
+    exif_bytes = _exif_to_keep(exif, im.format) if exif is not None else None
+    return LoadedImage(path=path, pixels=np.ascontiguousarray(pixels), format=im.format or "",
+                       icc_profile=icc, exif=exif_bytes, dpi=dpi, notes=notes)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse what is not a non-empty file, naming it."""
     name = str(path)
     try:
         size = path.stat().st_size
@@ -139,62 +163,58 @@ def read_image(path: str | os.PathLike[str], *,
     if size == 0:
         raise InputImageError(f"{name} is empty (0 bytes); it is not an image. "
                               "Re-export or re-download it.")
-    limit = max_pixels or None
-    notes: list[str] = []
-    with warnings.catch_warnings():
-        # Our own pixel limit (checked below from the header) replaces Pillow's warning; its hard
-        # error (twice its limit) still applies and is turned into a clear message.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+def _open(path: Path) -> Image.Image | None:
+    """Pillow's lazy image, or None for a TIFF only tifffile can read."""
+    name = str(path)
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        if _is_tiff(path):
+            return None
+        raise InputImageError(
+            f"{name} is not an image chromatize can read (not PNG, JPEG, TIFF, WebP, BMP or "
+            "GIF, or its header is damaged). Check the file, or convert it to PNG."
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise InputImageError(f"{name}: {exc}. Downscale the image first.") from None
+    except OSError as exc:
+        raise InputImageError(f"{name}: cannot be read ({exc})") from None
+
+
+def _decode(im: Image.Image, path: Path, limit: int | None, notes: list[str]
+            ) -> tuple[np.ndarray, bytes | None, Image.Exif | None]:
+    """Pixels, ICC profile and EXIF of an opened single-frame image within ``limit``."""
+    name = str(path)
+    _check_size(name, im.size, limit)
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        kind = "pages" if im.format == "TIFF" else "frames"
+        raise InputImageError(
+            f"{name} has {frames} {kind} (animated or multi-page {im.format}); chromatize "
+            "colorizes single pictures. Save the frame you want as its own PNG file."
+        )
+    icc = im.info.get("icc_profile") or None
+    if im.format == "PNG" and _png_is_16bit_color(path):
+        pixels = _read_png16(path)
+    elif im.format == "TIFF" and _tiff_needs_tifffile(im):
+        loaded = _read_tiff_with_tifffile(path, limit, notes, icc)
+        pixels, icc = loaded.pixels, loaded.icc_profile
+    else:
         try:
-            im = Image.open(path)
-        except UnidentifiedImageError:
-            if _is_tiff(path):
-                return _read_tiff_with_tifffile(path, limit, notes, None)
-            raise InputImageError(
-                f"{name} is not an image chromatize can read (not PNG, JPEG, TIFF, WebP, BMP or "
-                "GIF, or its header is damaged). Check the file, or convert it to PNG."
-            ) from None
+            im.load()
         except Image.DecompressionBombError as exc:
             raise InputImageError(f"{name}: {exc}. Downscale the image first.") from None
-        except OSError as exc:
-            raise InputImageError(f"{name}: cannot be read ({exc})") from None
-        with im:
-            _check_size(name, im.size, limit)
-            frames = getattr(im, "n_frames", 1)
-            if frames > 1:
-                kind = "pages" if im.format == "TIFF" else "frames"
-                raise InputImageError(
-                    f"{name} has {frames} {kind} (animated or multi-page {im.format}); chromatize "
-                    "colorizes single pictures. Save the frame you want as its own PNG file."
-                )
-            icc = im.info.get("icc_profile") or None
-            dpi = _dpi(im)
-            if im.format == "PNG" and _png_is_16bit_color(path):
-                pixels = _read_png16(path)
-            elif im.format == "TIFF" and _tiff_needs_tifffile(im):
-                loaded = _read_tiff_with_tifffile(path, limit, notes, icc)
-                pixels, icc = loaded.pixels, loaded.icc_profile
-            else:
-                try:
-                    im.load()
-                except Image.DecompressionBombError as exc:
-                    raise InputImageError(f"{name}: {exc}. Downscale the image first.") from None
-                except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
-                    raise InputImageError(
-                        f"{name} is damaged or truncated ({exc}); it cannot be decoded. "
-                        "Re-export or re-download it."
-                    ) from None
-                pixels, icc = _pillow_pixels(im, name, icc, notes)
-            # Read after decoding: Pillow turns some formats (TIFF) upright while loading them and
-            # then drops the tag, so what is left here is what still needs applying.
-            exif = _read_exif(im, name, notes)
-            orientation = _orientation(exif)
-    if orientation != 1:
-        pixels = _apply_orientation(pixels, orientation)
-        notes.append(f"applied EXIF orientation {orientation} (the output is stored upright)")
-    exif_bytes = _exif_to_keep(exif, im.format) if exif is not None else None
-    return LoadedImage(path=path, pixels=np.ascontiguousarray(pixels), format=im.format or "",
-                       icc_profile=icc, exif=exif_bytes, dpi=dpi, notes=notes)
+        except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+            raise InputImageError(
+                f"{name} is damaged or truncated ({exc}); it cannot be decoded. "
+                "Re-export or re-download it."
+            ) from None
+        pixels, icc = _pillow_pixels(im, name, icc, notes)
+    # Read after decoding: Pillow turns some formats (TIFF) upright while loading them and then
+    # drops the tag, so what is left here is what still needs applying.
+    return pixels, icc, _read_exif(im, name, notes)
 
 
 def _check_size(name: str, size: tuple[int, int], limit: int | None) -> None:
