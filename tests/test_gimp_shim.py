@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import runpy
 import subprocess
 import sys
@@ -32,13 +33,15 @@ from worker_helpers import (
     random_eccv16_weights,
 )
 
-from chromatize_gimp.install import install
+from chromatize_gimp.install import install, plugin_settings
 
 sys.path.insert(0, str(PLUGIN_SOURCE))
 import chromatize_client  # noqa: E402
 import chromatize_flow  # noqa: E402
 import chromatize_shim  # noqa: E402
 
+#: What the installer writes into chromatize-worker.json for the dialog.
+SCHEMA = json.loads(json.dumps(plugin_settings()))
 PY27_FILES = ["chromatize_shim.py", "chromatize_flow.py", "chromatize_client.py",
               "chromatize_shim_gimpfu.py", "gimp2_plugin.py"]
 
@@ -53,8 +56,8 @@ def worker_client() -> chromatize_client.WorkerClient:
 
 
 def settings(weights: Path | str, **extra: Any) -> dict[str, Any]:
-    return chromatize_flow.make_settings(model="eccv16", weights=str(weights), render_size=32,
-                                         device="cpu", **extra)
+    return chromatize_flow.make_settings(SCHEMA, model="eccv16", weights=str(weights),
+                                         render_size=32, device="cpu", **extra)
 
 
 # ------------------------------------------------------------------ recording host
@@ -252,18 +255,53 @@ def test_flow_refuses_a_selection_that_misses_the_layers() -> None:
 
 
 def test_make_settings_maps_dialog_values() -> None:
-    made = chromatize_flow.make_settings(model="eccv16", weights="  ", temperature=0.0,
+    made = chromatize_flow.make_settings(SCHEMA, model="eccv16", weights="  ", temperature=0.0,
                                          saturation=1.5, render_size=0, device="cpu",
                                          output="in-place", allow_download=1)
     assert made == {"output": "in-place", "worker": {
         "model": "eccv16", "weights": None, "temperature": None, "saturation": 1.5,
         "render_size": None, "device": "cpu", "allow_download": True}}
-    assert chromatize_flow.make_settings(temperature=0.5, render_size=64.0)["worker"][
+    assert chromatize_flow.make_settings(SCHEMA, temperature=0.5, render_size=64.0)["worker"][
         "temperature"] == 0.5
     with pytest.raises(chromatize_shim.PluginError):
-        chromatize_flow.make_settings(output="sideways")
-    with pytest.raises(chromatize_shim.PluginError):
-        chromatize_flow.make_settings(saturation=-1)
+        chromatize_flow.make_settings(SCHEMA, output="sideways")
+    with pytest.raises(chromatize_shim.PluginError, match="'Saturation' must be at least 0"):
+        chromatize_flow.make_settings(SCHEMA, saturation=-1)
+    with pytest.raises(chromatize_shim.PluginError, match="'Render size' must be a whole"):
+        chromatize_flow.make_settings(SCHEMA, render_size=12.5)
+    # saturation 0 is gray, not "the model's default": only settings defaulting to None map 0
+    assert chromatize_flow.make_settings(SCHEMA, saturation=0)["worker"] == {"saturation": 0.0}
+
+
+def test_dialog_fields_come_from_the_installed_schema() -> None:
+    fields = {f["name"]: f for f in chromatize_flow.dialog_fields(SCHEMA)}
+    assert list(fields) == list(chromatize_flow.DIALOG_SETTINGS)
+    for name in fields.keys() - {"output"}:
+        assert fields[name]["label"] == SCHEMA[name]["label"]
+        assert fields[name]["help"].startswith(SCHEMA[name]["help"])
+    assert fields["model"]["default"] == "mobile"
+    assert [value for value, _ in fields["model"]["choices"]][:2] == ["mobile", "eccv16"]
+    assert [value for value, _ in fields["device"]["choices"]] == SCHEMA["device"]["choices"]
+    # GIMP cannot say "the model's default": 0 / "" stand for it and go to the worker as null
+    assert (fields["temperature"]["default"], fields["temperature"]["minimum"]) == (0, 0)
+    assert (fields["render_size"]["default"], fields["render_size"]["minimum"],
+            fields["render_size"]["maximum"]) == (0, 0, SCHEMA["render_size"]["maximum"])
+    assert fields["saturation"]["default"] == 1.0 and fields["saturation"]["maximum"] == 2.0
+    assert fields["weights"]["kind"] == "text" and fields["weights"]["default"] == ""
+    assert "0: the model's default" in fields["temperature"]["help"]
+    assert fields["allow_download"]["default"] is False
+    for name, field in fields.items():
+        if name != "output":
+            stand_in = field["default"]
+            default = chromatize_flow.worker_value(SCHEMA[name], stand_in)
+            assert default == SCHEMA[name]["default"], name
+
+
+def test_a_config_without_settings_is_reported_as_not_installed() -> None:
+    for config in ({}, {"command": ["python"]}, {"settings": {"model": {}}}):
+        with pytest.raises(chromatize_shim.PluginError, match="chromatize gimp install") as info:
+            chromatize_flow.settings_schema(config)
+        assert info.value.kind == "not_installed"
 
 
 def test_crop_rows_cuts_rectangles() -> None:
@@ -457,7 +495,7 @@ def test_gimpfu_variant_registers_colors_menu_entry(gimp210: dict[str, Any]) -> 
                                       "saturation", "render_size", "device", "output",
                                       "allow_download"]
     assert params[2][4][:2] == ["mobile", "eccv16"]  # model names from the installed config
-    assert len(params[7][4]) == len(chromatize_flow.DEVICE_CHOICES)
+    assert params[7][4] == SCHEMA["device"]["choices"]  # devices from the installed config
     assert params[8][3] == 0 and params[8][4][0] == "New layer above"  # default output
     assert results == [] and callable(func)
 
@@ -510,6 +548,27 @@ def test_gimpfu_variant_reports_failures_and_changes_nothing(gimp210: dict[str, 
     assert image.base_type == GRAY and image.layers == [layer]
     np.testing.assert_array_equal(layer.pixels, gray8)
     assert "gimp_image_undo_group_start" not in gimp210["pdb"].calls
+
+
+def test_gimpfu_variant_without_its_config_says_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    installed = install("2.10", tmp_path / "plug-ins")
+    installed.config.unlink()  # copied by hand instead of `chromatize gimp install`
+    module, record = fake_gimpfu(FakePdb())
+    monkeypatch.setitem(sys.modules, "gimpfu", module)
+    monkeypatch.syspath_prepend(str(installed.plugin_dir))
+    for name in ("chromatize_shim", "chromatize_flow", "chromatize_client",
+                 "chromatize_shim_gimpfu"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    runpy.run_path(str(installed.entry), run_name="__main__")
+    ((args, _),) = record["register"]
+    assert [p[1] for p in args[8]] == ["image", "drawable"]  # no settings to offer
+    image = FakeImage(GRAY)
+    layer = FakeLayer(image, "scan", np.zeros((4, 4, 1), np.uint8))
+    args[-1](image, layer)
+    (message,) = record["messages"]
+    assert message.startswith("Colorize (AI): ") and "chromatize gimp install" in message
+    assert image.layers == [] and image.base_type == GRAY
 
 
 # ------------------------------------------------------------------ Python 2.7 compatibility

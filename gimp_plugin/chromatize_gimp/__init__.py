@@ -5,6 +5,11 @@ The files in :mod:`chromatize_gimp.plugin` run inside GIMP, not in this Python: 
 (``gimp2_plugin.py`` + ``chromatize_shim_gimpfu.py``), sharing the host-neutral layer
 (``chromatize_shim.py``), the colorize flow (``chromatize_flow.py``) and the worker client
 (``chromatize_client.py``). :func:`plugin_files` says which files make up each variant.
+
+:mod:`chromatize_gimp.install` copies them into GIMP's plug-ins folder with the worker's command
+and chromatize's settings schema, and :mod:`chromatize_gimp.command` is the ``chromatize gimp``
+sub-command (an entry point of the ``chromatize.commands`` group). This package imports
+chromatize; chromatize never imports it.
 """
 
 from __future__ import annotations

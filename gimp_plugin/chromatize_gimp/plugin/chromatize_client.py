@@ -257,14 +257,14 @@ class WorkerClient(object):
         message, _ = self._run({"protocol": PROTOCOL_VERSION, "op": "info"}, [], None, "info")
         return message
 
-    def colorize(self, pixels, width, height, channels, dtype, options, mask=None,
-                 progress=None):
+    def colorize(self, pixels, width, height, channels, dtype, options, progress=None):
         """Colorize raw pixels; returns ``(result_bytes, result_channels)``.
 
         ``pixels`` holds ``width*height*channels`` little-endian samples of ``dtype``
-        (``"float32"``, ``"uint8"`` or ``"uint16"``); ``options`` holds the worker's request
-        fields (model, weights, temperature, saturation, render_size, device, allow_download);
-        ``progress`` is called with fractions in [0, 1].
+        (``"float32"``, ``"uint8"`` or ``"uint16"``); ``options`` holds the request's settings
+        (JSON values by setting name, null = the default; the worker checks them);
+        ``progress`` is called with fractions in [0, 1]. The editor applies its selection
+        itself, so no mask is sent.
         """
         itemsize = {"float32": 4, "uint8": 1, "uint16": 2}[dtype]
         expected = width * height * channels * itemsize
@@ -272,14 +272,10 @@ class WorkerClient(object):
             raise WorkerError("bad_request", "internal error: %d pixel bytes for a %dx%dx%d %s "
                               "image (expected %d)" % (len(pixels), width, height, channels,
                                                        dtype, expected))
-        header = {"protocol": PROTOCOL_VERSION, "op": "colorize", "width": int(width),
-                  "height": int(height), "channels": int(channels), "dtype": dtype,
-                  "mask": mask is not None}
-        for key in ("model", "weights", "temperature", "saturation", "render_size", "device",
-                    "allow_download"):
-            if key in options:
-                header[key] = options[key]
-        blocks = [pixels] if mask is None else [pixels, mask]
+        header = dict(options)
+        header.update({"protocol": PROTOCOL_VERSION, "op": "colorize", "width": int(width),
+                       "height": int(height), "channels": int(channels), "dtype": dtype})
+        blocks = [pixels]
         message, payload = self._run(header, blocks, progress, "result")
         out_channels = int(message.get("channels", 0))
         if (message.get("width") != width or message.get("height") != height

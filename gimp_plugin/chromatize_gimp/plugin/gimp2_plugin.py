@@ -6,7 +6,8 @@ Installed by ``chromatize gimp install --gimp-version 2.10`` as
 ``plug-ins/chromatize-colorize/chromatize-colorize.py`` with its helper modules and
 ``chromatize-worker.json``. The colorization runs in ``python -m chromatize.worker`` started
 with the Python 3 environment recorded in that file; this side needs only the standard library.
-gimpfu builds the dialog and remembers the last values by itself.
+The dialog's controls (defaults, labels, ranges, choices) are chromatize's settings as that file
+describes them; gimpfu builds the dialog and remembers the last values by itself.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -35,43 +36,55 @@ from gimpfu import (  # noqa: E402
 )
 
 PROCEDURE_NAME = "python-fu-chromatize-colorize"
-DEVICE_LABELS = ["Automatic (GPU if available)", "CPU", "NVIDIA CUDA", "Apple MPS"]
-OUTPUT_LABELS = ["New layer above", "In place"]
+_CONTROLS = {"choice": PF_OPTION, "text": PF_STRING, "float": PF_SPINNER, "int": PF_SPINNER,
+             "bool": PF_TOGGLE}
 
 
-def model_names():
-    """Model names for the option menu: the installer's list, then any built-in ones missing."""
+def _installed():
+    """(schema, dialog fields, None) from the installer's config, or (None, [], the error)
+    when the plug-in was not installed by ``chromatize gimp install``."""
     try:
-        config = chromatize_client.load_config(_HERE)
-    except chromatize_client.WorkerError:
-        config = {}
-    names = []
-    for entry in config.get("models") or []:
-        if isinstance(entry, dict) and entry.get("name"):
-            names.append(str(entry["name"]))
-    for name in chromatize_flow.MODEL_CHOICES:
-        if name not in names:
-            names.append(name)
-    return names
+        schema = chromatize_flow.settings_schema(chromatize_client.load_config(_HERE))
+    except (PluginError, chromatize_client.WorkerError) as exc:
+        return None, [], exc
+    return schema, chromatize_flow.dialog_fields(schema), None
 
 
-MODELS = model_names()
+SCHEMA, FIELDS, NOT_INSTALLED = _installed()
 
 
-def colorize(image, drawable, model, weights, temperature, saturation, render_size, device,
-             output, allow_download):
-    """The registered function; option arguments arrive as indices into their lists."""
+def _param(field):
+    """gimpfu's parameter tuple for one of the flow's dialog fields."""
+    kind, name = field["kind"], field["name"]
+    label = field["label"] + (" (%s)" % field["hint"] if field["hint"] else "")
+    if kind == "choice":
+        values = [value for value, _ in field["choices"]]
+        return (PF_OPTION, name, label, values.index(field["default"]),
+                [text for _, text in field["choices"]])
+    if kind == "float":
+        return (PF_SPINNER, name, label, float(field["default"]),
+                (float(field["minimum"]), float(field["maximum"]), 0.01))
+    if kind == "int":
+        step = 16 if field["maximum"] >= 256 else 1
+        return (PF_SPINNER, name, label, int(field["default"]),
+                (int(field["minimum"]), int(field["maximum"]), step))
+    return (_CONTROLS[kind], name, label, field["default"])
+
+
+def _value(field, raw):
+    """A setting's value from what gimpfu passes (option arguments arrive as indices)."""
+    if field["kind"] == "choice":
+        return field["choices"][int(raw)][0]
+    return raw
+
+
+def colorize(image, drawable, *values):
+    """The registered function: the dialog's values arrive in FIELDS' order."""
     try:
-        settings = chromatize_flow.make_settings(
-            model=MODELS[int(model)],
-            weights=weights,
-            temperature=temperature,
-            saturation=saturation,
-            render_size=render_size,
-            device=chromatize_flow.DEVICE_CHOICES[int(device)],
-            output=chromatize_flow.OUTPUT_CHOICES[int(output)],
-            allow_download=bool(allow_download),
-        )
+        if NOT_INSTALLED is not None:
+            raise NOT_INSTALLED
+        settings = chromatize_flow.make_settings(SCHEMA, **dict(
+            (field["name"], _value(field, raw)) for field, raw in zip(FIELDS, values)))
         client = chromatize_client.client_from_config(chromatize_client.load_config(_HERE))
         from chromatize_shim_gimpfu import GimpfuHost
 
@@ -99,15 +112,7 @@ register(
     [
         (PF_IMAGE, "image", "Input image", None),
         (PF_DRAWABLE, "drawable", "Layer to colorize", None),
-        (PF_OPTION, "model", "Model", 0, MODELS),
-        (PF_STRING, "weights", "Weights file (empty: the model's own)", ""),
-        (PF_SPINNER, "temperature", "Temperature (0: model default)", 0.0, (0.0, 2.0, 0.01)),
-        (PF_SPINNER, "saturation", "Saturation", 1.0, (0.0, 2.0, 0.05)),
-        (PF_SPINNER, "render_size", "Render size (0: model default)", 0, (0, 4096, 16)),
-        (PF_OPTION, "device", "Device", 0, DEVICE_LABELS),
-        (PF_OPTION, "output", "Output", 0, OUTPUT_LABELS),
-        (PF_TOGGLE, "allow_download", "Download missing model weights", False),
-    ],
+    ] + [_param(field) for field in FIELDS],
     [],
     colorize,
     menu="<Image>/Colors",

@@ -5,7 +5,8 @@
 Installed by ``chromatize gimp install`` as ``plug-ins/chromatize-colorize/chromatize-colorize.py``
 together with its helper modules and ``chromatize-worker.json``. GIMP's Python needs neither
 torch nor numpy: the pixels are colorized by ``python -m chromatize.worker`` running in the
-Python environment recorded in that file.
+Python environment recorded in that file, and the dialog's controls (defaults, labels, tooltips,
+ranges, choices) are chromatize's settings as that file describes them.
 """
 
 import os
@@ -29,27 +30,27 @@ from chromatize_shim import PluginError  # noqa: E402
 from chromatize_shim_gimp3 import Gimp3Host  # noqa: E402
 
 PROCEDURE_NAME = "plug-in-chromatize-colorize"
-_DEVICE_LABELS = {"auto": "Automatic (GPU if available)", "cpu": "CPU", "cuda": "NVIDIA CUDA",
-                  "mps": "Apple MPS"}
-_OUTPUT_LABELS = {chromatize_flow.OUTPUT_NEW_LAYER: "New layer above",
-                  chromatize_flow.OUTPUT_IN_PLACE: "In place"}
+_FLAGS = GObject.ParamFlags.READWRITE
 
 
-def _model_entries():
-    """(name, description) of the models, from the installer's config when there is one."""
-    try:
-        config = chromatize_client.load_config(_HERE)
-    except chromatize_client.WorkerError:
-        config = {}
-    entries = []
-    for entry in config.get("models") or []:
-        if isinstance(entry, dict) and entry.get("name"):
-            entries.append((str(entry["name"]), str(entry.get("description") or entry["name"])))
-    names = [name for name, _ in entries]
-    for name in chromatize_flow.MODEL_CHOICES:
-        if name not in names:
-            entries.append((name, name))
-    return entries
+def _installed_schema():
+    """The settings schema from the installer's config (raises if the plug-in is not
+    installed by ``chromatize gimp install``)."""
+    return chromatize_flow.settings_schema(chromatize_client.load_config(_HERE))
+
+
+def _argument(name):
+    """GIMP's name of a setting's procedure argument (GIMP wants dashes)."""
+    return name.replace("_", "-")
+
+
+def _mnemonic(label, used):
+    """``label`` with "_" before its first letter not yet used as a mnemonic."""
+    for index, char in enumerate(label):
+        if char.isalpha() and char.lower() not in used:
+            used.add(char.lower())
+            return label[:index] + "_" + label[index:]
+    return label
 
 
 def _choice(entries):
@@ -59,32 +60,67 @@ def _choice(entries):
     return choice
 
 
+def _add_argument(procedure, field, used):
+    """One procedure argument (and dialog control) from one of the flow's dialog fields."""
+    name, kind, default = _argument(field["name"]), field["kind"], field["default"]
+    label, help_text = _mnemonic(field["label"], used), field["help"]
+    if kind == "choice":
+        procedure.add_choice_argument(name, label, help_text, _choice(field["choices"]),
+                                      default, _FLAGS)
+    elif kind == "text":
+        # A path string, not a GFile: the worker may run outside GIMP's sandbox (Flatpak),
+        # where GIMP could not check the file, and GIMP refuses OPEN files it cannot see.
+        procedure.add_string_argument(name, label, help_text, default, _FLAGS)
+    elif kind == "float":
+        procedure.add_double_argument(name, label, help_text, float(field["minimum"]),
+                                      float(field["maximum"]), float(default), _FLAGS)
+    elif kind == "int":
+        procedure.add_int_argument(name, label, help_text, int(field["minimum"]),
+                                   int(field["maximum"]), int(default), _FLAGS)
+    elif kind == "bool":
+        procedure.add_boolean_argument(name, label, help_text, bool(default), _FLAGS)
+    else:
+        raise PluginError("The installed settings describe an unknown kind of control %r; "
+                          "run `chromatize gimp install` again." % (kind,))
+
+
+def _add_arguments(procedure):
+    """The dialog's controls from the installed schema; none when it is missing (then
+    :func:`run` reports that the plug-in must be installed with ``chromatize gimp install``)."""
+    try:
+        fields = chromatize_flow.dialog_fields(_installed_schema())
+    except (PluginError, chromatize_client.WorkerError):
+        return
+    used = set()
+    for field in fields:
+        _add_argument(procedure, field, used)
+
+
 def _error(procedure, status, message):
     return procedure.new_return_values(status, GLib.Error(message))
 
 
-def run(procedure, run_mode, image, drawables, config, data):
-    if run_mode == Gimp.RunMode.INTERACTIVE:
-        GimpUi.init(PROCEDURE_NAME)
-        dialog = GimpUi.ProcedureDialog.new(procedure, config, "Colorize (AI)")
-        dialog.fill(None)
-        accepted = dialog.run()
-        dialog.destroy()
-        if not accepted:
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+def _settings(config, schema):
+    values = {}
+    for field in chromatize_flow.dialog_fields(schema):
+        values[field["name"]] = config.get_property(_argument(field["name"]))
+    return chromatize_flow.make_settings(schema, **values)
 
+
+def run(procedure, run_mode, image, drawables, config, data):
     try:
-        settings = chromatize_flow.make_settings(
-            model=config.get_property("model"),
-            weights=config.get_property("weights") or "",
-            temperature=config.get_property("temperature"),
-            saturation=config.get_property("saturation"),
-            render_size=config.get_property("render-size"),
-            device=config.get_property("device"),
-            output=config.get_property("output"),
-            allow_download=config.get_property("allow-download"),
-        )
-        client = chromatize_client.client_from_config(chromatize_client.load_config(_HERE))
+        worker_config = chromatize_client.load_config(_HERE)
+        schema = chromatize_flow.settings_schema(worker_config)
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            GimpUi.init(PROCEDURE_NAME)
+            dialog = GimpUi.ProcedureDialog.new(procedure, config, "Colorize (AI)")
+            dialog.fill(None)
+            accepted = dialog.run()
+            dialog.destroy()
+            if not accepted:
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        settings = _settings(config, schema)
+        client = chromatize_client.client_from_config(worker_config)
         chromatize_flow.colorize_drawables(Gimp3Host(image), list(drawables), settings, client)
     except (PluginError, chromatize_client.WorkerError) as exc:
         return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, "Colorize (AI): " + str(exc))
@@ -120,36 +156,7 @@ class ChromatizeColorize(Gimp.PlugIn):
             name)
         procedure.set_attribution("chromatize developers", "chromatize developers (BSD-3-Clause)",
                                   "2026")
-        flags = GObject.ParamFlags.READWRITE
-        models = _model_entries()
-        procedure.add_choice_argument("model", "_Model", "Colorization model", _choice(models),
-                                      models[0][0], flags)
-        # A path string, not a GFile: the worker may run outside GIMP's sandbox (Flatpak), where
-        # GIMP could not check the file, and GIMP refuses OPEN files it cannot see.
-        procedure.add_string_argument("weights", "_Weights file",
-                                      "Optional path of a weights file for the model, as the "
-                                      "worker's Python sees it (empty: the model's own)", "",
-                                      flags)
-        procedure.add_double_argument("temperature", "_Temperature",
-                                      "Annealed-mean temperature; lower = more vivid, 0 = the "
-                                      "model's default", 0.0, 2.0, 0.0, flags)
-        procedure.add_double_argument("saturation", "_Saturation",
-                                      "Scale of the predicted colors (0 = gray, 1 = as "
-                                      "predicted)", 0.0, 2.0, 1.0, flags)
-        procedure.add_int_argument("render-size", "_Render size",
-                                   "Size (pixels) the network sees; 0 = the model's default",
-                                   0, 4096, 0, flags)
-        procedure.add_choice_argument(
-            "device", "_Device", "Where to compute",
-            _choice([(d, _DEVICE_LABELS[d]) for d in chromatize_flow.DEVICE_CHOICES]), "auto",
-            flags)
-        procedure.add_choice_argument(
-            "output", "_Output", "Where the colors go",
-            _choice([(o, _OUTPUT_LABELS[o]) for o in chromatize_flow.OUTPUT_CHOICES]),
-            chromatize_flow.OUTPUT_NEW_LAYER, flags)
-        procedure.add_boolean_argument("allow-download", "Download _missing model weights",
-                                       "Allow downloading the model's weights if they are not "
-                                       "on this computer yet", False, flags)
+        _add_arguments(procedure)
         return procedure
 
 
