@@ -37,7 +37,7 @@ from typing import Any
 
 from chromatize import __version__
 from chromatize.errors import ChromatizeError, OutputError
-from chromatize.options import SATURATION_SLIDER_MAX, options_schema
+from chromatize.options import options_schema
 from chromatize_gimp import PLUGIN_NAME, plugin_files
 
 GIMP_VERSIONS: tuple[str, ...] = ("3", "2.10")
@@ -48,8 +48,6 @@ FLATPAK_APP_ID = "org.gimp.GIMP"
 FLATPAK_SPAWN: tuple[str, ...] = ("flatpak-spawn", "--host")
 DEFAULT_TIMEOUT_SECONDS = 1800
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 120
-#: Upper ends of the dialog's sliders for settings the library leaves unbounded above.
-SLIDER_MAXIMA: dict[str, float] = {"temperature": 2.0, "saturation": SATURATION_SLIDER_MAX}
 _CONFIG_DIR_NAMES = {"3": "3.0", "2.10": "2.10"}
 _DIRECTORY_ENV = {"3": "GIMP3_DIRECTORY", "2.10": "GIMP2_DIRECTORY"}
 
@@ -131,9 +129,9 @@ def plugin_settings() -> dict[str, dict[str, Any]]:
     models = _model_entries()
     schema["model"]["choices"] = [entry["name"] for entry in models]
     schema["model"]["choice_labels"] = {entry["name"]: entry["description"] for entry in models}
-    for name, maximum in SLIDER_MAXIMA.items():
-        if schema[name]["maximum"] is None:
-            schema[name]["slider_maximum"] = maximum
+    for entry in schema.values():
+        if entry["maximum"] is None and entry["slider_max"] is not None:
+            entry["slider_maximum"] = entry["slider_max"]
     return schema
 
 
