@@ -64,6 +64,7 @@ from torch import nn
 
 from chromatize import bins, color, imagearray
 from chromatize.device import resolve_device
+from chromatize.engine import select_engine
 from chromatize.errors import ChromatizeError, InputImageError
 from chromatize.imagearray import ImageLayout
 from chromatize.models.contract import check_hints, check_model, refuse_hints
@@ -192,7 +193,9 @@ class Colorizer:
         *,
         max_pixels: int = MAX_PIXELS,
         options: ColorizeOptions | None = None,
+        engine: str = "auto",
     ) -> None:
+        registered = isinstance(model, str)
         if isinstance(model, nn.Module):
             self._use_module(model, device, weights)
         elif isinstance(model, str):
@@ -214,6 +217,12 @@ class Colorizer:
         self.accepts_hints = bool(self.model.accepts_hints)
         self.max_pixels = int(max_pixels)
         self.options = options if options is not None else ColorizeOptions()
+        #: The ONNX Runtime engine the forward pass runs on, or None for torch
+        #: (:mod:`chromatize.engine`; ``engine`` is "auto", "torch" or "onnx").
+        self.runner = select_engine(engine, self.model, self.device, self.model_name,
+                                    registered=registered)
+        #: What runs the network: "torch" or "onnx" (recorded by batch manifests and front ends).
+        self.engine = "torch" if self.runner is None else self.runner.name
         #: Seconds spent per stage in the last colorize/colorize_batch call ("lightness", "model",
         #: "upsample", "recombine"); for benchmarks and diagnostics.
         self.last_timings: dict[str, float] = {}
@@ -239,10 +248,12 @@ class Colorizer:
         """The Colorizer ``options`` choose (model, weights, device, download permission), with
         ``options`` as the settings of its calls."""
         return cls(options.model, device=options.device, weights=options.weights,
-                   allow_download=options.allow_download, max_pixels=max_pixels, options=options)
+                   allow_download=options.allow_download, max_pixels=max_pixels, options=options,
+                   engine=options.engine)
 
     def __repr__(self) -> str:
-        return f"Colorizer(model={self.model_name!r}, device={str(self.device)!r})"
+        return (f"Colorizer(model={self.model_name!r}, device={str(self.device)!r}, "
+                f"engine={self.engine!r})")
 
     # ------------------------------------------------------------------ settings
 
@@ -495,6 +506,8 @@ class Colorizer:
                 refuse_hints(self.model_name, hints)
             check_hints(hints, batch)
             hints = hints.to(self.device, torch.float32)
+        if hints is None and self.runner is not None:
+            return self.runner(batch)
         arguments = (batch,) if hints is None else (batch, hints)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
