@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import typing
 from pathlib import Path
 from typing import Any
@@ -65,11 +67,39 @@ def parse_output(out: bytes) -> tuple[list[dict[str, Any]], bytes | None]:
     return messages, payload
 
 
-def run_worker(stdin: bytes, timeout: float = 300
+def run_worker(stdin: bytes, timeout: float = 300, close_stdin: bool = False
                ) -> tuple[list[dict[str, Any]], bytes | None, int]:
-    proc = subprocess.run(WORKER_COMMAND, input=stdin, capture_output=True, env=WORKER_ENV,
-                          timeout=timeout)
-    messages, payload = parse_output(proc.stdout)
+    """Run the worker on ``stdin``, keeping the pipe open until it answers (end of stdin is a
+    cancel) unless ``close_stdin`` (for truncated requests)."""
+    proc = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=WORKER_ENV)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(stdin)  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            if close_stdin:
+                proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        out = proc.stdout.read()  # the worker closes stdout when it exits
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        writer.join(5)
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+    messages, payload = parse_output(out)
     return messages, payload, proc.returncode
 
 
@@ -97,7 +127,10 @@ def test_gray_float32_is_colorized_with_lightness_kept(weights: Path) -> None:
     assert result["model"] == "eccv16" and result["device"] == "cpu"
     fractions = [m["fraction"] for m in messages if m["type"] == "progress"]
     assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert {m["stage"] for m in messages if m["type"] == "progress"} == {"loading", "colorizing"}
+    stages = [m["stage"] for m in messages if m["type"] == "progress"]
+    assert sorted(set(stages), key=stages.index) == list(worker.STAGES)  # every stage, in order
+    assert all(m["text"] == worker.STAGES[m["stage"]][0]
+               for m in messages if m["type"] == "progress")
     out = np.frombuffer(payload, dtype="<f4").reshape(24, 32, 3)
     assert mean_chroma(out) > 2.0  # no longer gray
     assert np.abs(lab(out)[..., 0] - lightness_of_gray(gray)).max() < 0.05
@@ -160,7 +193,7 @@ def test_info_lists_models_and_devices() -> None:
     ],
 )
 def test_bad_requests_are_reported_not_crashed(stdin: bytes, needle: str) -> None:
-    messages, _, code = run_worker(stdin, timeout=60)
+    messages, _, code = run_worker(stdin, timeout=60, close_stdin=True)
     assert code == 1
     assert messages[0]["type"] == "hello"
     error = messages[-1]
@@ -342,3 +375,146 @@ def test_client_reads_the_installed_config(tmp_path: Path) -> None:
         json.dumps({"command": WORKER_COMMAND, "timeout_seconds": 12}))
     made = chromatize_client.client_from_config(chromatize_client.load_config(str(tmp_path)))
     assert made.command == WORKER_COMMAND and made.timeout == 12.0
+
+
+# ---------------------------------------------------------------- a client that goes away
+
+
+def _long_request(weights: Path) -> bytes:
+    """A request whose one model call takes many seconds (render size 1024 on one thread)."""
+    gray = gray_test_image()
+    return request(colorize_header(weights, gray, "float32", render_size=1024), gray)
+
+
+def _read_until_stage(stream: typing.IO[bytes], stage: str) -> list[dict[str, Any]]:
+    seen = []
+    while True:
+        line = stream.readline()
+        assert line, f"the worker ended before stage {stage!r}: {seen}"
+        seen.append(json.loads(line))
+        if seen[-1].get("stage") == stage:
+            return seen
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _ends_within(pid: int, seconds: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if not _alive(pid):
+            return time.monotonic() - started
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_worker_ends_when_its_stdin_is_closed_mid_run(weights: Path) -> None:
+    proc = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=WORKER_ENV)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(_long_request(weights))
+        proc.stdin.flush()
+        _read_until_stage(proc.stdout, "colorizing")
+        proc.stdin.close()  # the client went away (or cancelled by closing the pipe)
+        assert _ends_within(proc.pid, 2.0) is not None, "worker kept running without a client"
+        assert proc.wait(5) == worker.EXIT_CANCELLED
+        assert b'"type":"result"' not in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_worker_ends_when_its_client_is_killed_mid_run(weights: Path, tmp_path: Path) -> None:
+    """The client (a process like GIMP's plug-in) is SIGKILLed while the model runs."""
+    (tmp_path / "request.bin").write_bytes(_long_request(weights))
+    script = (
+        "import json, subprocess, sys, time\n"
+        f"proc = subprocess.Popen({WORKER_COMMAND!r}, stdin=subprocess.PIPE,\n"
+        "                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
+        "proc.stdin.write(open(sys.argv[1], 'rb').read()); proc.stdin.flush()\n"
+        "for line in proc.stdout:\n"
+        "    if json.loads(line).get('stage') == 'colorizing':\n"
+        "        print(proc.pid, flush=True)\n"
+        "        break\n"
+        "time.sleep(600)\n"
+    )
+    client_proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "request.bin")],
+                                   stdout=subprocess.PIPE, env=WORKER_ENV, text=True)
+    assert client_proc.stdout is not None
+    worker_pid = 0
+    try:
+        worker_pid = int(client_proc.stdout.readline())
+        assert _alive(worker_pid)
+        client_proc.kill()
+        client_proc.wait()
+        assert _ends_within(worker_pid, 2.0) is not None, "worker outlived its client"
+    finally:
+        if client_proc.poll() is None:
+            client_proc.kill()
+            client_proc.wait()
+        if worker_pid and _alive(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
+        client_proc.stdout.close()
+
+
+def test_cancel_line_during_the_model_answers_within_the_grace(weights: Path) -> None:
+    proc = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=WORKER_ENV)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(_long_request(weights))
+        proc.stdin.flush()
+        _read_until_stage(proc.stdout, "colorizing")
+        started = time.monotonic()
+        proc.stdin.write(b'{"op": "cancel"}\n')
+        proc.stdin.flush()
+        messages, _ = parse_output(proc.stdout.read())
+        assert time.monotonic() - started < 2.0
+        assert messages[-1]["type"] == "error" and messages[-1]["kind"] == "cancelled"
+        assert proc.wait(5) == worker.EXIT_CANCELLED
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+def test_progress_moves_while_the_model_runs(weights: Path) -> None:
+    """The one model call gets an estimated bar that moves (it used to stand still)."""
+    messages, _, code = run_worker(request(colorize_header(
+        weights, gray_test_image(), "float32", render_size=384), gray_test_image()))
+    assert code == 0
+    during = [m["fraction"] for m in messages
+              if m["type"] == "progress" and m["stage"] == "colorizing"]
+    assert len(set(during)) >= 3, during
+    _, start, end = worker.STAGES["colorizing"]
+    assert min(during) >= start and max(during) <= end
+
+
+def test_die_with_parent_is_set_on_linux() -> None:
+    """PR_SET_PDEATHSIG is in place (read back with PR_GET_PDEATHSIG, in a child process)."""
+    script = ("import ctypes, sys\n"
+              "from chromatize import worker\n"
+              "print(worker.die_with_parent())\n"
+              "if sys.platform.startswith('linux'):\n"
+              "    sig = ctypes.c_int()\n"
+              "    ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)\n"
+              "    print(sig.value)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=WORKER_ENV, timeout=60, check=True).stdout.split()
+    if sys.platform.startswith("linux"):
+        assert out == ["True", str(int(signal.SIGTERM))]
+    else:
+        assert out == ["False"]

@@ -13,7 +13,8 @@ row-major, channels interleaved, without padding.
 
 1. On start the worker writes a hello line before importing anything heavy::
 
-       {"type": "hello", "protocol": 1, "chromatize": "0.1.0", "pid": 1234}
+       {"type": "hello", "protocol": 1, "chromatize": "0.1.0", "pid": 1234,
+        "cancel_on_eof": true}
 
 2. The client writes ONE request header line, then the raw blocks it announces.
 
@@ -49,16 +50,31 @@ row-major, channels interleaved, without padding.
 
    ``{"protocol": 1, "op": "info"}`` (no payload) asks for versions, models and devices.
 
-3. After the payload the client may write ``{"op": "cancel"}`` on stdin; the worker then stops
-   at the next checkpoint and answers with an error of kind ``cancelled``. Closing stdin early
-   does not cancel. Killing the process is always safe: it writes no files.
+3. After the payload the client keeps stdin open until the final message. It may write
+   ``{"op": "cancel"}`` on stdin; the worker then stops at the next checkpoint and answers with
+   an error of kind ``cancelled`` (within ``CANCEL_GRACE_SECONDS``: if the model is still busy
+   then, the worker writes that error itself and exits at once).
+
+   **Closing stdin (end of file) after the payload cancels too** (a compatible change within
+   protocol 1, announced by ``"cancel_on_eof": true`` in the hello line: before, end of file was
+   ignored and a worker whose client had gone kept computing for minutes). A client that went
+   away (cancelled, crashed, killed) closes the pipe, so the worker stops within
+   ``CANCEL_GRACE_SECONDS`` without answering. On Linux the worker also
+   asks the kernel for SIGTERM when the process that started it dies
+   (``prctl(PR_SET_PDEATHSIG)``), and editor plug-ins put themselves into their own process
+   group, so that the editor's "kill the plug-in" reaches the worker too. Killing the process
+   is always safe: it writes no files.
 
 4. The worker writes any number of progress lines::
 
-       {"type": "progress", "fraction": 0.42, "stage": "colorizing"}
+       {"type": "progress", "fraction": 0.42, "stage": "colorizing", "text": "Colorizing"}
 
-   (``stage``: ``"loading"`` while the model loads, then ``"colorizing"``; fraction in [0, 1],
-   non-decreasing), then exactly one final message and exits:
+   (fraction of the whole request in [0, 1], non-decreasing; ``stage`` one of ``STAGES``, in
+   this order: ``"loading"`` (the model loads), ``"preparing"`` (lightness at full size),
+   ``"colorizing"`` (the network; one call, so its fraction is an estimate from the render
+   size that moves while it runs), ``"finishing"`` (colour brought to full size); ``text``
+   says the stage in words for a progress bar; clients must accept stages they do not know),
+   then exactly one final message and exits:
 
    - success (exit code 0)::
 
@@ -93,11 +109,15 @@ the tail of its stderr.
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import sys
 import threading
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
@@ -129,8 +149,27 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_PIXELS = 1 << 31
 #: Progress smaller than this is not worth a line (except reaching 1).
 _PROGRESS_STEP = 0.005
-#: Share of the progress bar the model's loading takes.
-_LOADING_SHARE = 0.1
+#: The progress stages in order, with their words for a progress bar and their share of the
+#: whole request (``start``, ``end``).
+STAGES: dict[str, tuple[str, float, float]] = {
+    "loading": ("Loading the model", 0.0, 0.1),
+    "preparing": ("Reading the image", 0.1, 0.15),
+    "colorizing": ("Colorizing", 0.15, 0.85),
+    "finishing": ("Bringing the colours to full size", 0.85, 1.0),
+}
+#: After a cancel (line or end of stdin) the worker waits this long for the next checkpoint,
+#: then stops by itself (the model's forward pass has no checkpoint inside).
+CANCEL_GRACE_SECONDS = 1.0
+#: Exit code of a worker that stopped because its client went away or cancelled.
+EXIT_CANCELLED = 1
+#: Rough speed of the network (render pixels per second) for the progress estimate of the one
+#: model call; measured on 2 CPU cores (eccv16/mobile at render 224-2048), GPUs are far faster.
+_MODEL_PIXELS_PER_SECOND = {"cpu": 250_000.0}
+_GPU_PIXELS_PER_SECOND = 5_000_000.0
+#: Seconds importing torch and loading a model usually takes (progress estimate only).
+_LOADING_ESTIMATE_SECONDS = 3.0
+#: How often an estimated stage moves the bar.
+_TICK_SECONDS = 0.25
 
 
 class RequestError(ChromatizeError):
@@ -156,10 +195,13 @@ class Channel:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        self._progress_lock = threading.Lock()
         self._stage = "loading"
         self._sent = -1.0
         #: never-decreasing progress of the request; polls ``cancel`` once it is set
         self.tracker = Progress(self._send_progress)
+        #: set once the final message (result or error) is being written
+        self.closing = threading.Event()
 
     def send(self, message: dict[str, Any], payload: bytes | memoryview | None = None) -> None:
         line = (json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8")
@@ -171,28 +213,62 @@ class Channel:
 
     def progress(self, fraction: float, stage: str) -> None:
         """Report ``fraction`` of the whole request (kept non-decreasing) in ``stage``."""
-        self._stage = stage
-        self.tracker.report(fraction)
+        with self._progress_lock:  # the estimating ticker reports from its own thread
+            if stage != self._stage:
+                self._stage = stage
+                self._sent = -1.0  # a new stage's text is always sent
+            self.tracker.report(fraction)
 
-    def span(self, stage: str, start: float, end: float) -> ProgressCallback:
-        """A callback mapping a stage's 0..1 onto ``start..end`` of the request."""
+    def span(self, stage: str) -> ProgressCallback:
+        """A callback mapping ``stage``'s own 0..1 onto its share of the request."""
+        _, start, end = STAGES[stage]
 
         def report(fraction: float) -> None:
             self.progress(start + (end - start) * min(1.0, max(0.0, float(fraction))), stage)
 
         return report
 
+    @contextmanager
+    def estimating(self, stage: str, seconds: float) -> Iterator[None]:
+        """Move the bar through ``stage`` while one uninterruptible call runs: towards the
+        stage's end, approaching it as time passes (``seconds`` is the expected duration), so
+        that it never stands still and never claims the stage is done before it is."""
+        report = self.span(stage)
+        report(0.0)
+        stop = threading.Event()
+        started = time.monotonic()
+        scale = max(0.05, float(seconds))
+
+        def tick() -> None:
+            while not stop.wait(_TICK_SECONDS):
+                report(0.95 * (1.0 - math.exp(-(time.monotonic() - started) / scale)))
+
+        ticker = threading.Thread(target=tick, name="chromatize-progress", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()
+        report(1.0)
+
     def _send_progress(self, fraction: float) -> None:
         if fraction - self._sent < _PROGRESS_STEP and fraction < 1.0:
             return
         self._sent = fraction
-        self.send({"type": "progress", "fraction": round(fraction, 4), "stage": self._stage})
+        self.send({"type": "progress", "fraction": round(fraction, 4), "stage": self._stage,
+                   "text": STAGES[self._stage][0]})
+
+    def final(self, message: dict[str, Any], payload: bytes | memoryview | None = None) -> None:
+        """Write the final message (result or error); nothing else is written after it."""
+        self.closing.set()
+        self.send(message, payload)
 
     def error(self, failure: Failure, detail: str | None = None) -> None:
         body: dict[str, Any] = {"type": "error", "kind": failure.kind, "message": failure.message}
         if detail:
             body["detail"] = detail
-        self.send(body)
+        self.final(body)
 
 
 def _read_exact(stream: BinaryIO, nbytes: int, what: str) -> bytearray:
@@ -293,16 +369,43 @@ def _info() -> dict[str, Any]:
             "python": sys.executable, "models": models, "devices": available_devices()}
 
 
-class CancelWatcher:
-    """Reads control lines from stdin after the payload; ``{"op": "cancel"}`` sets the flag."""
+def _exit_now(code: int) -> None:
+    """End the process at once (the main thread may be inside the model); for tests to stub."""
+    os._exit(code)
 
-    def __init__(self, stream: BinaryIO) -> None:
+
+class CancelWatcher:
+    """Reads control lines from stdin after the payload and sets the flag when the client
+    cancels: a ``{"op": "cancel"}`` line, or the end of stdin (the client closed the pipe or
+    went away). If the request has not ended ``grace`` seconds later (the model's one call has
+    no checkpoint), the watcher ends the process itself: after a cancel line it first writes the
+    ``cancelled`` error the client waits for; after end of file nobody is listening."""
+
+    def __init__(self, stream: BinaryIO, channel: Channel | None = None,
+                 grace: float = CANCEL_GRACE_SECONDS) -> None:
         self.flag = threading.Event()
+        #: "cancel" (a cancel line) or "closed" (end of stdin) once the flag is set
+        self.reason: str | None = None
         self._stream = stream
+        self._channel = channel
+        self._grace = grace
         self._thread = threading.Thread(target=self._watch, name="chromatize-cancel", daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
+        self.reason = self._wait_for_cancel()
+        self.flag.set()
+        if self._channel is None or self._channel.closing.wait(self._grace):
+            return  # the request ended by itself (with "cancelled" or its result)
+        if self.reason == "cancel":
+            try:
+                self._channel.final({"type": "error", "kind": "cancelled",
+                                     "message": "colorization was cancelled"})
+            except OSError:
+                pass
+        _exit_now(EXIT_CANCELLED)
+
+    def _wait_for_cancel(self) -> str:
         try:
             for line in self._stream:
                 try:
@@ -310,10 +413,10 @@ class CancelWatcher:
                 except ValueError:
                     continue
                 if isinstance(message, dict) and message.get("op") == "cancel":
-                    self.flag.set()
-                    return
+                    return "cancel"
         except (OSError, ValueError):
-            return
+            pass
+        return "closed"
 
     def __call__(self) -> bool:
         return self.flag.is_set()
@@ -366,27 +469,42 @@ def _pass_through(out: Any, pixels: Any, mask: Any) -> Any:
     return out
 
 
+def _model_seconds(render: tuple[int, int], device: Any) -> float:
+    """A rough duration of the model's one call, for the progress estimate only."""
+    rate = _MODEL_PIXELS_PER_SECOND.get(getattr(device, "type", str(device)),
+                                        _GPU_PIXELS_PER_SECOND)
+    return render[0] * render[1] / rate
+
+
 def _colorize(request: Request, stdin: BinaryIO, channel: Channel) -> None:
     import numpy as np
 
     pixels, mask = _read_payload(request, stdin)
-    cancel: CancelCallback = CancelWatcher(stdin)
+    cancel: CancelCallback = CancelWatcher(stdin, channel)
     channel.tracker.cancel = cancel
     image = _model_input(pixels, mask)
 
-    channel.progress(0.0, "loading")
-    from chromatize.pipeline import Colorizer
+    # The pipeline's public stages (what Colorizer.colorize runs), so that each reports its own
+    # progress and the one model call gets an estimated, moving bar.
+    with channel.estimating("loading", _LOADING_ESTIMATE_SECONDS):
+        from chromatize.pipeline import Colorizer
 
-    colorizer = Colorizer.from_options(request.options)
+        colorizer = Colorizer.from_options(request.options)
     channel.tracker.check()
-    channel.progress(_LOADING_SHARE, "loading")
-    out = colorizer.colorize(image, mask=mask, cancel=cancel,
-                             progress=channel.span("colorizing", _LOADING_SHARE, 1.0))
+    prepared = colorizer.prepare(image, mask=mask, cancel=cancel,
+                                 progress=channel.span("preparing"))
+    channel.tracker.check()
+    with channel.estimating("colorizing", _model_seconds(prepared.render, colorizer.device)):
+        prediction = colorizer.predict(prepared)
+    channel.tracker.check()
+    out = colorizer.finish(prepared, prediction, cancel=cancel,
+                           progress=channel.span("finishing"))
+    del prepared, prediction
     out = np.ascontiguousarray(out, dtype=pixels.dtype)
     if mask is not None:
         out = _pass_through(out, pixels, mask)
-    channel.progress(1.0, "colorizing")
-    channel.send(
+    channel.progress(1.0, "finishing")
+    channel.final(
         {"type": "result", "width": request.width, "height": request.height,
          "channels": int(out.shape[2]), "dtype": request.dtype, "nbytes": int(out.nbytes),
          "model": colorizer.model_name, "device": str(colorizer.device)},
@@ -398,7 +516,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, log: IO[str] | None = None) -> int:
     """Answer one request read from ``stdin`` on ``stdout``; returns the exit code."""
     channel = Channel(stdout)
     channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "chromatize": __version__,
-                  "pid": os.getpid()})
+                  "pid": os.getpid(), "cancel_on_eof": True})
     try:
         line = stdin.readline(MAX_HEADER_BYTES)
         if not line:
@@ -407,7 +525,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, log: IO[str] | None = None) -> int:
             raise RequestError("the request header line is too long or not terminated by \\n")
         request = parse_header(line)
         if request.op == "info":
-            channel.send(_info())
+            channel.final(_info())
         else:
             _colorize(request, stdin, channel)
         return 0
@@ -434,6 +552,23 @@ def _private_stdout() -> BinaryIO:
     return os.fdopen(protocol_fd, "wb", buffering=0)
 
 
+def die_with_parent() -> bool:
+    """On Linux, ask the kernel to send this process SIGTERM when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``); returns whether that is in place (False elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError, TypeError):
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None,
          serve_fn: Callable[[BinaryIO, BinaryIO, IO[str] | None], int] = serve) -> int:
     """Entry point: serve one request (``--help``, ``--version`` print and exit)."""
@@ -444,9 +579,15 @@ def main(argv: list[str] | None = None,
     if argv and argv[0] == "--version":
         print(f"chromatize worker {__version__}, protocol {PROTOCOL_VERSION}")
         return 0
+    die_with_parent()
     protocol_out = _private_stdout()
     return serve_fn(sys.stdin.buffer, protocol_out, sys.stderr)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _code = main()
+    # End without interpreter shutdown: the cancel watcher may still be blocked reading stdin,
+    # and finalizing Python with a daemon thread inside a buffered read aborts the process.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_code)
