@@ -17,6 +17,7 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms
 
+from chromatize.batch import MANIFEST_NAME
 from chromatize.cli import colorize as colorize_cli
 from chromatize.errors import ChromatizeError
 
@@ -54,6 +55,13 @@ def failure_line(stderr: str, name: str) -> str:
              if line.startswith("  ") and Path(line.strip().split(": ", 1)[0]).name == name]
     assert lines, f"no failure reported for {name}:\n{stderr}"
     return lines[0]
+
+
+def listing(out_dir: Path, recursive: bool = False) -> list[str]:
+    """What a run wrote into ``out_dir`` besides its manifest (which must be there)."""
+    assert (out_dir / MANIFEST_NAME).is_file()
+    found = out_dir.rglob("*") if recursive else out_dir.iterdir()
+    return sorted(str(p.relative_to(out_dir)) for p in found if p.name != MANIFEST_NAME)
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:
@@ -130,7 +138,7 @@ def test_every_bad_input_gets_a_clear_message_and_the_rest_are_colorized(
     assert deep.max() > 60_000  # real 16-bit range, not 8-bit values
     floats = tifffile.imread(out / "float.tif")
     assert floats.dtype == np.float32 and floats.shape == (20, 24, 3)
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert listing(out) == [
         "cmyk.jpg", "float.tif", "gray16.png", "one_by_10000.png", "one_pixel.png", "palette.png"]
 
 
@@ -156,18 +164,20 @@ def test_unwritable_output_folder(tmp_path: Path, cli_env: dict[str, str],
 
 
 def test_unwritable_folders_fail_before_anything_is_colorized(tmp_path: Path) -> None:
+    from chromatize import batch
+
     ok = tmp_path / "ok"
     ok.mkdir()
-    jobs = [colorize_cli.Job(Path("a.png"), ok / "new" / "a.png"),  # created later: fine
-            colorize_cli.Job(Path("b.png"), Path("/proc/b.png")),
-            colorize_cli.Job(Path("c.png"), tmp_path / "a-file" / "c.png")]
+    jobs = [batch.Job(Path("a.png"), ok / "new" / "a.png"),  # created later: fine
+            batch.Job(Path("b.png"), Path("/proc/b.png")),
+            batch.Job(Path("c.png"), tmp_path / "a-file" / "c.png")]
     (tmp_path / "a-file").write_text("not a folder")
-    failures: list[colorize_cli.Failure] = []
-    kept = colorize_cli._drop_unwritable(jobs, failures)
-    assert kept == jobs[:1]
-    assert [f.path.name for f in failures] == ["b.png", "c.png"]
-    assert "the folder /proc is not writable" in failures[0].message
-    assert "a-file is not a folder" in failures[1].message
+    work = batch.Plan(list(jobs))
+    batch.prepare_outputs(work, None)
+    assert work.jobs == jobs[:1]
+    assert [f.path.name for f in work.failures] == ["b.png", "c.png"]
+    assert "the folder /proc is not writable" in work.failures[0].message
+    assert "a-file is not a folder" in work.failures[1].message
     assert sorted(p.name for p in ok.iterdir()) == []  # the test file is removed
 
 
@@ -193,7 +203,7 @@ def test_depth_alpha_icc_exif_survive_and_nothing_is_left_behind(
     result = run_cli(cli_env, "colorize", inputs, "-r", "--out-dir", out,
                      *model_args(eccv16_weights))
     assert result.returncode == 0, result.stderr
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+    assert listing(out, recursive=True) == [
         "alpha.png", "sub", "sub/deep.tif"]  # no temp files, hidden input skipped
     with Image.open(out / "alpha.png") as im:
         assert im.mode == "RGBA" and im.size == (24, 40)
@@ -269,7 +279,7 @@ def test_quiet_prints_only_failures(tmp_path: Path, cli_env: dict[str, str],
                     *model_args(eccv16_weights))
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout == "" and quiet.stderr == ""
-    assert sorted(p.name for p in (tmp_path / "quiet").iterdir()) == ["a.png", "b.png"]
+    assert listing(tmp_path / "quiet") == ["a.png", "b.png"]
     (folder / "bad.png").write_text("not an image")
     failed = run_cli(cli_env, "colorize", folder, "--out-dir", tmp_path / "failed", "-q",
                      *model_args(eccv16_weights))
