@@ -54,7 +54,7 @@ def run(image, drawables, **options):
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
     config.set_property("model", "eccv16")
-    config.set_property("weights", options.pop("weights", PLAN["weights"]))
+    config.set_property("weights", Gio.File.new_for_path(options.pop("weights", PLAN["weights"])))
     config.set_property("render-size", 32)
     config.set_property("device", "cpu")
     for key, value in options.items():
@@ -94,11 +94,15 @@ def registration(name):
     proc = Gimp.get_pdb().lookup_procedure(PROC)
     config = proc.create_config()
     defaults = {key: config.get_property(key) for key in (
-        "model", "weights", "temperature", "saturation", "render-size", "device", "output",
-        "allow-download")}
+        "model", "weights", "temperature", "saturation", "detail", "render-size", "device",
+        "output", "allow-download")}
+    defaults["weights"] = defaults["weights"].get_path() if defaults["weights"] else None
+    help_id = proc.get_help_id() if hasattr(proc, "get_help_id") else None
     return {"label": proc.get_menu_label(), "menu_paths": list(proc.get_menu_paths()),
             "image_types": proc.get_image_types(),
-            "arguments": [spec.name for spec in proc.get_arguments()], "defaults": defaults}
+            "arguments": [spec.name for spec in proc.get_arguments()], "defaults": defaults,
+            "help_id": help_id,
+            "nicks": {spec.name: spec.get_nick() for spec in proc.get_arguments()}}
 
 
 @scenario
@@ -208,7 +212,12 @@ def layer_mask_refused(name):
 @scenario
 def model_missing_leaves_image(name):
     image = load("gray.png")
-    outcome = run(image, image.get_layers(), weights=os.path.join(WORK, "no-such-weights.pth"))
+    # The weights argument is a file GIMP checks exists; one that is not a weights file gets
+    # as far as the worker, which refuses it.
+    broken = os.path.join(WORK, "broken-weights.pth")
+    with open(broken, "wb") as handle:
+        handle.write(b"not a weights file")
+    outcome = run(image, image.get_layers(), weights=broken)
     return {"run": outcome, "after": describe(name, image)}
 
 

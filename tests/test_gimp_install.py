@@ -182,3 +182,17 @@ def test_the_core_never_imports_the_gimp_package(tmp_path: Path) -> None:
     proc = subprocess.run([str(lint), "--config", str(config), "--no-cache"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_install_writes_a_help_page_and_model_availability(tmp_path: Path) -> None:
+    result = install("3", tmp_path)
+    index = (result.plugin_dir / "help" / "en" / "gimp-help.xml").read_text()
+    assert 'id="plug-in-chromatize-colorize"' in index and 'ref="index.html"' in index
+    page = (result.plugin_dir / "help" / "en" / "index.html").read_text()
+    assert "<h1>Colorize (AI)</h1>" in page and "Download weights if needed" in page
+    models = json.loads(result.config.read_text())["settings"]["model"]["models"]
+    by_name = {entry["name"]: entry for entry in models}
+    assert by_name["mobile"]["status"] in ("shipped", "cached")
+    assert by_name["eccv16"]["downloadable"] is True
+    assert by_name["mobile"]["default_input_size"] == 224
+    assert all(entry["weights_files"] for entry in models)

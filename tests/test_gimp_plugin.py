@@ -87,8 +87,10 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         if reason:
             give_up(f"cannot run GIMP in the chroot: {reason}")
 
-    weights = random_eccv16_weights(tmp_path_factory.getbasetemp())
     work = tmp_path_factory.mktemp("gimp")
+    # inside the folder GIMP sees: the weights argument is a file GIMP checks exists
+    weights = work / "eccv16_random.pth"
+    shutil.copyfile(random_eccv16_weights(tmp_path_factory.getbasetemp()), weights)
     _write_inputs(work)
     (work / "home").mkdir()
     installed = install("3", work / "plug-ins", command_prefix=gimp_chroot.HOST_WORKER_PREFIX)
@@ -148,9 +150,16 @@ def test_procedure_is_registered_under_colors(gimp_run: dict[str, Any]) -> None:
     assert r["label"].replace("_", "") == "Colorize (AI)…"  # GIMP's own is "Colorize…"
     assert r["image_types"] == "*"
     assert r["arguments"][:4] == ["run-mode", "image", "drawables", "model"]
-    assert r["defaults"] == {"model": "mobile", "weights": "", "temperature": 0.0,
-                             "saturation": 1.0, "render-size": 0, "device": "auto",
-                             "output": "new-layer", "allow-download": False}
+    assert r["defaults"] == {"model": "mobile", "weights": None, "temperature": 0.0,
+                             "saturation": 1.0, "detail": "standard", "render-size": 0,
+                             "device": "auto", "output": "new-layer", "allow-download": False}
+    # one Alt+letter per control, none taken from the dialog's buttons (_Help, _Reset, ...)
+    letters = [nick[nick.index("_") + 1].lower() for nick in r["nicks"].values() if "_" in nick]
+    assert len(letters) == len(set(letters)) and not set(letters) & set("hrco")
+    assert "_" in r["nicks"]["model"] and "_" in r["nicks"]["render-size"]
+    # Help opens the plug-in's own page (its help domain), not GIMP's missing manual
+    assert r["help_id"] in ("plug-in-chromatize-colorize",
+                            "org.chromatize.gimp?plug-in-chromatize-colorize")
 
 
 def test_gray_png_colorized_into_new_layer_above(gimp_run: dict[str, Any]) -> None:
@@ -265,7 +274,7 @@ def test_groups_and_channels_are_refused(gimp_run: dict[str, Any], name: str, ne
 
 
 @pytest.mark.parametrize(("name", "needle"), [
-    ("model_missing_leaves_image", "no-such-weights.pth"),
+    ("model_missing_leaves_image", "broken-weights.pth"),
     ("worker_missing_leaves_image", "Cannot start the chromatize worker"),
     ("worker_crash_leaves_image", "killed (signal 9)"),
 ])

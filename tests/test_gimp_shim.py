@@ -79,6 +79,7 @@ class RecordingHost(chromatize_shim.Host):
         self.groups = 0
         self.outside_group: list[str] = []
         self.progress: list[float] = []
+        self.texts: list[str] = []
         self._snapshot: tuple[str, list[dict[str, Any]]] | None = None
 
     def _record(self, name: str) -> None:
@@ -174,6 +175,9 @@ class RecordingHost(chromatize_shim.Host):
     def progress_end(self) -> None:
         self.calls.append("progress_end")
 
+    def progress_set_text(self, text: str) -> None:
+        self.texts.append(text)
+
     def message(self, text: str) -> None:
         self.calls.append("message")
 
@@ -206,6 +210,10 @@ def test_flow_puts_every_change_in_one_undo_group(weights: Path) -> None:
     assert np.abs(lab(new)[..., 0] - lightness_of_gray(bottom["pixels"][..., 0])).max() < 0.05
     assert host.progress == sorted(host.progress) and host.progress[-1] == 1.0
     assert host.calls[-2:] == ["progress_end", "flush"]
+    # each stage is named next to the bar, the write into GIMP last
+    assert host.texts[-1] == "Colorize (AI): Writing back…"
+    assert any("Layer 1 of 2: Loading the model" in text for text in host.texts)
+    assert any("Layer 2 of 2: Colorizing" in text for text in host.texts)
 
     host.undo()
     restored_mode, restored_layers = host.state()
@@ -223,7 +231,8 @@ def test_flow_worker_failure_changes_nothing(tmp_path: Path) -> None:
         chromatize_flow.colorize_drawables(host, [layer], settings(tmp_path / "missing.pth"),
                                            worker_client())
     assert info.value.kind == "model_missing" and "missing.pth" in info.value.message
-    assert info.value.message.endswith(chromatize_flow.MODEL_MISSING_HINT)
+    assert info.value.message.endswith("Choose another file in 'Weights file', or clear it to "
+                                       "use the model's own weights.")
     assert not any(call in RecordingHost.MUTATING for call in host.calls)
     assert "undo_group_start" not in host.calls and "progress_end" in host.calls
     np.testing.assert_array_equal(host.layers[0]["pixels"], original[1][0]["pixels"])
@@ -276,25 +285,103 @@ def test_make_settings_maps_dialog_values() -> None:
 def test_dialog_fields_come_from_the_installed_schema() -> None:
     fields = {f["name"]: f for f in chromatize_flow.dialog_fields(SCHEMA)}
     assert list(fields) == list(chromatize_flow.DIALOG_SETTINGS)
-    for name in fields.keys() - {"output"}:
-        assert fields[name]["label"] == SCHEMA[name]["label"]
-        assert fields[name]["help"].startswith(SCHEMA[name]["help"])
+    for name in fields.keys() - {"output", "detail"}:
+        label, help_text = chromatize_flow.GIMP_WORDING.get(name, (SCHEMA[name]["label"],
+                                                                   SCHEMA[name]["help"]))
+        assert fields[name]["label"] == label
+        assert fields[name]["help"].startswith(help_text.split("%")[0])
     assert fields["model"]["default"] == "mobile"
     assert [value for value, _ in fields["model"]["choices"]][:2] == ["mobile", "eccv16"]
     assert [value for value, _ in fields["device"]["choices"]] == SCHEMA["device"]["choices"]
     # GIMP cannot say "the model's default": 0 / "" stand for it and go to the worker as null
     assert (fields["temperature"]["default"], fields["temperature"]["minimum"]) == (0, 0)
     assert (fields["render_size"]["default"], fields["render_size"]["minimum"],
-            fields["render_size"]["maximum"]) == (0, 0, SCHEMA["render_size"]["maximum"])
+            fields["render_size"]["maximum"]) == (0, 0, chromatize_flow.DIALOG_RENDER_SIZE_MAX)
     assert fields["saturation"]["default"] == 1.0 and fields["saturation"]["maximum"] == 2.0
-    assert fields["weights"]["kind"] == "text" and fields["weights"]["default"] == ""
-    assert "0: the model's default" in fields["temperature"]["help"]
+    assert fields["weights"]["kind"] == "file" and fields["weights"]["default"] == ""
     assert fields["allow_download"]["default"] is False
+    assert fields["detail"]["default"] == "standard"
     for name, field in fields.items():
-        if name != "output":
+        if name not in ("output", "detail"):
             stand_in = field["default"]
             default = chromatize_flow.worker_value(SCHEMA[name], stand_in)
             assert default == SCHEMA[name]["default"], name
+
+
+def test_tooltips_are_plain_words_and_state_the_defaults() -> None:
+    fields = {f["name"]: f for f in chromatize_flow.dialog_fields(SCHEMA)}
+    text = " ".join(field["help"] for field in fields.values())
+    for jargon in ("annealed", "--", "worker's Python", "allow_download", "=True"):
+        assert jargon not in text, jargon
+    assert "224 for mobile" in fields["render_size"]["help"]
+    assert "224 for mobile" in fields["detail"]["help"]
+    assert "1 for mobile" in fields["temperature"]["help"]
+    assert "(default)" in fields["saturation"]["help"] and "(default)" in fields["device"]["help"]
+
+
+def test_model_list_says_which_weights_are_missing() -> None:
+    schema = json.loads(json.dumps(SCHEMA))
+    models = {entry["name"]: entry for entry in schema["model"]["models"]}
+    models["mobile"].update(status="cached", weights_files=["/cache/mobile.pth"])
+    models["eccv16"].update(status="cached", weights_files=["/cache/eccv16.pth"])
+    here = {"/cache/mobile.pth"}
+    availability = chromatize_flow.model_availability(schema, exists=here.__contains__,
+                                                      visible=lambda folder: True)
+    # eccv16 was cached when installed but its file is gone now: checked again, not trusted
+    assert availability == {"mobile": "ready", "eccv16": "download"}
+    labels = dict(next(f for f in chromatize_flow.dialog_fields(schema, availability)
+                       if f["name"] == "model")["choices"])
+    assert labels == {"mobile": "mobile", "eccv16": "eccv16 (not downloaded yet)"}
+    # a sandboxed GIMP that cannot see the cache folder trusts the status at install time
+    assert chromatize_flow.model_availability(schema, exists=lambda p: False,
+                                              visible=lambda folder: False) == {
+        "mobile": "ready", "eccv16": "ready"}
+    # shipped weights are always there; no URL and no file: cannot be used at all
+    models["mobile"]["status"] = "shipped"
+    models["eccv16"].update(status="missing", downloadable=False)
+    assert chromatize_flow.model_availability(schema, exists=lambda p: False,
+                                              visible=lambda folder: True) == {
+        "mobile": "ready", "eccv16": "missing"}
+
+
+def test_detail_picks_render_sizes_known_to_work() -> None:
+    def size(**values: Any) -> Any:
+        return chromatize_flow.make_settings(SCHEMA, **values)["worker"].get("render_size")
+
+    assert size(model="mobile", detail="standard") is None  # the model's own size
+    assert size(model="mobile", detail="more") == 336
+    assert size(model="eccv16", detail="most") == 512
+    assert size(model="mobile", detail="most", render_size=100) == 100  # experts win
+    with pytest.raises(chromatize_shim.PluginError, match="Unknown detail"):
+        size(detail="extreme")
+
+
+def test_mnemonics_never_clash_with_each_other_or_the_buttons() -> None:
+    labels = chromatize_flow.mnemonic_labels(
+        [field["label"] for field in chromatize_flow.dialog_fields(SCHEMA)])
+    letters = [label[label.index("_") + 1].lower() for label in labels]
+    assert len(letters) == len(labels) and len(set(letters)) == len(letters)
+    assert not set(letters) & chromatize_flow.RESERVED_MNEMONICS
+    assert chromatize_flow.mnemonic_labels(["Model", "Mode"], reserved=()) == ["_Model", "M_ode"]
+
+
+@pytest.mark.parametrize(("fields", "worker", "needle", "absent"), [
+    ({"model": "eccv16", "model_status": "downloadable", "allow_download": False,
+      "weights_given": False}, {}, "Tick 'Download weights if needed'", "--"),
+    ({"model": "eccv16", "model_status": "downloadable", "allow_download": True,
+      "weights_given": False}, {}, "Check the internet connection", "Tick"),
+    ({"model": "eccv16", "model_status": "downloadable", "allow_download": False,
+      "weights_given": True}, {}, "Choose another file in 'Weights file'", "Tick"),
+    ({}, {"weights": None}, chromatize_flow.MODEL_MISSING_HINT, "Tick"),
+])
+def test_model_failures_are_explained_in_the_dialog_s_terms(
+        fields: dict[str, Any], worker: dict[str, Any], needle: str, absent: str) -> None:
+    error = chromatize_client.WorkerError("model_missing", "model 'eccv16' is not downloaded",
+                                          fields=fields)
+    text = chromatize_flow.explain_failure(error, {"worker": worker})
+    assert needle in text and absent not in text
+    other = chromatize_client.WorkerError("out_of_memory", "not enough memory")
+    assert chromatize_flow.explain_failure(other, {}) == "not enough memory"
 
 
 def test_a_config_without_settings_is_reported_as_not_installed() -> None:
@@ -442,13 +529,16 @@ class FakePdb:
     def _gimp_progress_end(self) -> None:
         pass
 
+    def _gimp_progress_set_text(self, text: str) -> None:
+        pass
+
 
 def fake_gimpfu(pdb: FakePdb) -> tuple[types.ModuleType, dict[str, Any]]:
     """A ``gimpfu`` module recording register()/main() and GIMP's message/progress calls."""
     record: dict[str, Any] = {"register": [], "main": 0, "messages": [], "progress": []}
     module = types.ModuleType("gimpfu")
     for index, name in enumerate(["PF_IMAGE", "PF_DRAWABLE", "PF_OPTION", "PF_SPINNER",
-                                  "PF_STRING", "PF_TOGGLE"]):
+                                  "PF_STRING", "PF_TOGGLE", "PF_FILE"]):
         setattr(module, name, f"<{name}:{index}>")
     module.GRAY, module.RGB, module.INDEXED = GRAY, RGB, INDEXED
     module.register = lambda *args, **kwargs: record["register"].append((args, kwargs))
@@ -492,11 +582,12 @@ def test_gimpfu_variant_registers_colors_menu_entry(gimp210: dict[str, Any]) -> 
     assert label.rstrip(".") != "Colorize"  # GIMP's own non-AI Colorize keeps its label
     assert types_ == "RGB*, GRAY*, INDEXED*"
     assert [p[1] for p in params] == ["image", "drawable", "model", "weights", "temperature",
-                                      "saturation", "render_size", "device", "output",
+                                      "saturation", "detail", "render_size", "device", "output",
                                       "allow_download"]
-    assert params[2][4][:2] == ["mobile", "eccv16"]  # model names from the installed config
-    assert params[7][4] == SCHEMA["device"]["choices"]  # devices from the installed config
-    assert params[8][3] == 0 and params[8][4][0] == "New layer above"  # default output
+    assert [name.split(" ")[0] for name in params[2][4][:2]] == ["mobile", "eccv16"]
+    assert params[3][0] == "<PF_FILE:6>"  # a file chooser for the weights
+    assert params[8][4] == SCHEMA["device"]["choices"]  # devices from the installed config
+    assert params[9][3] == 0 and params[9][4][0] == "New layer above"  # default output
     assert results == [] and callable(func)
 
 
@@ -504,8 +595,8 @@ def _run_gimp210(gimp210: dict[str, Any], image: FakeImage, layer: FakeLayer,
                  weights: str, output: int = 0) -> None:
     ((args, _),) = gimp210["record"]["register"]
     func = args[-1]
-    model = args[8][2][4].index("eccv16")
-    func(image, layer, model, weights, 0.0, 1.0, 32.0, 1, output, False)
+    model = [name.split(" ")[0] for name in args[8][2][4]].index("eccv16")
+    func(image, layer, model, weights, 0.0, 1.0, 0, 32.0, 1, output, False)
 
 
 def test_gimpfu_variant_colorizes_with_the_real_worker(gimp210: dict[str, Any],

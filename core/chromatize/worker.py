@@ -101,6 +101,9 @@ row-major, channels interleaved, without padding.
      device name this chromatize does not know), ``bad_image``, ``bad_output`` (a result that
      cannot be written), ``out_of_memory``, ``cancelled``, ``failed`` (any other expected
      failure, message says why), ``internal`` (a bug: please report the detail).
+     A ``model_missing`` error also carries ``model``, ``model_status`` (``"cached"``,
+     ``"shipped"``, ``"downloadable"``, ``"missing"`` or ``"unknown"``), ``weights_given`` and
+     ``allow_download``, so that a plug-in can say what to do in its own words.
 
 If the process ends without a final message (killed, crashed), clients report a crash and show
 the tail of its stderr.
@@ -264,10 +267,12 @@ class Channel:
         self.closing.set()
         self.send(message, payload)
 
-    def error(self, failure: Failure, detail: str | None = None) -> None:
+    def error(self, failure: Failure, detail: str | None = None,
+              context: dict[str, Any] | None = None) -> None:
         body: dict[str, Any] = {"type": "error", "kind": failure.kind, "message": failure.message}
         if detail:
             body["detail"] = detail
+        body.update(context or {})
         self.final(body)
 
 
@@ -512,11 +517,30 @@ def _colorize(request: Request, stdin: BinaryIO, channel: Channel) -> None:
     )
 
 
+def _error_context(failure: Failure, request: Request | None) -> dict[str, Any]:
+    """Facts a plug-in needs to phrase a ``model_missing`` error in its own words: the model,
+    where its weights stand (:func:`chromatize.weights.model_status`), whether a weights file
+    was given and whether downloading was allowed."""
+    if failure.kind != "model_missing" or request is None or request.op != "colorize":
+        return {}
+    options = request.options
+    context: dict[str, Any] = {"model": options.model, "weights_given": options.weights is not None,
+                               "allow_download": options.allow_download}
+    try:
+        from chromatize.weights import model_status
+
+        context["model_status"] = model_status(options.model)
+    except Exception:  # an unknown model has no status
+        context["model_status"] = "unknown"
+    return context
+
+
 def serve(stdin: BinaryIO, stdout: BinaryIO, log: IO[str] | None = None) -> int:
     """Answer one request read from ``stdin`` on ``stdout``; returns the exit code."""
     channel = Channel(stdout)
     channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "chromatize": __version__,
                   "pid": os.getpid(), "cancel_on_eof": True})
+    request: Request | None = None
     try:
         line = stdin.readline(MAX_HEADER_BYTES)
         if not line:
@@ -537,7 +561,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, log: IO[str] | None = None) -> int:
         if log is not None and detail:
             log.write(detail)
         try:
-            channel.error(failure, detail)
+            channel.error(failure, detail, _error_context(failure, request))
         except OSError:
             pass  # the client went away; nothing left to tell
         return 1

@@ -22,8 +22,10 @@ that was not installed by chromatize is never replaced or deleted unless ``force
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -38,7 +40,7 @@ from typing import Any
 from chromatize import __version__
 from chromatize.errors import ChromatizeError, OutputError
 from chromatize.options import options_schema
-from chromatize_gimp import PLUGIN_NAME, plugin_files
+from chromatize_gimp import PLUGIN_NAME, plugin_files, plugin_source_dir
 
 GIMP_VERSIONS: tuple[str, ...] = ("3", "2.10")
 CONFIG_NAME = "chromatize-worker.json"
@@ -114,10 +116,26 @@ def worker_command(python: str | os.PathLike[str] | None = None, flatpak: bool =
     return [*wrapper, *prefix, interpreter, "-m", "chromatize.worker"]
 
 
-def _model_entries() -> list[dict[str, str]]:
+def _model_entries() -> list[dict[str, Any]]:
+    """The registry's models as the dialog needs them: name, description, defaults, whether
+    their weights are here (``status`` of :func:`chromatize.weights.model_status` at install
+    time) and the files that make them ready (``weights_files``: the user cache, the shipped
+    copy), which the plug-in checks again each time its dialog opens."""
     from chromatize.registry import list_models
+    from chromatize.weights import model_status
+    from chromatize.weights.finding import cached_path
 
-    return [{"name": spec.name, "description": spec.description} for spec in list_models()]
+    entries = []
+    for spec in list_models():
+        shipped = spec.shipped_path()
+        entries.append({
+            "name": spec.name, "description": spec.description,
+            "status": model_status(spec.name), "downloadable": bool(spec.url),
+            "weights_files": [str(cached_path(spec))] + ([str(shipped)] if shipped else []),
+            "default_temperature": round(float(spec.default_temperature), 4),
+            "default_input_size": int(spec.default_input_size),
+        })
+    return entries
 
 
 def plugin_settings() -> dict[str, dict[str, Any]]:
@@ -129,6 +147,7 @@ def plugin_settings() -> dict[str, dict[str, Any]]:
     models = _model_entries()
     schema["model"]["choices"] = [entry["name"] for entry in models]
     schema["model"]["choice_labels"] = {entry["name"]: entry["description"] for entry in models}
+    schema["model"]["models"] = models
     for entry in schema.values():
         if entry["maximum"] is None and entry["slider_max"] is not None:
             entry["slider_maximum"] = entry["slider_max"]
@@ -186,6 +205,70 @@ def _config(version: str, command: list[str], flatpak: bool,
     }
 
 
+#: The help domain of the GIMP 3 plug-in (``gimp3_plugin.HELP_DOMAIN``) and its page's id.
+HELP_FOLDER = "help"
+HELP_ID = "plug-in-chromatize-colorize"
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text, quote=False)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def help_html(markdown: str) -> str:
+    """The plug-in's help page from its Markdown (headings, paragraphs, lists: all it uses)."""
+    body: list[str] = []
+    paragraph: list[str] = []
+    in_list = False
+
+    def flush() -> None:
+        nonlocal in_list
+        if paragraph:
+            tag = "li" if in_list else "p"
+            body.append(f"<{tag}>{_inline(' '.join(paragraph))}</{tag}>")
+            paragraph.clear()
+
+    for raw in markdown.splitlines():
+        line = raw.strip()
+        if not line:
+            flush()
+            if in_list:
+                body.append("</ul>")
+                in_list = False
+        elif line.startswith("#"):
+            flush()
+            level = min(3, len(line) - len(line.lstrip("#")))
+            body.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("- "):
+            flush()
+            if not in_list:
+                body.append("<ul>")
+                in_list = True
+            paragraph.append(line[2:])
+        else:
+            paragraph.append(line)
+    flush()
+    if in_list:
+        body.append("</ul>")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Colorize (AI)</title>"
+            "</head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _write_help(folder: Path) -> None:
+    """``help/en/``: GIMP's index of the plug-in's help domain and its one page."""
+    source = plugin_source_dir().parent / "help.md"
+    target = folder / HELP_FOLDER / "en"
+    target.mkdir(parents=True)
+    (target / "index.html").write_text(help_html(source.read_text(encoding="utf-8")),
+                                       encoding="utf-8")
+    (target / "gimp-help.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<gimp-help>\n'
+        f'  <help-item id="{HELP_ID}" ref="index.html" title="Colorize (AI)"/>\n'
+        '</gimp-help>\n', encoding="utf-8")
+
+
 def _write_folder(folder: Path, files: dict[str, Path], config: dict[str, Any]) -> None:
     """Assemble the plug-in next to ``folder`` and rename it into place (replacing any old one)."""
     target_root = folder.parent
@@ -200,6 +283,7 @@ def _write_folder(folder: Path, files: dict[str, Path], config: dict[str, Any]) 
         entry = staging / f"{PLUGIN_NAME}.py"
         entry.chmod(entry.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        _write_help(staging)
         staging.chmod(0o755)
         old = None
         if folder.exists():

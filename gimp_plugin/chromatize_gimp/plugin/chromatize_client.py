@@ -10,6 +10,13 @@ described in the docstring of ``chromatize/worker.py``.
 Every failure becomes a :class:`WorkerError` with a ``kind`` and a message written for the
 user: ``not_installed``, ``worker_missing``, ``timeout``, ``crashed``, ``protocol`` and the
 worker's own kinds (``model_missing``, ``out_of_memory``, ``bad_request``, ...).
+
+The worker never outlives its client: when a request ends without a result (an error, the
+user's cancel, an exception in the plug-in) the client writes ``{"op": "cancel"}``, closes the
+worker's stdin (end of file cancels too) and kills it if it has not ended 2 s later; if the
+plug-in itself is killed (GIMP's Cancel kills the plug-in process), the closed pipe, Linux's
+parent-death signal and the plug-in's own process group (:func:`own_process_group`, which GIMP
+kills as a whole) end the worker.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -41,14 +48,31 @@ _BUNDLE_LIBRARY_ENV = ("DYLD_LIBRARY_PATH", "DYLD_FALLBACK_LIBRARY_PATH", "DYLD_
 _CREATE_NO_WINDOW = 0x08000000  # Windows: no console window flashing up for the worker
 
 
-class WorkerError(Exception):
-    """A failure to show to the user: ``kind`` says what happened, ``message`` what to do."""
+def own_process_group():
+    """Make the plug-in's process the leader of its own process group (POSIX; a no-op
+    elsewhere). GIMP ends a plug-in (its Cancel button, quitting) with SIGKILL, sent to the
+    plug-in's whole process group when it has one of its own, so the worker, which inherits the
+    group, is killed with the plug-in. Returns whether the group is in place."""
+    if not hasattr(os, "setpgid"):
+        return False
+    try:
+        if os.getpgid(0) != os.getpid():
+            os.setpgid(0, 0)
+    except OSError:
+        return False
+    return True
 
-    def __init__(self, kind, message, detail=None):
+
+class WorkerError(Exception):
+    """A failure to show to the user: ``kind`` says what happened, ``message`` what to do;
+    ``fields`` holds the worker's error message as sent (e.g. ``model_status``)."""
+
+    def __init__(self, kind, message, detail=None, fields=None):
         Exception.__init__(self, message)
         self.kind = kind
         self.message = message
         self.detail = detail
+        self.fields = dict(fields or {})
 
     def __str__(self):
         return self.message
@@ -257,13 +281,15 @@ class WorkerClient(object):
         message, _ = self._run({"protocol": PROTOCOL_VERSION, "op": "info"}, [], None, "info")
         return message
 
-    def colorize(self, pixels, width, height, channels, dtype, options, progress=None):
+    def colorize(self, pixels, width, height, channels, dtype, options, progress=None,
+                 stage=None):
         """Colorize raw pixels; returns ``(result_bytes, result_channels)``.
 
         ``pixels`` holds ``width*height*channels`` little-endian samples of ``dtype``
         (``"float32"``, ``"uint8"`` or ``"uint16"``); ``options`` holds the request's settings
         (JSON values by setting name, null = the default; the worker checks them);
-        ``progress`` is called with fractions in [0, 1]. The editor applies its selection
+        ``progress`` is called with fractions in [0, 1], ``stage`` with the words of each new
+        stage ("Loading the model", "Colorizing", ...). The editor applies its selection
         itself, so no mask is sent.
         """
         itemsize = {"float32": 4, "uint8": 1, "uint16": 2}[dtype]
@@ -276,7 +302,7 @@ class WorkerClient(object):
         header.update({"protocol": PROTOCOL_VERSION, "op": "colorize", "width": int(width),
                        "height": int(height), "channels": int(channels), "dtype": dtype})
         blocks = [pixels]
-        message, payload = self._run(header, blocks, progress, "result")
+        message, payload = self._run(header, blocks, progress, "result", stage)
         out_channels = int(message.get("channels", 0))
         if (message.get("width") != width or message.get("height") != height
                 or out_channels not in (3, 4)
@@ -285,7 +311,7 @@ class WorkerClient(object):
                               "does not match the request (%r)." % (message,))
         return payload, out_channels
 
-    def _run(self, header, blocks, progress, final_type):
+    def _run(self, header, blocks, progress, final_type, stage=None):
         process = self._start()
         self.process = process
         messages = queue.Queue()
@@ -299,6 +325,7 @@ class WorkerClient(object):
         started = time.time()
         said_hello = False
         succeeded = False
+        stage_text = None
         try:
             while True:
                 now = time.time()
@@ -328,6 +355,10 @@ class WorkerClient(object):
                             "%d: run `chromatize gimp install` again to update the plug-in."
                             % (message.get("protocol"), PROTOCOL_VERSION))
                 elif mtype == "progress":
+                    text = message.get("text")
+                    if stage is not None and text and text != stage_text:
+                        stage_text = text
+                        stage(text)
                     if progress is not None:
                         try:
                             fraction = float(message.get("fraction", 0.0))
@@ -337,7 +368,7 @@ class WorkerClient(object):
                 elif mtype == "error":
                     raise WorkerError(message.get("kind") or "failed",
                                       message.get("message") or "the worker failed",
-                                      message.get("detail"))
+                                      message.get("detail"), message)
                 elif mtype == final_type:
                     succeeded = True
                     return message, payload
@@ -389,10 +420,15 @@ class WorkerClient(object):
 
     def _finish(self, process, writer, succeeded):
         if process.poll() is None:
-            # After a result the worker exits by itself; otherwise ask it to stop, then kill.
-            # A writer still blocked on a full pipe holds the stream: kill right away then.
+            # After a result the worker exits by itself; otherwise ask it to stop (a cancel
+            # line, then end of file), then kill. A writer still blocked on a full pipe holds
+            # the stream: kill right away then.
             if not succeeded and not writer.is_alive():
                 writer.send_line({"op": "cancel"})
+                try:
+                    process.stdin.close()
+                except (IOError, OSError, ValueError):
+                    pass
             if writer.is_alive() or self._wait(process, 5.0 if succeeded else 2.0) is None:
                 try:
                     process.kill()

@@ -13,9 +13,17 @@ The dialog's controls come from the settings schema ``chromatize gimp install`` 
 :func:`settings_schema`, :func:`dialog_fields`); only the output control is the plug-in's own.
 GIMP's controls cannot say "the model's default", so 0 (or an empty text) stands for it, and
 :func:`worker_value` alone turns that into the worker's JSON null.
+
+The words are the plug-in's own where chromatize's are written for the command line or for
+Python (:data:`GIMP_WORDING`): tooltips in plain words that state the defaults, a "Detail"
+choice of render sizes known to work (the exact size stays available for experts), each
+model's availability in the model list (:func:`model_availability`, checked each time the
+dialog opens), and error advice phrased in terms of the dialog (:func:`explain_failure`).
 """
 
 from __future__ import absolute_import, division, print_function
+
+import os
 
 from chromatize_client import WorkerError
 from chromatize_shim import (
@@ -41,13 +49,65 @@ OUTPUT_FIELD = {
     "default": OUTPUT_NEW_LAYER, "minimum": None, "maximum": None, "hint": "",
     "choices": [(OUTPUT_NEW_LAYER, "New layer above"), (OUTPUT_IN_PLACE, "In place")],
 }
-#: The dialog's controls, in order: chromatize settings (described by the installed schema)
-#: and the output.
-DIALOG_SETTINGS = ("model", "weights", "temperature", "saturation", "render_size", "device",
-                   OUTPUT, "allow_download")
+DETAIL = "detail"
+DETAIL_STANDARD = "standard"
+#: The "Detail" choice: render sizes as multiples of the model's own (what it was trained at).
+#: Around the model's own size colours are reliable; far above it (2048 and more) faces can turn
+#: blue-purple with yellow blotches, so the choice stops at twice the model's size.
+DETAIL_CHOICES = (
+    (DETAIL_STANDARD, "Standard (recommended)", 1.0),
+    ("more", "More (1.5x, slower)", 1.5),
+    ("most", "Most (2x, slower; colours may drift)", 2.0),
+)
+#: The largest exact render size the dialog offers (chromatize accepts more; nobody should).
+DIALOG_RENDER_SIZE_MAX = 1024
+DETAIL_FIELD = {
+    "name": DETAIL, "kind": "choice", "label": "Detail",
+    "help": "How closely the model looks at the photo. Standard uses the size the model was "
+            "trained at (%s) and gives the most reliable colours; More and Most look closer "
+            "(slower) and can bring out small things but may also give odd colours. "
+            "Ignored when 'Exact render size' is set.",
+    "default": DETAIL_STANDARD, "minimum": None, "maximum": None, "hint": "",
+    "choices": [(value, label) for value, label, _ in DETAIL_CHOICES],
+}
+#: The dialog's controls, in order: chromatize settings (described by the installed schema),
+#: the detail choice and the output.
+DIALOG_SETTINGS = ("model", "weights", "temperature", "saturation", DETAIL, "render_size",
+                   "device", OUTPUT, "allow_download")
+#: The plug-in's own words for chromatize's settings (label, tooltip): plain words, GIMP's
+#: terms, the defaults said. ``%(defaults)s`` is replaced by the models' own values.
+GIMP_WORDING = {
+    "model": ("Model", "Which colorization model to use. Models whose weights are not on this "
+              "computer yet are marked in the list: tick 'Download weights if needed' to fetch "
+              "them once, or choose a 'Weights file'."),
+    "weights": ("Weights file", "A weights file to use instead of the model's own, for "
+                "example the official ECCV16 file you downloaded yourself. Leave it empty to "
+                "use the model's own weights."),
+    "temperature": ("Color boldness", "How bold the colors are: lower values pick the most "
+                    "likely color more decisively (more vivid), higher values blend the "
+                    "possible colors (more muted). 0 = the model's own value "
+                    "(%(temperature)s)."),
+    "saturation": ("Saturation", "Color strength of the result: 0 = gray, 1 = the model's "
+                   "colors (default), above 1 = stronger."),
+    "render_size": ("Exact render size (pixels)", "For experts: the size in pixels the photo "
+                    "is shrunk to for the model (the result is always full size). 0 = use "
+                    "'Detail' (default; the model's own size is %(render_size)s). Sizes far "
+                    "above twice the model's own usually give wrong colors."),
+    "device": ("Device", "Where the computation runs: auto (default) uses a graphics card "
+               "when chromatize can, otherwise the processor (cpu)."),
+    "allow_download": ("Download weights if needed", "Let chromatize download a model's "
+                       "official weights once when they are not on this computer yet (they "
+                       "are kept for next time). Off by default."),
+}
 LAYER_SUFFIX = " (colorized)"
-MODEL_MISSING_HINT = ("In the Colorize (AI) dialog you can choose another model, give a "
-                      "weights file, or allow downloading the model's weights.")
+MODEL_MISSING_HINT = ("In the Colorize (AI) dialog you can choose another 'Model' or a "
+                      "'Weights file'.")
+#: Share of the progress bar the worker's part takes; the rest is writing back into GIMP.
+WORKER_SHARE = 0.95
+WRITING_BACK = "Writing back"
+#: How the model list marks a model's availability.
+AVAILABILITY_NOTES = {"ready": "", "download": "not downloaded yet",
+                      "missing": "weights missing"}
 NOT_INSTALLED = ("The chromatize plug-in's settings are missing from its configuration (it "
                  "was not installed by `chromatize gimp install`, or by an older chromatize). "
                  "Run `chromatize gimp install` in the Python environment where chromatize is "
@@ -67,7 +127,8 @@ def settings_schema(config):
     (defaults, labels, help texts, ranges and choices of chromatize's settings)."""
     schema = config.get("settings") if isinstance(config, dict) else None
     if not isinstance(schema, dict) or not all(
-            isinstance(schema.get(name), dict) for name in DIALOG_SETTINGS if name != OUTPUT):
+            isinstance(schema.get(name), dict) for name in DIALOG_SETTINGS
+            if name not in (OUTPUT, DETAIL)):
         raise PluginError(NOT_INSTALLED, kind="not_installed")
     return schema
 
@@ -77,36 +138,129 @@ def _default_stand_in(setting):
     return "" if setting["kind"] in _TEXT_KINDS else 0
 
 
-def _field(setting):
+def installed_models(schema):
+    """The models the installer recorded (name, description, status, weights_files,
+    default_temperature, default_input_size); [] for an older installation."""
+    models = schema.get("model", {}).get("models")
+    return [entry for entry in models or () if isinstance(entry, dict) and "name" in entry]
+
+
+def model_availability(schema, exists=os.path.isfile, visible=os.path.isdir):
+    """``{model: "ready" | "download" | "missing"}``: whether each model's weights are on this
+    computer now (one of its recorded weights files exists), can be downloaded, or neither.
+    Weights shipped inside chromatize are always there. Where the plug-in cannot see the
+    folders at all (a sandboxed GIMP: Flatpak, a chroot) the status at install time counts."""
+    availability = {}
+    for entry in installed_models(schema):
+        files = entry.get("weights_files") or ()
+        status = entry.get("status")
+        seen = [path for path in files if visible(os.path.dirname(path))]
+        if status == "shipped" or any(exists(path) for path in seen) or (
+                not seen and status == "cached"):
+            availability[entry["name"]] = "ready"
+        elif entry.get("downloadable") or status == "downloadable":
+            availability[entry["name"]] = "download"
+        else:
+            availability[entry["name"]] = "missing"
+    return availability
+
+
+def _choice_label(value, note):
+    return "%s (%s)" % (value, note) if note else value
+
+
+def _defaults_text(schema, key):
+    """The models' own values of ``key`` in words: "224 for mobile, 256 for eccv16"."""
+    parts = []
+    for entry in installed_models(schema):
+        value = entry.get(key)
+        if value is not None:
+            parts.append("%s for %s" % (("%g" % value) if isinstance(value, float) else value,
+                                        entry["name"]))
+    return ", ".join(parts) or "the model's own"
+
+
+def _field(setting, schema, availability):
+    name = setting["name"]
     kind = "text" if setting["kind"] in _TEXT_KINDS else setting["kind"]
+    if setting["kind"] == "path":
+        kind = "file"
     modelled = setting.get("default") is None  # the default is the model's own value
     hint = ""
     if modelled and setting.get("default_text"):
-        hint = "%s: %s" % ("empty" if kind == "text" else "0", setting["default_text"])
-    help_text = setting["help"] + (" (%s)" % hint if hint else "")
-    labels = setting.get("choice_labels") or {}
-    if labels:  # a model's description is too long for a menu entry: it goes in the tooltip
-        help_text += " " + "; ".join("%s: %s" % (value, labels.get(value, value))
-                                     for value in setting.get("choices") or ())
-    minimum = setting.get("minimum")
+        hint = "%s: %s" % ("empty" if kind in ("text", "file") else "0",
+                           setting["default_text"])
+    label, help_text = GIMP_WORDING.get(name, (setting["label"], setting["help"]))
+    help_text = help_text % {"temperature": _defaults_text(schema, "default_temperature"),
+                             "render_size": _defaults_text(schema, "default_input_size")}
+    choices = [(value, value) for value in setting.get("choices") or ()]
+    if name == "model":
+        choices = [(value, _choice_label(value, AVAILABILITY_NOTES.get(
+            availability.get(value, "ready"), ""))) for value in setting.get("choices") or ()]
+        labels = setting.get("choice_labels") or {}
+        if labels:  # a model's description is too long for a menu entry: it goes in the tooltip
+            help_text += " " + "; ".join("%s: %s" % (value, labels.get(value, value))
+                                         for value in setting.get("choices") or ())
+    maximum = setting.get("maximum") if setting.get("maximum") is not None \
+        else setting.get("slider_maximum")
+    if name == "render_size" and maximum is not None:
+        maximum = min(maximum, DIALOG_RENDER_SIZE_MAX)
     return {
-        "name": setting["name"], "kind": kind, "label": setting["label"], "help": help_text,
-        "hint": hint,
+        "name": name, "kind": kind, "label": label, "help": help_text, "hint": hint,
         "default": _default_stand_in(setting) if modelled else setting["default"],
-        "minimum": 0 if modelled and kind in _NUMBER_KINDS else minimum,
-        "maximum": setting.get("maximum") if setting.get("maximum") is not None
-        else setting.get("slider_maximum"),
-        "choices": [(value, value) for value in setting.get("choices") or ()],
+        "minimum": 0 if modelled and kind in _NUMBER_KINDS else setting.get("minimum"),
+        "maximum": maximum, "choices": choices,
     }
 
 
-def dialog_fields(schema):
+def _detail_field(schema):
+    field = dict(DETAIL_FIELD)
+    field["help"] = field["help"] % _defaults_text(schema, "default_input_size")
+    return field
+
+
+def dialog_fields(schema, availability=None):
     """The dialog's controls in order, as dicts: ``name`` (the setting), ``kind`` ("choice",
-    "text", "float", "int" or "bool"), ``label``, ``help``, ``hint`` (what 0 or an empty text
-    means, or ""), ``default``, ``minimum``, ``maximum`` and ``choices`` ((value, label) pairs).
+    "text", "file", "float", "int" or "bool"), ``label``, ``help``, ``hint`` (what 0 or an empty
+    text means, or ""), ``default``, ``minimum``, ``maximum`` and ``choices`` ((value, label)
+    pairs; the model's labels say when its weights are not here, see
+    :func:`model_availability`, computed now unless ``availability`` is given).
     """
-    return [OUTPUT_FIELD if name == OUTPUT else _field(schema[name])
-            for name in DIALOG_SETTINGS]
+    if availability is None:
+        availability = model_availability(schema)
+    fields = []
+    for name in DIALOG_SETTINGS:
+        if name == OUTPUT:
+            fields.append(OUTPUT_FIELD)
+        elif name == DETAIL:
+            fields.append(_detail_field(schema))
+        else:
+            fields.append(_field(schema[name], schema, availability))
+    return fields
+
+
+#: Mnemonics of GIMP's dialog buttons (_Help, _Reset, _Cancel, _OK, _Save Settings, _Load
+#: Saved Settings), which the settings' labels must not take (GTK then needs two Alt+letter
+#: presses and GIMP warns each time the dialog opens).
+RESERVED_MNEMONICS = frozenset("hrcosl")
+
+
+def mnemonic_labels(labels, reserved=RESERVED_MNEMONICS):
+    """``labels`` with "_" before a letter no other label (nor a button) uses: the first free
+    initial of a word, else the first free letter; a label without a free letter stays bare."""
+    used = set(reserved)
+    marked = []
+    for label in labels:
+        starts = [i for i, char in enumerate(label)
+                  if char.isalpha() and (i == 0 or label[i - 1] in " (")]
+        rest = [i for i, char in enumerate(label) if char.isalpha() and i not in starts]
+        for index in starts + rest:
+            if label[index].lower() not in used:
+                used.add(label[index].lower())
+                label = label[:index] + "_" + label[index:]
+                break
+        marked.append(label)
+    return marked
 
 
 def _number(setting, value):
@@ -132,6 +286,8 @@ def worker_value(setting, value):
     kind = setting["kind"]
     if kind == "bool":
         return bool(value)
+    if value is not None and not isinstance(value, (str, type(u""), int, float)):
+        value = _file_path(value)
     if kind in _TEXT_KINDS or kind == "choice":
         text = (value or "").strip()
         return None if not text and (kind == "choice" or setting.get("default") is None) \
@@ -147,11 +303,34 @@ def worker_value(setting, value):
     return number
 
 
+def _file_path(value):
+    """A file chooser's value (a GFile, or None) as a path text ("" for none)."""
+    get_path = getattr(value, "get_path", None)
+    path = get_path() if get_path is not None else value
+    return path or ""
+
+
+def _detail_size(schema, detail, model):
+    """The render size the "Detail" choice means for ``model`` (None: the model's own)."""
+    factors = dict((value, factor) for value, _, factor in DETAIL_CHOICES)
+    if detail not in factors:
+        raise PluginError("Unknown detail %r; choose %s." % (
+            detail, ", ".join(value for value, _, _ in DETAIL_CHOICES)))
+    if factors[detail] == 1.0:
+        return None
+    sizes = dict((entry["name"], entry.get("default_input_size"))
+                 for entry in installed_models(schema))
+    size = sizes.get(model or schema.get("model", {}).get("default"))
+    return int(round(float(size or 224) * factors[detail]))
+
+
 def make_settings(schema, **values):
-    """Turn dialog values (by setting name, plus ``output``) into flow settings:
+    """Turn dialog values (by setting name, plus ``output`` and ``detail``) into flow settings:
     ``{"output": ..., "worker": {setting: JSON value}}``; settings not given are left to the
-    worker's defaults."""
+    worker's defaults. A "Detail" other than standard sets the render size unless an exact
+    render size is given."""
     output = values.pop(OUTPUT, OUTPUT_NEW_LAYER)
+    detail = values.pop(DETAIL, DETAIL_STANDARD)
     if output not in OUTPUT_CHOICES:
         raise PluginError("Unknown output %r; choose %s." % (output, " or ".join(OUTPUT_CHOICES)))
     worker = {}
@@ -160,7 +339,35 @@ def make_settings(schema, **values):
         if not isinstance(setting, dict):
             raise PluginError("Unknown setting %r." % (name,))
         worker[name] = worker_value(setting, value)
+    if worker.get("render_size") is None:
+        size = _detail_size(schema, detail, worker.get("model"))
+        if size is not None:
+            worker["render_size"] = size
     return {"output": output, "worker": worker}
+
+
+def explain_failure(error, settings):
+    """The message for a :class:`WorkerError`, with advice in the dialog's terms: what to tick
+    or choose, never a command-line flag; a failed download does not say to allow downloads."""
+    message = error.message.rstrip()
+    if error.kind != "model_missing":
+        return message
+    fields = getattr(error, "fields", None) or {}
+    worker = settings.get("worker", {}) if isinstance(settings, dict) else {}
+    model = fields.get("model") or worker.get("model") or "the model"
+    allowed = fields.get("allow_download", worker.get("allow_download"))
+    status = fields.get("model_status")
+    if fields.get("weights_given", bool(worker.get("weights"))):
+        return (message + "\n\nChoose another file in 'Weights file', or clear it to use the "
+                "model's own weights.")
+    if status == "downloadable" and not allowed:
+        return ("The model '%s' is not on this computer yet. Tick 'Download weights if needed' "
+                "to download it once (it is kept for next time), choose another 'Model', or "
+                "choose a downloaded file in 'Weights file'.\n\n(%s)" % (model, message))
+    if status == "downloadable" and allowed:
+        return ("Downloading the model '%s' failed: %s\n\nCheck the internet connection and "
+                "try again, or choose another 'Model' or a 'Weights file'." % (model, message))
+    return message + "\n\n" + MODEL_MISSING_HINT
 
 
 def check_drawables(host, drawables):
@@ -200,33 +407,38 @@ def colorize_drawables(host, drawables, settings, client):
             pixels, channels = host.read_pixels(drawable)
 
             def report(fraction, index=index):
-                host.progress_update(min(1.0, (index + fraction) / count))
+                host.progress_update(min(1.0, (index + WORKER_SHARE * fraction) / count))
+
+            def stage(text, index=index):
+                prefix = "Layer %d of %d: " % (index + 1, len(jobs)) if len(jobs) > 1 else ""
+                host.progress_set_text("%s: %s%s…" % (PROCEDURE_LABEL, prefix, text))
 
             try:
                 data, out_channels = client.colorize(
                     pixels, width, height, channels, host.sample_dtype, settings["worker"],
-                    progress=report)
+                    progress=report, stage=stage)
             except WorkerError as exc:
-                message = exc.message
-                if exc.kind == "model_missing":
-                    message = message.rstrip() + "\n\n" + MODEL_MISSING_HINT
-                raise PluginError(_with_layer(message, host, drawable, len(jobs)),
-                                  kind=exc.kind)
+                raise PluginError(_with_layer(explain_failure(exc, settings), host, drawable,
+                                              len(jobs)), kind=exc.kind)
             del pixels
             results.append((drawable, rect,
                             crop_rows(data, width, out_channels, itemsize, rect), out_channels))
             del data
 
+        host.progress_set_text("%s: %s…" % (PROCEDURE_LABEL, WRITING_BACK))
         host.undo_group_start()
         try:
             if host.image_mode() != MODE_RGB:
                 host.convert_to_rgb()
+            written = 0
             for drawable, rect, block, out_channels in results:
                 target = drawable
                 if settings["output"] == OUTPUT_NEW_LAYER:
                     target = host.add_layer_above(
                         drawable, host.drawable_name(drawable) + LAYER_SUFFIX)
                 host.write_pixels(target, rect, block, out_channels)
+                written += 1
+                host.progress_update(WORKER_SHARE + (1.0 - WORKER_SHARE) * written / count)
         finally:
             host.undo_group_end()
     finally:

@@ -110,6 +110,9 @@ class Host(object):
     def progress_end(self):
         raise NotImplementedError
 
+    def progress_set_text(self, text):
+        """Say what is happening now next to the progress bar (optional for a host)."""
+
     def message(self, text):
         """Show an informational message."""
         raise NotImplementedError

@@ -110,6 +110,9 @@ class Gimp3Host(Host):
     def progress_end(self):
         Gimp.progress_end()
 
+    def progress_set_text(self, text):
+        Gimp.progress_set_text(text)
+
     def message(self, text):
         Gimp.message(text)
 

@@ -124,6 +124,9 @@ class GimpfuHost(Host):
     def progress_end(self):
         pdb.gimp_progress_end()
 
+    def progress_set_text(self, text):
+        pdb.gimp_progress_set_text(text)
+
     def message(self, text):
         gimp.message(text)
 

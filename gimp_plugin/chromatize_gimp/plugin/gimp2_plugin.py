@@ -25,6 +25,7 @@ import chromatize_flow  # noqa: E402
 from chromatize_shim import PluginError  # noqa: E402
 from gimpfu import (  # noqa: E402
     PF_DRAWABLE,
+    PF_FILE,
     PF_IMAGE,
     PF_OPTION,
     PF_SPINNER,
@@ -36,8 +37,8 @@ from gimpfu import (  # noqa: E402
 )
 
 PROCEDURE_NAME = "python-fu-chromatize-colorize"
-_CONTROLS = {"choice": PF_OPTION, "text": PF_STRING, "float": PF_SPINNER, "int": PF_SPINNER,
-             "bool": PF_TOGGLE}
+_CONTROLS = {"choice": PF_OPTION, "text": PF_STRING, "file": PF_FILE, "float": PF_SPINNER,
+             "int": PF_SPINNER, "bool": PF_TOGGLE}
 
 
 def _installed():
@@ -80,6 +81,8 @@ def _value(field, raw):
 
 def colorize(image, drawable, *values):
     """The registered function: the dialog's values arrive in FIELDS' order."""
+    # GIMP ends a plug-in with SIGKILL to its process group when it has its own: the worker too.
+    chromatize_client.own_process_group()
     try:
         if NOT_INSTALLED is not None:
             raise NOT_INSTALLED

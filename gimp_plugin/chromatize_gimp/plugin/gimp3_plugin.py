@@ -22,7 +22,7 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+from gi.repository import Gegl, Gimp, GimpUi, Gio, GLib, GObject  # noqa: E402
 
 import chromatize_client  # noqa: E402
 import chromatize_flow  # noqa: E402
@@ -30,6 +30,8 @@ from chromatize_shim import PluginError  # noqa: E402
 from chromatize_shim_gimp3 import Gimp3Host  # noqa: E402
 
 PROCEDURE_NAME = "plug-in-chromatize-colorize"
+HELP_DOMAIN = "org.chromatize.gimp"
+HELP_FOLDER = "help"
 _FLAGS = GObject.ParamFlags.READWRITE
 
 
@@ -44,15 +46,6 @@ def _argument(name):
     return name.replace("_", "-")
 
 
-def _mnemonic(label, used):
-    """``label`` with "_" before its first letter not yet used as a mnemonic."""
-    for index, char in enumerate(label):
-        if char.isalpha() and char.lower() not in used:
-            used.add(char.lower())
-            return label[:index] + "_" + label[index:]
-    return label
-
-
 def _choice(entries):
     choice = Gimp.Choice.new()
     for index, (nick, label) in enumerate(entries):
@@ -60,13 +53,20 @@ def _choice(entries):
     return choice
 
 
-def _add_argument(procedure, field, used):
-    """One procedure argument (and dialog control) from one of the flow's dialog fields."""
+def _add_argument(procedure, field, label):
+    """One procedure argument (and dialog control) from one of the flow's dialog fields;
+    ``label`` carries its mnemonic."""
     name, kind, default = _argument(field["name"]), field["kind"], field["default"]
-    label, help_text = _mnemonic(field["label"], used), field["help"]
+    help_text = field["help"]
     if kind == "choice":
         procedure.add_choice_argument(name, label, help_text, _choice(field["choices"]),
                                       default, _FLAGS)
+    elif kind == "file":
+        # A file chooser button (GIMP shows none for action ANY). GIMP checks that an OPEN
+        # file exists where GIMP runs; under Flatpak the chooser goes through the document
+        # portal, whose paths the host (where the worker runs) sees too.
+        procedure.add_file_argument(name, label, help_text, Gimp.FileChooserAction.OPEN, True,
+                                    None, _FLAGS)
     elif kind == "text":
         # A path string, not a GFile: the worker may run outside GIMP's sandbox (Flatpak),
         # where GIMP could not check the file, and GIMP refuses OPEN files it cannot see.
@@ -91,9 +91,9 @@ def _add_arguments(procedure):
         fields = chromatize_flow.dialog_fields(_installed_schema())
     except (PluginError, chromatize_client.WorkerError):
         return
-    used = set()
-    for field in fields:
-        _add_argument(procedure, field, used)
+    labels = chromatize_flow.mnemonic_labels([field["label"] for field in fields])
+    for field, label in zip(fields, labels):
+        _add_argument(procedure, field, label)
 
 
 def _error(procedure, status, message):
@@ -107,21 +107,61 @@ def _settings(config, schema):
     return chromatize_flow.make_settings(schema, **values)
 
 
+def _show_dialog(procedure, config, failure):
+    """Run the dialog (with the last failure's message on top); True when OK was pressed. The
+    values stay in ``config``, so after a failure the user finds their choices again."""
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Colorize (AI)")
+    if failure:
+        from gi.repository import Gtk
+
+        label = Gtk.Label(label=failure)
+        label.set_line_wrap(True)
+        label.set_max_width_chars(60)
+        label.set_xalign(0.0)
+        label.set_selectable(True)
+        frame = Gtk.Frame(label="The last try failed")
+        frame.add(label)
+        frame.set_border_width(6)
+        label.set_margin_start(6)
+        label.set_margin_end(6)
+        label.set_margin_bottom(6)
+        frame.show_all()
+        box = dialog.get_content_area()
+        box.pack_start(frame, False, False, 0)
+        box.reorder_child(frame, 0)
+    dialog.fill(None)
+    accepted = dialog.run()
+    dialog.destroy()
+    return accepted
+
+
+def _colorize(image, drawables, config, schema, worker_config):
+    settings = _settings(config, schema)
+    client = chromatize_client.client_from_config(worker_config)
+    chromatize_flow.colorize_drawables(Gimp3Host(image), list(drawables), settings, client)
+
+
 def run(procedure, run_mode, image, drawables, config, data):
+    # GIMP's Cancel kills the plug-in's process group when it has its own: with the worker.
+    chromatize_client.own_process_group()
     try:
         worker_config = chromatize_client.load_config(_HERE)
         schema = chromatize_flow.settings_schema(worker_config)
         if run_mode == Gimp.RunMode.INTERACTIVE:
             GimpUi.init(PROCEDURE_NAME)
-            dialog = GimpUi.ProcedureDialog.new(procedure, config, "Colorize (AI)")
-            dialog.fill(None)
-            accepted = dialog.run()
-            dialog.destroy()
-            if not accepted:
-                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        settings = _settings(config, schema)
-        client = chromatize_client.client_from_config(worker_config)
-        chromatize_flow.colorize_drawables(Gimp3Host(image), list(drawables), settings, client)
+            failure = None
+            while True:  # after a failure the dialog comes back with the user's values
+                if not _show_dialog(procedure, config, failure):
+                    return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+                try:
+                    _colorize(image, drawables, config, schema, worker_config)
+                    break
+                except (PluginError, chromatize_client.WorkerError) as exc:
+                    if getattr(exc, "kind", "") in ("bad_input", "not_installed"):
+                        raise  # nothing to change in the dialog would help
+                    failure = str(exc)
+        else:
+            _colorize(image, drawables, config, schema, worker_config)
     except (PluginError, chromatize_client.WorkerError) as exc:
         return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, "Colorize (AI): " + str(exc))
     except Exception as exc:  # an uncaught exception would reach GIMP without any message
@@ -133,6 +173,10 @@ def run(procedure, run_mode, image, drawables, config, data):
 
 class ChromatizeColorize(Gimp.PlugIn):
     def do_query_procedures(self):
+        help_dir = os.path.join(_HERE, HELP_FOLDER)
+        # help/<locale>/gimp-help.xml maps the procedure's help id to help/en/index.html
+        if os.path.isfile(os.path.join(help_dir, "en", "gimp-help.xml")):
+            self.set_help_domain(HELP_DOMAIN, Gio.File.new_for_path(help_dir))
         return [PROCEDURE_NAME]
 
     def do_set_i18n(self, name):
@@ -153,7 +197,7 @@ class ChromatizeColorize(Gimp.PlugIn):
             "limits and blends the change; grayscale and indexed images are converted to RGB "
             "in the same undo step. The computation runs in chromatize's own Python "
             "(`chromatize gimp install` records it).",
-            name)
+            name)  # GIMP prefixes the plug-in's help domain (set_help_domain)
         procedure.set_attribution("chromatize developers", "chromatize developers (BSD-3-Clause)",
                                   "2026")
         _add_arguments(procedure)
