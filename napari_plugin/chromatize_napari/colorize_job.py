@@ -2,19 +2,26 @@
 
 The widget's values are one :class:`chromatize.options.ColorizeOptions` (defaults and checks live
 there, not here). :class:`ColorizerCache` keeps one loaded :class:`chromatize.pipeline.Colorizer`
-per session and reloads only when what the loaded model depends on changes (model, weights file,
-device, download permission). :func:`colorize_snapshot` colorizes every plane of a layer snapshot
-into a new array, reporting progress (through :class:`chromatize.progress.Progress`, so it never
-goes back) and honouring a cancel flag between and within planes. :func:`run_job` is a whole run
-for a worker thread; failures come back as messages from
-:func:`chromatize.failures.describe_failure`, in the widget's words.
+per session and reloads only when what the loaded model depends on changes
+(:data:`chromatize.options.LOADER_SETTINGS`: model, weights file, device, download permission,
+...); :func:`preload` loads (and warms up) it ahead of the first run. :class:`PreparedCache` keeps
+the last layer's :class:`chromatize.pipeline.Prepared` planes, so a repeat run that only changes
+temperature or saturation skips :meth:`~chromatize.pipeline.Colorizer.prepare`.
+:func:`colorize_snapshot` colorizes every plane of a layer snapshot into a new array through the
+public stages (``prepare`` -> ``predict`` -> ``finish``, exactly what ``Colorizer.colorize``
+does), reporting progress (through :class:`chromatize.progress.Progress`, so it never goes back)
+and honouring a cancel flag between and within planes. :func:`run_job` is a whole run for a
+worker thread; failures come back as messages from :func:`chromatize.failures.describe_failure`,
+in the widget's words.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +30,7 @@ import numpy as np
 import chromatize
 from chromatize.errors import Cancelled, ChromatizeError
 from chromatize.failures import describe_failure, is_out_of_memory
-from chromatize.options import ColorizeOptions
+from chromatize.options import LOADER_SETTINGS, ColorizeOptions
 from chromatize.progress import Progress, ProgressCallback
 from chromatize_napari.layer_data import (
     LayerSnapshot,
@@ -32,11 +39,16 @@ from chromatize_napari.layer_data import (
 )
 
 if TYPE_CHECKING:
-    from chromatize.pipeline import Colorizer
+    from chromatize.pipeline import Colorizer, Prepared
 
 CancelCheck = Callable[[], bool]
-#: (model, weights file resolved or None, device resolved, download permission)
-LoaderKey = tuple[str, str | None, str, bool]
+#: The values of :data:`chromatize.options.LOADER_SETTINGS`, weights file and device resolved
+LoaderKey = tuple[Any, ...]
+#: Prepared planes kept for repeat runs, at most this many bytes (lightness + plane as given).
+PREPARED_CACHE_BYTES = 512 * 2**20
+#: Progress shares of one plane's stages (as in Colorizer.colorize: L, model, the rest).
+_P_PREPARE = 0.1
+_P_MODEL = 0.3
 
 
 def resolved_weights(options: ColorizeOptions) -> str | None:
@@ -45,7 +57,8 @@ def resolved_weights(options: ColorizeOptions) -> str | None:
 
 
 def loader_key(options: ColorizeOptions) -> LoaderKey:
-    """What a loaded Colorizer for ``options`` depends on; a change of it reloads.
+    """What a loaded Colorizer for ``options`` depends on (every setting in
+    :data:`~chromatize.options.LOADER_SETTINGS`, in that order); a change of it reloads.
 
     The weights path and the device are resolved ("auto" -> "cpu" on a CPU-only machine), so
     switching between names of the same file or device keeps the loaded model. Raises
@@ -53,8 +66,15 @@ def loader_key(options: ColorizeOptions) -> LoaderKey:
     """
     from chromatize.device import resolve_device
 
-    return (options.model, resolved_weights(options), str(resolve_device(options.device)),
-            options.allow_download)
+    resolved = {"weights": resolved_weights(options),
+                "device": str(resolve_device(options.device))}
+    return tuple(resolved.get(name, getattr(options, name)) for name in LOADER_SETTINGS)
+
+
+def _loader_options(options: ColorizeOptions, key: LoaderKey) -> ColorizeOptions:
+    """``options`` with the resolved weights file and device of ``key``."""
+    values = dict(zip(LOADER_SETTINGS, key, strict=True))
+    return options.replace(weights=values["weights"], device=values["device"])
 
 
 class ColorizerCache:
@@ -70,8 +90,15 @@ class ColorizerCache:
         self._colorizer: Colorizer | None = None
         self.loads = 0  # how many times a model was actually loaded (for users and tests)
 
-    def get(self, options: ColorizeOptions) -> Colorizer:
+    def get(self, options: ColorizeOptions, *, warm: bool = False) -> Colorizer:
         """The Colorizer for ``options``, loading it (in the caller's thread) if needed.
+
+        A run calling this while another thread (the widget's preload) is loading the same
+        model waits for that load and reuses it: loading happens under a lock, once per key.
+        ``warm=True`` also runs a model this call loaded once on a small blank image at the
+        options' render size, under the same lock: the first forward pass of a network
+        allocates and plans (torch's and ONNX Runtime's kernel choices, the strip pool), and a
+        run started meanwhile waits for a ready model rather than racing the warm-up for the CPU.
 
         Raises the loader's :class:`chromatize.errors.ChromatizeError` subclasses unchanged
         (e.g. ``ModelUnavailableError`` when weights are missing and download is not allowed).
@@ -86,13 +113,21 @@ class ColorizerCache:
                 self._colorizer = None
                 self._key = None
                 clear_model_cache()
-                model, weights, device, _allow = key
-                self._colorizer = Colorizer.from_options(
-                    options.replace(model=model, weights=weights, device=device)
-                )
-                self._key = key
+                colorizer = Colorizer.from_options(_loader_options(options, key))
+                self._colorizer, self._key = colorizer, key
                 self.loads += 1
+                if warm:
+                    size = colorizer.render_size(options)
+                    colorizer.colorize(np.zeros((size, size), np.uint8), options)
             return self._colorizer
+
+    def loaded(self, options: ColorizeOptions) -> bool:
+        """Whether the Colorizer for ``options`` is loaded (a run would not load it)."""
+        try:
+            key = loader_key(options)
+        except ChromatizeError:
+            return False
+        return self._colorizer is not None and self._key == key
 
     def clear(self) -> None:
         """Forget the loaded model (the next run loads it again)."""
@@ -102,6 +137,102 @@ class ColorizerCache:
             self._colorizer = None
             self._key = None
             clear_model_cache()
+
+
+def preload(options: ColorizeOptions, cache: ColorizerCache) -> str | None:
+    """Load (and warm up) the model ``options`` choose into ``cache``, for a background thread.
+
+    Returns None when the model is ready, else why it is not, in the widget's words
+    (:func:`chromatize.failures.describe_failure`). Never raises and never downloads: the
+    widget shows the reason quietly and the user hears about it, as a notification, only when
+    pressing Colorize (the run loads again and fails with the same message, or downloads when
+    allowed: a download is only started by pressing Colorize).
+    """
+    from chromatize.weights import model_status
+
+    try:
+        if options.allow_download and options.weights is None \
+                and model_status(options.model) == "downloadable":
+            return "its weights will be downloaded when you press Colorize"
+        cache.get(options, warm=True)
+    except Exception as exc:  # a preload must never raise into napari's worker machinery
+        return describe_failure(exc, "napari").message
+    return None
+
+
+class PreparedCache:
+    """The :class:`~chromatize.pipeline.Prepared` planes of the last layer colorized, so that a
+    repeat run with other temperature, saturation or model output skips ``prepare``.
+
+    Keyed by :func:`plane_key`: the layer, the plane's index, a digest of the plane's values,
+    the contrast limits and what the render shape depends on (render size, model stride), so a
+    hit is exactly what a fresh ``prepare`` would compute. Bounded: only one layer's planes are
+    kept (a plane of another layer drops the others), at most ``max_bytes`` of them (planes that
+    do not fit are not kept; for a stack larger than that, the first planes are). The widget
+    also calls :meth:`forget` when the layer's data or contrast limits change or it is removed,
+    so stale planes do not hold memory. Thread-safe.
+    """
+
+    def __init__(self, max_bytes: int = PREPARED_CACHE_BYTES) -> None:
+        self.max_bytes = int(max_bytes)
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[Any, ...], Prepared] = {}
+        self._sizes: dict[tuple[Any, ...], int] = {}
+        self._source: Any = None
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self._sizes.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[Any, ...]) -> Prepared | None:
+        with self._lock:
+            prepared = self._entries.get(key)
+            if prepared is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return prepared
+
+    def put(self, key: tuple[Any, ...], prepared: Prepared) -> None:
+        size = prepared.lightness.element_size() * prepared.lightness.numel() \
+            + int(prepared.image.nbytes)
+        with self._lock:
+            if key[0] != self._source:
+                self._entries.clear()
+                self._sizes.clear()
+                self._source = key[0]
+            if key in self._entries or sum(self._sizes.values()) + size > self.max_bytes:
+                return
+            self._entries[key] = prepared
+            self._sizes[key] = size
+
+    def forget(self, source: Any = None) -> None:
+        """Drop everything (``source`` None) or the planes of ``source`` (a layer's token)."""
+        with self._lock:
+            if source is None or source == self._source:
+                self._entries.clear()
+                self._sizes.clear()
+                self._source = None
+
+
+def plane_digest(plane: np.ndarray) -> str:
+    """A digest of a plane's values (sha1 of its bytes, ~0.6 ms per MB), so that values changed
+    in place, which napari announces with no event, never reuse a stale Prepared."""
+    contiguous = np.ascontiguousarray(plane)
+    return hashlib.sha1(contiguous.view(np.uint8).reshape(-1), usedforsecurity=False).hexdigest()
+
+
+def plane_key(snapshot: LayerSnapshot, index: tuple[int, ...], plane: np.ndarray,
+              colorizer: Colorizer, options: ColorizeOptions) -> tuple[Any, ...]:
+    """What a plane's Prepared depends on; the layer's token comes first (see PreparedCache)."""
+    return (snapshot.source, index, plane.shape, plane.dtype.str, plane_digest(plane),
+            snapshot.rgb, tuple(snapshot.contrast_limits), colorizer.render_size(options),
+            colorizer.stride)
 
 
 def run_record(options: ColorizeOptions, snapshot: LayerSnapshot,
@@ -130,6 +261,18 @@ def _check_plane(colored: np.ndarray, snapshot: LayerSnapshot) -> None:
         )
 
 
+class _Laps:
+    """Adds the seconds since the previous lap to ``totals[name]``."""
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals, self.last = totals, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.totals[name] = self.totals.get(name, 0.0) + now - self.last
+        self.last = now
+
+
 def colorize_snapshot(
     snapshot: LayerSnapshot,
     options: ColorizeOptions,
@@ -137,17 +280,24 @@ def colorize_snapshot(
     *,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
+    prepared_cache: PreparedCache | None = None,
+    timings: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Colorize every plane of ``snapshot`` into a new array of ``snapshot.output_shape``.
 
-    ``progress(fraction)`` is called with the overall fraction done (0..1, never decreasing);
-    ``cancel()`` is checked before each plane and passed to the colorizer, which checks it
-    between its stages and strips. When it returns True, :class:`chromatize.errors.Cancelled` is
-    raised and the partial result is dropped. The snapshot's data is only read. A single 2D plane
-    is returned as the colorizer made it (no extra copy); stacks are filled plane by plane.
+    Each plane goes through ``colorizer.prepare`` (skipped when ``prepared_cache`` holds it),
+    ``predict`` and ``finish``: the same computation as ``colorizer.colorize``, so the result is
+    identical to it. ``progress(fraction)`` is called with the overall fraction done (0..1,
+    never decreasing); ``cancel()`` is checked before each plane and stage and passed to the
+    colorizer, which checks it between its strips. When it returns True,
+    :class:`chromatize.errors.Cancelled` is raised and the partial result is dropped. The
+    snapshot's data is only read. A single 2D plane is returned as the colorizer made it (no
+    extra copy); stacks are filled plane by plane. ``timings``, if given, receives the seconds
+    spent in "read" (plane access, digest, contrast mapping), "prepare", "model" and "finish".
     """
     n_planes = max(snapshot.n_planes, 1)
     tracker = Progress(progress, cancel)
+    spent = timings if timings is not None else {}
     stack: np.ndarray | None = None
     if snapshot.stack_shape:
         stack = np.empty(snapshot.output_shape, dtype=snapshot.output_dtype)
@@ -155,16 +305,35 @@ def colorize_snapshot(
     colored: np.ndarray | None = None
     for done, index in enumerate(iter_plane_indices(snapshot)):
         tracker.check()
-        colored = colorizer.colorize(
-            map_plane(snapshot, snapshot.data[index]),
-            options,
-            progress=tracker.span(done / n_planes, (done + 1) / n_planes),
-            cancel=cancel,
-        )
+        base, share = done / n_planes, 1.0 / n_planes
+        laps = _Laps(spent)
+        plane = np.asarray(snapshot.data[index])
+        key = None if prepared_cache is None else plane_key(snapshot, index, plane, colorizer,
+                                                            options)
+        prepared = None if key is None else prepared_cache.get(key)  # type: ignore[union-attr]
+        if prepared is None:
+            image = map_plane(snapshot, plane)
+            laps.lap("read")
+            prepared = colorizer.prepare(image, options, cancel=cancel,
+                                         progress=tracker.span(base, base + _P_PREPARE * share))
+            if key is not None:
+                prepared_cache.put(key, prepared)  # type: ignore[union-attr]
+            laps.lap("prepare")
+        else:
+            laps.lap("read")
+        tracker.report(base + _P_PREPARE * share)
+        tracker.check()
+        prediction = colorizer.predict(prepared, options)
+        laps.lap("model")
+        after_model = base + (_P_PREPARE + _P_MODEL) * share
+        tracker.report(after_model)
+        colored = colorizer.finish(prepared, prediction, options, cancel=cancel,
+                                   progress=tracker.span(after_model, base + share))
+        laps.lap("finish")
         _check_plane(colored, snapshot)
         if stack is not None:
             stack[index] = colored
-        tracker.report((done + 1) / n_planes)
+        tracker.report(base + share)
     assert colored is not None  # every snapshot has at least one plane
     return stack if stack is not None else colored
 
@@ -177,6 +346,9 @@ class JobOutcome:
     record: dict[str, Any] | None = None
     cancelled: bool = False
     error: str | None = None
+    #: seconds per part of the run: "load" (waiting for or loading the model), then those of
+    #: :func:`colorize_snapshot`
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def run_job(
@@ -185,6 +357,7 @@ def run_job(
     cache: ColorizerCache,
     progress: Progress,
     cancel: CancelCheck,
+    prepared_cache: PreparedCache | None = None,
 ) -> JobOutcome:
     """One whole run, meant for a worker thread: load (or reuse) the model, colorize, record.
 
@@ -193,14 +366,20 @@ def run_job(
     (:class:`chromatize.errors.ChromatizeError`, running out of memory) and cancellation come back
     as a :class:`JobOutcome` whose message names the widget's controls
     (:func:`chromatize.failures.describe_failure`), so the GUI shows a notification instead of a
-    traceback. Anything else is a bug and propagates.
+    traceback. Anything else is a bug and propagates. ``prepared_cache`` (see
+    :class:`PreparedCache`) lets planes prepared by an earlier run be reused.
     """
+    timings: dict[str, float] = {}
     try:
-        colorizer = cache.get(options)
+        started = time.perf_counter()
+        colorizer = cache.get(options)  # waits for a preload of the same model in progress
+        timings["load"] = time.perf_counter() - started
         data = colorize_snapshot(
-            snapshot, options, colorizer, progress=progress.report, cancel=cancel
+            snapshot, options, colorizer, progress=progress.report, cancel=cancel,
+            prepared_cache=prepared_cache, timings=timings,
         )
-        return JobOutcome(data=data, record=run_record(options, snapshot, colorizer))
+        return JobOutcome(data=data, record=run_record(options, snapshot, colorizer),
+                          timings=timings)
     except Cancelled:
         return JobOutcome(cancelled=True)
     except Exception as exc:

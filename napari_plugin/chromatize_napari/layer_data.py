@@ -26,6 +26,8 @@ from chromatize.errors import InputImageError
 METADATA_KEY = "chromatize"
 #: Suffix of the new layer's name: "<input> (colorized)".
 NAME_SUFFIX = " (colorized)"
+#: The layer properties that place a layer in the world (see :func:`layer_transforms`).
+TRANSFORM_KEYS = ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class LayerSnapshot:
     contrast_limits: tuple[float, float]
     transforms: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: which layer this is (its ``id``), for keeping its prepared planes between runs
+    source: Any = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -106,6 +110,7 @@ def snapshot_layer(layer: Any) -> LayerSnapshot:
         contrast_limits=(low, high),
         transforms=layer_transforms(layer),
         metadata=dict(layer.metadata),
+        source=id(layer),
     )
 
 
@@ -187,6 +192,52 @@ def map_plane(snapshot: LayerSnapshot, plane: Any) -> np.ndarray:
 def output_contrast_limits(dtype: np.dtype) -> tuple[float, float]:
     """Display range of the output layer: the full range of its dtype ([0, 1] for float)."""
     return _dtype_range(np.dtype(dtype))
+
+
+def show_thumbnail_in_contrast_limits(layer: Any) -> None:
+    """Make ``layer``'s thumbnail (the layer list's icon) show what its canvas shows.
+
+    napari (0.5 to at least 0.9) draws the thumbnail of an RGB layer whose dtype is an integer
+    type other than uint8 without its contrast limits: a uint16 result, whose canvas is right
+    (the canvas maps 0..65535 through the limits), gets a solid white icon. For such layers this
+    replaces the layer's thumbnail update by one that maps the colour channels through the
+    contrast limits (alpha by its dtype's range) and then lets napari finish as for float RGB.
+    Other layers keep napari's own. Idempotent; the layer's data is only read.
+    """
+    if getattr(layer, "_chromatize_thumbnail", False):
+        layer._update_thumbnail()
+        return
+    own = type(layer)._update_thumbnail
+
+    def update() -> None:
+        dtype = np.dtype(layer.dtype)
+        raw = getattr(getattr(getattr(layer, "_slice", None), "thumbnail", None), "raw", None)
+        if not (layer.rgb and dtype.kind in "ui" and dtype != np.uint8) or raw is None \
+                or layer._slice.empty:
+            own(layer)
+            return
+        image = np.asarray(raw)
+        if layer._slice_input.ndisplay == 3 and image.ndim == 4:
+            image = np.max(image, axis=0)
+        # Downsampled as napari does it (nearest neighbour, the same zoom), so only the mapping
+        # of values differs from napari's own thumbnail.
+        from scipy import ndimage
+
+        fit = np.divide(layer._thumbnail_shape[:2], image.shape[:2]).min()
+        new_shape = np.clip(fit * np.array(image.shape[:2]), 1, layer._thumbnail_shape[:2])
+        zoom = (*(new_shape / image.shape[:2]), 1)
+        small = ndimage.zoom(image, zoom, prefilter=False, order=0)
+        low, high = (float(v) for v in layer.contrast_limits)
+        colour = _rescale(small[..., :3], low, high)
+        if small.shape[-1] == 4:
+            alpha = _rescale(small[..., 3:4], *_dtype_range(dtype)) * np.float32(layer.opacity)
+        else:
+            alpha = np.full((*small.shape[:2], 1), layer.opacity, np.float32)
+        layer.thumbnail = np.concatenate([colour, alpha], axis=-1)
+
+    layer._update_thumbnail = update
+    layer._chromatize_thumbnail = True
+    update()
 
 
 def output_layer_name(input_name: str) -> str:

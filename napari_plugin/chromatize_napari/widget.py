@@ -1,11 +1,20 @@
 """The "Colorize" dock widget: magicgui controls, a napari thread worker and the result layer.
 
 This is the Qt edge of the plug-in. What a run does lives in :mod:`chromatize_napari.colorize_job`
-and :mod:`chromatize_napari.layer_data`; this module only wires controls, the worker thread, the
-progress bar and notifications together, all on the GUI thread. The controls' labels, tooltips,
-ranges and choices come from :data:`chromatize.options.SETTINGS` and their initial values from
-:class:`chromatize.options.ColorizeOptions` (one table feeds the widget and the engine); failures
-are worded by :func:`chromatize.failures.describe_failure` for napari (control labels, not flags).
+and :mod:`chromatize_napari.layer_data`; this module only wires controls, the worker threads, the
+progress bar and notifications together, all on the GUI thread.
+
+Speed: when the widget opens, and whenever the model, weights file, device or download choice
+changes, the chosen model is loaded and warmed up on a napari thread worker (never on the GUI
+thread); a run started meanwhile waits for that load instead of loading again. A failing preload
+only shows in the widget's model line (no notification): pressing Colorize then tells why, as
+usual. The last layer's prepared planes are kept (:class:`~chromatize_napari.colorize_job.
+PreparedCache`) and dropped when that layer's data or contrast limits change or it is removed.
+
+The controls' labels, tooltips, ranges and choices come from :data:`chromatize.options.SETTINGS`
+and their initial values from :class:`chromatize.options.ColorizeOptions` (one table feeds the
+widget and the engine); failures are worded by :func:`chromatize.failures.describe_failure` for
+napari (control labels, not flags).
 
 No ``from __future__ import annotations`` here on purpose: napari inspects the constructor's
 annotations at run time to inject the viewer, and magicgui resolves annotations the same way.
@@ -44,11 +53,19 @@ from chromatize.options import (
     ColorizeOptions,
 )
 from chromatize.progress import Progress
-from chromatize_napari.colorize_job import ColorizerCache, JobOutcome, run_job
+from chromatize_napari.colorize_job import (
+    ColorizerCache,
+    JobOutcome,
+    PreparedCache,
+    preload,
+    run_job,
+)
 from chromatize_napari.layer_data import (
+    TRANSFORM_KEYS,
     LayerSnapshot,
     is_output_layer,
     output_layer_kwargs,
+    show_thumbnail_in_contrast_limits,
     snapshot_layer,
 )
 
@@ -60,6 +77,9 @@ NEW_LAYER = "new layer"
 
 _PROGRESS_STEPS = 1000
 _PROGRESS_POLL_MS = 100
+#: A change of the model controls preloads after this pause (typing a weights path is many
+#: changes; only the last one is loaded).
+_PRELOAD_DELAY_MS = 300
 
 #: The settings' defaults (the widget's initial values); labels, help texts, ranges and choices
 #: come from :data:`chromatize.options.SETTINGS`.
@@ -221,6 +241,19 @@ class ColorizeWidget(Container):
         self.last_output: Image | None = None
         #: "done", "cancelled" or "error" after a run finished; None before the first run.
         self.last_outcome: str | None = None
+        #: Seconds of the last successful run: the job's parts ("load", "read", "prepare",
+        #: "model", "finish"), "layer" (writing the output layer) and "total" (from the start of
+        #: the run to the output layer being written).
+        self.last_timings: dict[str, float] = {}
+        #: The last layer's prepared planes (reused by repeat runs on the same data).
+        self.prepared = PreparedCache()
+        self._watched: Image | None = None  # the layer whose events drop self.prepared
+        self._preload_worker: Any = None
+        self._preload_again = False
+        self._destroyed = False
+        #: None before any preload finished, else the model state the model line shows:
+        #: "loading", "ready" or "failed".
+        self.preload_state: str | None = None
 
         self.input_layer = ComboBox(
             label="Input layer", choices=self._input_choices, tooltip=_INPUT_TOOLTIP
@@ -237,6 +270,9 @@ class ColorizeWidget(Container):
         self.run_button = PushButton(text="Colorize")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
+        #: Whether the chosen model is loaded, loading, or why it could not be (quietly).
+        self.model_state = Label(value="", tooltip="The chosen model is loaded in the background "
+                                 "so that Colorize starts at once.")
         super().__init__(
             widgets=[
                 self.input_layer,
@@ -247,6 +283,7 @@ class ColorizeWidget(Container):
                 self.saturation,
                 self.render_size,
                 self.device,
+                self.model_state,
                 self.output,
                 Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                           labels=False),
@@ -266,9 +303,18 @@ class ColorizeWidget(Container):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.native.destroyed.connect(self._on_destroyed)
+        self._viewer.layers.events.removed.connect(self._on_layer_removed)
         # napari connects reset_choices to layer list changes for docked widgets; renames and
         # layers added before docking are covered by resetting here too.
         self.reset_choices()
+        # Preload the chosen model now, and again (after a pause) when a model control changes.
+        self._preload_timer = QTimer()
+        self._preload_timer.setSingleShot(True)
+        self._preload_timer.setInterval(_PRELOAD_DELAY_MS)
+        self._preload_timer.timeout.connect(self.preload)
+        for control in (self.model, self.weights, self.allow_download, self.device):
+            control.changed.connect(self._schedule_preload)
+        self.preload()
 
     # ----------------------------------------------------------------------------- choices
     def _input_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
@@ -314,6 +360,63 @@ class ColorizeWidget(Container):
         return self._worker is not None
 
     @property
+    def preloading(self) -> bool:
+        """Whether a background load of the chosen model is in progress (or about to start)."""
+        return self._preload_worker is not None or self._preload_timer.isActive()
+
+    # ----------------------------------------------------------------------------- preload
+    def preload(self, *_: Any) -> None:
+        """Load the chosen model on a napari thread worker (the GUI thread never loads one).
+
+        One preload at a time: a request while one runs starts another when it ends, with the
+        controls' values of that moment. Failures are shown quietly in the model line only.
+        """
+        if self._destroyed:
+            return
+        self._preload_timer.stop()
+        if self._preload_worker is not None:
+            self._preload_again = True
+            return
+        try:
+            options = self.options()
+        except ChromatizeError as exc:
+            reason = describe_failure(exc, "napari").message
+            self._show_model_state("failed", f"model not loaded: {reason}")
+            return
+        if self.cache.loaded(options):  # (by an earlier preload or run)
+            self._show_model_state("ready", f"'{options.model}' loaded")
+            return
+        self._show_model_state("loading", f"loading '{options.model}'...")
+        worker = create_worker(preload, options, self.cache, _start_thread=False)
+        worker.returned.connect(lambda problem, name=options.model:
+                                self._on_preloaded(name, problem))
+        worker.finished.connect(self._on_preload_finished)
+        self._preload_worker = worker
+        worker.start()
+
+    def _schedule_preload(self, *_: Any) -> None:
+        self._preload_timer.start()
+
+    def _on_preloaded(self, name: str, problem: str | None) -> None:
+        if self._destroyed:
+            return
+        if problem is None:
+            self._show_model_state("ready", f"'{name}' loaded")
+        else:
+            self._show_model_state("failed", f"'{name}' not loaded: {problem}")
+
+    def _on_preload_finished(self) -> None:
+        self._preload_worker = None
+        if self._preload_again and not self._destroyed:
+            self._preload_again = False
+            self.preload()
+
+    def _show_model_state(self, state: str, text: str) -> None:
+        self.preload_state = state
+        self.model_state.value = text
+        self.model_state.tooltip = text
+
+    @property
     def progress_fraction(self) -> float:
         """Fraction of the current (or last) run done, as the worker last reported it."""
         return self._progress.last if self._progress is not None else 0.0
@@ -349,6 +452,7 @@ class ColorizeWidget(Container):
         self._progress = Progress()  # written by the worker, polled here (a float: atomic)
         self._pbar = progress(total=_PROGRESS_STEPS, desc=f"Colorizing {snapshot.name}")
         self._pbar_position = 0
+        self._watch(self.input_layer.value)
         worker = create_worker(
             run_job,
             snapshot,
@@ -356,6 +460,7 @@ class ColorizeWidget(Container):
             self.cache,
             self._progress,
             self._cancel_event.is_set,
+            self.prepared,
             _start_thread=False,
         )
         worker.returned.connect(
@@ -403,7 +508,11 @@ class ColorizeWidget(Container):
             return
         assert outcome.data is not None and outcome.record is not None
         try:
+            started = time.perf_counter()
             self.last_output = self._write_output(outcome.data, outcome.record, snapshot, target)
+            now = time.perf_counter()
+            self.last_timings = {**outcome.timings, "layer": now - started,
+                                 "total": now - self._started}
         except (ChromatizeError, ValueError) as exc:  # ValueError: napari refused the data
             self.last_outcome = "error"
             reason = describe_failure(exc, "napari").message \
@@ -411,6 +520,7 @@ class ColorizeWidget(Container):
             show_error(f"chromatize: could not write the result: {reason}")
             return
         self.last_outcome = "done"
+        self._show_model_state("ready", f"'{outcome.record['model']}' loaded")
         self.output.reset_choices()
 
     def _write_output(
@@ -418,17 +528,25 @@ class ColorizeWidget(Container):
     ) -> Image:
         kwargs = output_layer_kwargs(snapshot, record, data.dtype)
         if target is NEW_LAYER or target not in self._viewer.layers:
-            return self._viewer.add_image(data, **kwargs)
+            layer = Image(data, **kwargs)
+            show_thumbnail_in_contrast_limits(layer)  # before napari draws its thumbnail
+            return self._viewer.add_layer(layer)
         if target.ndim != len(snapshot.stack_shape) + 2:
             raise ChromatizeError(
                 f"output layer '{target.name}' has {target.ndim} dimensions but the result has "
                 f"{len(snapshot.stack_shape) + 2}; choose 'new layer'"
             )
+        show_thumbnail_in_contrast_limits(target)
+        # Each property set redraws the layer: set only what changed (a repeat run on the same
+        # input changes the data and the metadata only).
+        if target.dtype != data.dtype:
+            target.contrast_limits_range = kwargs["contrast_limits"]
         target.data = data
-        target.contrast_limits = kwargs["contrast_limits"]
+        if tuple(target.contrast_limits) != tuple(kwargs["contrast_limits"]):
+            target.contrast_limits = kwargs["contrast_limits"]
         target.metadata = kwargs["metadata"]
-        for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels"):
-            if key in kwargs:
+        for key in TRANSFORM_KEYS:
+            if key in kwargs and not _same(getattr(target, key), kwargs[key]):
                 setattr(target, key, kwargs[key])
         return target
 
@@ -457,6 +575,46 @@ class ColorizeWidget(Container):
                 "error": "failed (see the notification)",
             }.get(self.last_outcome or "", "")
 
+    # ----------------------------------------------------------------------------- prepared
+    def _watch(self, layer: Image) -> None:
+        """Drop the prepared planes when ``layer`` (the input of the run starting) changes."""
+        if layer is self._watched:
+            return
+        self._unwatch()
+        layer.events.data.connect(self._on_input_changed)
+        layer.events.contrast_limits.connect(self._on_input_changed)
+        self._watched = layer
+
+    def _unwatch(self) -> None:
+        if self._watched is not None:
+            self._watched.events.data.disconnect(self._on_input_changed)
+            self._watched.events.contrast_limits.disconnect(self._on_input_changed)
+        self._watched = None
+
+    def _on_input_changed(self, event: Any = None) -> None:
+        self.prepared.forget()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        if event.value is self._watched:
+            self._unwatch()
+            self.prepared.forget()
+
     def _on_destroyed(self, *_: Any) -> None:
+        self._destroyed = True
         if self._cancel_event is not None:
             self._cancel_event.set()
+        self.prepared.forget()
+        try:  # (at interpreter exit Qt may have deleted the timer, napari the layers, already)
+            self._preload_timer.stop()
+            self._unwatch()
+            self._viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+
+
+def _same(current: Any, wanted: Any) -> bool:
+    """Whether a layer property already has the wanted value (arrays compared by value)."""
+    try:
+        return bool(np.array_equal(np.asarray(current), np.asarray(wanted)))
+    except (TypeError, ValueError):
+        return False
