@@ -201,6 +201,27 @@ def gimp_command(root: Path, code: str, *, gimprc: str | None = None,
             _namespace_script(root, inner, binds, host_root)]
 
 
+GIMP_GUI = "gimp-3.0"
+
+
+def gimp_gui_command(root: Path, files: Sequence[str], *, display: str, home: str,
+                     gimprc: str | None = None, binds: Iterable[tuple[str, bool]] = (),
+                     extra_env: Sequence[str] = ()) -> list[str]:
+    """The host command running GIMP 3's GUI (``gimp-3.0``) in the chroot on X ``display``
+    (its socket folder /tmp/.X11-unix is bound into the chroot's fresh /tmp), opening
+    ``files``. ``home`` is GIMP's private configuration folder (inside a bound folder), so that
+    the dialog's last values and window positions do not leak between runs; the host's tree is
+    at :data:`HOST_MOUNT` for the worker command."""
+    env = ["HOME=" + home, "PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LANG=C.UTF-8",
+           "DISPLAY=" + display, "NO_AT_BRIDGE=1", *extra_env]
+    gimp = ["chroot", str(root), "env", "-i", *env, GIMP_GUI, "--no-splash"]
+    if gimprc:
+        gimp += ["-g", gimprc]
+    inner = "exec " + shlex.join([*gimp, *files])
+    return ["unshare", "--mount", "sh", "-c",
+            _namespace_script(root, inner, [*binds, ("/tmp/.X11-unix", False)], True)]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["path"]:
