@@ -237,13 +237,15 @@ class ColorizeWidget(Container):
         self._pbar_position = 0
         self._started = 0.0
         self._running_text = ""
+        self._pressed = 0.0  # when the current run was asked for (Colorize pressed)
+        self._may_download = False  # whether the current run may download weights
         #: The layer the last successful run created or updated (None before that).
         self.last_output: Image | None = None
         #: "done", "cancelled" or "error" after a run finished; None before the first run.
         self.last_outcome: str | None = None
         #: Seconds of the last successful run: the job's parts ("load", "read", "prepare",
-        #: "model", "finish"), "layer" (writing the output layer) and "total" (from the start of
-        #: the run to the output layer being written).
+        #: "model", "finish"), "layer" (writing the output layer) and "total" (from pressing
+        #: Colorize to the output layer being written).
         self.last_timings: dict[str, float] = {}
         #: The last layer's prepared planes (reused by repeat runs on the same data).
         self.prepared = PreparedCache()
@@ -426,6 +428,7 @@ class ColorizeWidget(Container):
         """Start colorizing the chosen input layer in a worker thread (no-op while running)."""
         if self.running:
             return
+        self._pressed = time.perf_counter()
         layer = self.input_layer.value
         if layer is None:
             show_error("chromatize: there is no image layer to colorize; open an image first")
@@ -475,6 +478,7 @@ class ColorizeWidget(Container):
         self._running_text = f"colorizing '{snapshot.name}'{planes}"
         self.status.value = f"{self._running_text}..."
         self._started = time.perf_counter()
+        self._may_download = options.allow_download
         self._progress_timer.start()
         worker.start()
 
@@ -512,7 +516,7 @@ class ColorizeWidget(Container):
             self.last_output = self._write_output(outcome.data, outcome.record, snapshot, target)
             now = time.perf_counter()
             self.last_timings = {**outcome.timings, "layer": now - started,
-                                 "total": now - self._started}
+                                 "total": now - self._pressed}
         except (ChromatizeError, ValueError) as exc:  # ValueError: napari refused the data
             self.last_outcome = "error"
             reason = describe_failure(exc, "napari").message \
@@ -557,7 +561,8 @@ class ColorizeWidget(Container):
 
     def _on_finished(self) -> None:
         self._progress_timer.stop()
-        self._refresh_model_labels()  # a run may have downloaded weights
+        if self._may_download:  # the run may have downloaded weights (relabelling costs ~20 ms)
+            self._refresh_model_labels()
         self._poll_progress()
         if self._pbar is not None:
             self._pbar.close()
