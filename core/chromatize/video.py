@@ -66,6 +66,8 @@ class VideoInfo:
     codec: str
     sample_aspect: Fraction | None
     audio_streams: int
+    #: counter-clockwise display rotation in degrees (from the display matrix)
+    rotation: int = 0
 
 
 def _input_error(path: Path, exc: BaseException) -> InputImageError:
@@ -87,9 +89,13 @@ def probe_video(path: str | os.PathLike[str], max_pixels: int | None = None) -> 
                 raise InputImageError(f"{path} has no video stream")
             stream = container.streams.video[0]
             ctx = stream.codec_context
+            first = next(iter(container.decode(stream)), None)  # decodable at all?
+            if first is None:
+                raise InputImageError(f"{path} has no frames")
             info = VideoInfo(ctx.width, ctx.height, int(stream.frames or 0),
                              stream.average_rate or stream.guessed_rate, ctx.name,
-                             stream.sample_aspect_ratio, len(container.streams.audio))
+                             stream.sample_aspect_ratio, len(container.streams.audio),
+                             int(getattr(first, "rotation", 0) or 0))
     except InputImageError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -152,14 +158,9 @@ class _Transcode:
     container: Any
     process: Callable[[np.ndarray], np.ndarray]
     frames: int = 0
-    rotation_set: bool = False
 
     def video(self, frame: Any) -> None:
         av = _av()
-        if not self.rotation_set:
-            if getattr(frame, "rotation", 0):
-                self.out.set_display_rotation(frame.rotation)
-            self.rotation_set = True
         rgb = self.process(frame.to_ndarray(format="rgb24"))
         new = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         new.pts, new.time_base = frame.pts, frame.time_base
@@ -185,8 +186,10 @@ def transcode_video(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         source = container.streams.video[0]
         source.thread_type = "AUTO"
         with av.open(str(tmp), "w") as output:
-            state = _Transcode(source, _add_video_stream(output, source, codec, crf), output,
-                               process)
+            stream = _add_video_stream(output, source, codec, crf)
+            if info.rotation:
+                stream.set_display_rotation(info.rotation)
+            state = _Transcode(source, stream, output, process)
             audio = {s.index: output.add_stream_from_template(s) for s in container.streams.audio}
             _run_transcode(src, container, state, audio)
         if state.frames == 0:

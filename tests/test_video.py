@@ -1,0 +1,182 @@
+"""Video files, frame folders and TIFF stacks in and out, with real files made by PyAV."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+av = pytest.importorskip("av", minversion="14")
+pytest.importorskip("cv2", minversion="4.8")
+
+from chromatize.errors import InputImageError, OutputError  # noqa: E402
+from chromatize.options import ColorizeOptions  # noqa: E402
+from chromatize.pipeline import Colorizer  # noqa: E402
+from chromatize.sequence_files import SequenceJob, colorize_sequence_file  # noqa: E402
+from chromatize.video import (  # noqa: E402
+    probe_video,
+    read_tiff_stack,
+    read_video,
+    transcode_video,
+    write_tiff_stack,
+)
+
+
+class Tiny(nn.Module):
+    logit_scale = 1.0
+    default_input_size = 32
+    default_temperature = 0.38
+    stride = 8
+    accepts_hints = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv2d(1, 313, 3, stride=4, padding=1)
+
+    def forward(self, l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:  # noqa: E741
+        return self.conv((l - 50.0) / 50.0)
+
+
+def _frame(i: int, h: int = 48, w: int = 64) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([(x * 4 + i * 8) % 256, (y * 5) % 256, np.full_like(x, 90)],
+                    -1).astype(np.uint8)
+
+
+def make_clip(path: Path, frames: int = 6, *, rotation: int = 0, audio: bool = True,
+              codec: str = "libx264", sar: Fraction | None = Fraction(4, 3)) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=Fraction(24))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        if sar:
+            stream.codec_context.sample_aspect_ratio = sar
+        if rotation:
+            stream.set_display_rotation(rotation)
+        sound = out.add_stream("aac", rate=48000) if audio else None
+        for i in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(i), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if sound is not None:
+            tone = np.sin(np.arange(48000 // 4) / 8.0).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 48000, 0
+            for packet in [*sound.encode(frame), *sound.encode()]:
+                out.mux(packet)
+    return path
+
+
+def _audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def _facts(path: Path) -> tuple:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = list(c.decode(v))
+        return (len(frames), v.average_rate, v.codec_context.width, v.codec_context.height,
+                frames[0].rotation, v.sample_aspect_ratio, [f.pts for f in frames])
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+def test_transcode_keeps_count_rate_size_rotation_aspect_and_audio(tmp_path: Path,
+                                                                    suffix: str) -> None:
+    src = make_clip(tmp_path / f"in{suffix}", rotation=90)
+    dst = tmp_path / f"out{suffix}"
+    count = transcode_video(src, dst, lambda rgb: 255 - rgb)
+    assert count == 6
+    assert _facts(dst) == _facts(src)
+    assert _audio_packets(dst) == _audio_packets(src)
+    first = next(read_video(dst)).astype(int)
+    assert np.abs(first - (255 - _frame(0))).mean() < 6  # the processed pixels were encoded
+    assert [p.name for p in tmp_path.iterdir()] == [src.name, dst.name] or \
+        sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, dst.name])
+
+
+@pytest.mark.parametrize("suffix,codec", [(".webm", "libvpx-vp9"), (".avi", "mpeg4")])
+def test_other_containers(tmp_path: Path, suffix: str, codec: str) -> None:
+    src = make_clip(tmp_path / f"in{suffix}", codec=codec, audio=False, sar=None)
+    dst = tmp_path / f"out{suffix}"
+    assert transcode_video(src, dst, lambda rgb: rgb) == 6
+    assert _facts(dst)[:4] == _facts(src)[:4]
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    good = make_clip(tmp_path / "good.mp4").read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good[: len(good) // 2])
+    garbage = tmp_path / "garbage.mkv"
+    garbage.write_bytes(b"not a video at all" * 100)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    audio_only = tmp_path / "audio.mp4"
+    with av.open(str(audio_only), "w") as out:
+        sound = out.add_stream("aac", rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4800), np.float32), format="fltp",
+                                           layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        for packet in [*sound.encode(frame), *sound.encode()]:
+            out.mux(packet)
+    no_frames = make_clip(tmp_path / "none.mkv", frames=0, audio=True)
+    return {"truncated": (truncated, "cannot read|truncated"),
+            "garbage": (garbage, "cannot read"), "empty": (empty, "is empty"),
+            "audio only": (audio_only, "no video stream"),
+            "no frames": (no_frames, "no frames|cannot read")}
+
+
+def test_bad_videos_give_a_clear_message_and_leave_nothing(tmp_path: Path) -> None:
+    for name, (path, message) in _bad_inputs(tmp_path).items():
+        dst = tmp_path / f"out_{path.stem}.mp4"
+        with pytest.raises(InputImageError, match=message):
+            transcode_video(path, dst, lambda rgb: rgb)
+        assert not dst.exists(), name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files
+
+
+def test_too_large_frames_and_existing_outputs_are_refused(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mp4")
+    with pytest.raises(InputImageError, match="larger than"):
+        probe_video(src, max_pixels=1000)
+    (tmp_path / "out.mp4").write_bytes(b"keep")
+    with pytest.raises(OutputError, match="already exists"):
+        transcode_video(src, tmp_path / "out.mp4", lambda rgb: rgb)
+    assert (tmp_path / "out.mp4").read_bytes() == b"keep"
+
+
+def test_colorize_video_file_end_to_end(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "clip.mp4", frames=5)
+    colorizer = Colorizer(Tiny(), device="cpu")
+    done: list[int] = []
+    count = colorize_sequence_file(SequenceJob(src, tmp_path / "clip_color.mp4"),
+                                   ColorizeOptions(), colorizer=colorizer, progress=done.append)
+    assert count == 5 and done == [1, 2, 3, 4, 5]
+    assert _facts(tmp_path / "clip_color.mp4")[0] == 5
+
+
+def test_frame_folder_and_16_bit_tiff_stack(tmp_path: Path) -> None:
+    from chromatize.imageio import read_image, write_image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in (1, 2, 10):  # numeric order: 1, 2, 10
+        write_image(frames / f"f_{i}.png", _frame(i))
+    colorizer = Colorizer(Tiny(), device="cpu")
+    n = colorize_sequence_file(SequenceJob(frames, tmp_path / "out"), ColorizeOptions(),
+                               colorizer=colorizer)
+    assert n == 3 and sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        ["f_1.png", "f_10.png", "f_2.png"]
+    assert read_image(tmp_path / "out" / "f_10.png").pixels.shape == (48, 64, 3)
+    stack = tmp_path / "stack.tif"
+    write_tiff_stack(stack, [(_frame(i).astype(np.uint16) * 257) for i in range(3)])
+    n = colorize_sequence_file(SequenceJob(stack, tmp_path / "stack_color.tif"),
+                               ColorizeOptions(), colorizer=colorizer)
+    pages = list(read_tiff_stack(tmp_path / "stack_color.tif"))
+    assert n == 3 and len(pages) == 3
+    assert pages[0].dtype == np.uint16 and pages[0].shape == (48, 64, 3)
