@@ -194,6 +194,31 @@ def output_contrast_limits(dtype: np.dtype) -> tuple[float, float]:
     return _dtype_range(np.dtype(dtype))
 
 
+def _contrast_mapped_thumbnail(layer: Any, dtype: np.dtype) -> np.ndarray | None:
+    """The thumbnail of an integer RGB(A) ``layer`` with colours through its contrast limits, as
+    float RGBA in [0, 1] (napari's setter turns it into uint8); None when nothing is sliced."""
+    if layer._slice.empty:
+        return None
+    image = np.asarray(layer._slice.thumbnail.raw)
+    if layer._slice_input.ndisplay == 3 and image.ndim == 4:
+        image = np.max(image, axis=0)
+    # Downsampled as napari does it (nearest neighbour, the same zoom), so only the mapping
+    # of values differs from napari's own thumbnail.
+    from scipy import ndimage
+
+    fit = np.divide(layer._thumbnail_shape[:2], image.shape[:2]).min()
+    new_shape = np.clip(fit * np.array(image.shape[:2]), 1, layer._thumbnail_shape[:2])
+    zoom = (*(new_shape / image.shape[:2]), 1)
+    small = ndimage.zoom(image, zoom, prefilter=False, order=0)
+    low, high = (float(v) for v in layer.contrast_limits)
+    colour = _rescale(small[..., :3], low, high)
+    if small.shape[-1] == 4:
+        alpha = _rescale(small[..., 3:4], *_dtype_range(dtype)) * np.float32(layer.opacity)
+    else:
+        alpha = np.full((*small.shape[:2], 1), layer.opacity, np.float32)
+    return np.concatenate([colour, alpha], axis=-1)
+
+
 def show_thumbnail_in_contrast_limits(layer: Any) -> None:
     """Make ``layer``'s thumbnail (the layer list's icon) show what its canvas shows.
 
@@ -211,29 +236,17 @@ def show_thumbnail_in_contrast_limits(layer: Any) -> None:
 
     def update() -> None:
         dtype = np.dtype(layer.dtype)
-        raw = getattr(getattr(getattr(layer, "_slice", None), "thumbnail", None), "raw", None)
-        if not (layer.rgb and dtype.kind in "ui" and dtype != np.uint8) or raw is None \
-                or layer._slice.empty:
+        if not (layer.rgb and dtype.kind in "ui" and dtype != np.uint8):
             own(layer)
             return
-        image = np.asarray(raw)
-        if layer._slice_input.ndisplay == 3 and image.ndim == 4:
-            image = np.max(image, axis=0)
-        # Downsampled as napari does it (nearest neighbour, the same zoom), so only the mapping
-        # of values differs from napari's own thumbnail.
-        from scipy import ndimage
-
-        fit = np.divide(layer._thumbnail_shape[:2], image.shape[:2]).min()
-        new_shape = np.clip(fit * np.array(image.shape[:2]), 1, layer._thumbnail_shape[:2])
-        zoom = (*(new_shape / image.shape[:2]), 1)
-        small = ndimage.zoom(image, zoom, prefilter=False, order=0)
-        low, high = (float(v) for v in layer.contrast_limits)
-        colour = _rescale(small[..., :3], low, high)
-        if small.shape[-1] == 4:
-            alpha = _rescale(small[..., 3:4], *_dtype_range(dtype)) * np.float32(layer.opacity)
+        try:
+            thumbnail = _contrast_mapped_thumbnail(layer, dtype)
+        except AttributeError:  # napari's internals moved: its own thumbnail, wrong but harmless
+            thumbnail = None
+        if thumbnail is None:
+            own(layer)
         else:
-            alpha = np.full((*small.shape[:2], 1), layer.opacity, np.float32)
-        layer.thumbnail = np.concatenate([colour, alpha], axis=-1)
+            layer.thumbnail = thumbnail
 
     layer._update_thumbnail = update
     layer._chromatize_thumbnail = True
