@@ -180,3 +180,33 @@ def test_frame_folder_and_16_bit_tiff_stack(tmp_path: Path) -> None:
     pages = list(read_tiff_stack(tmp_path / "stack_color.tif"))
     assert n == 3 and len(pages) == 3
     assert pages[0].dtype == np.uint16 and pages[0].shape == (48, 64, 3)
+
+
+def test_cli_colorizes_a_video_and_evals_a_sequence(tmp_path: Path, capsys) -> None:
+    from chromatize.cli import main
+
+    src = make_clip(tmp_path / "clip.mp4", frames=4)
+    assert main(["colorize", str(src), "-q", "--device", "cpu"]) == 0
+    assert _facts(tmp_path / "clip_color.mp4")[0] == 4
+    assert _audio_packets(tmp_path / "clip_color.mp4") == _audio_packets(src)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"junk" * 50)
+    assert main(["colorize", str(bad), "-o", str(tmp_path / "bad_out.mp4"), "-q"]) == 1
+    assert "cannot read this video" in capsys.readouterr().err
+    assert not (tmp_path / "bad_out.mp4").exists()
+    assert main(["eval", "--sequence", str(src), "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    assert "warping error" in table and "CDC" in table
+
+
+def test_cli_sequence_folder(tmp_path: Path) -> None:
+    from chromatize.cli import main
+    from chromatize.imageio import write_image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        write_image(frames / f"{i:04d}.png", _frame(i))
+    assert main(["colorize", str(frames), "--sequence", "--temporal", "off", "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "frames_color").iterdir()) == \
+        ["0000.png", "0001.png", "0002.png"]

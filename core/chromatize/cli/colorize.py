@@ -21,6 +21,7 @@ from typing import Any
 
 from chromatize import batch
 from chromatize.batch import MANIFEST_NAME, BatchSettings, Failure, Outcome, plan
+from chromatize.cli import colorize_sequence
 from chromatize.cli.argtypes import non_negative_int
 from chromatize.cli.settings_args import add_setting_flags, options_from_args
 from chromatize.imageio import DEFAULT_MAX_PIXELS
@@ -69,6 +70,7 @@ def register(subparsers: Any) -> None:
                         f"(its {MANIFEST_NAME} records each output's settings)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print only failures (no progress bar, output names or notes)")
+    colorize_sequence.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -109,6 +111,8 @@ class _Reporter:
 
 
 def run(args: argparse.Namespace) -> int:
+    if colorize_sequence.applies(args):  # videos, --sequence folders, multi-page TIFF stacks
+        return colorize_sequence.run(args)
     if "torch" not in sys.modules:  # this process is the command: OpenMP threads that sleep
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # cope with busy cores
     options = options_from_args(args)

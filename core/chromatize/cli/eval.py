@@ -24,7 +24,11 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("folder", metavar="FOLDER", help="folder of colour photos")
+    parser.add_argument("folder", metavar="FOLDER", nargs="?", help="folder of colour photos")
+    parser.add_argument("--sequence", metavar="FOLDER_OR_VIDEO",
+                        help="instead: score a colour video (or folder of colour frames) for "
+                        "temporal consistency, temporal on and off side by side (warping "
+                        "error, CDC, per-frame PSNR)")
     add_setting_flags(parser, ("model", "weights", "allow_download", "temperature", "saturation",
                                "render_size", "upsample", "decode", "device"))
     parser.add_argument("--contact-sheet", metavar="PNG",
@@ -46,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json and Path(args.json).exists() and not args.overwrite:
         raise OutputError(f"{args.json} already exists; not replacing it (pass --overwrite)")
+    if args.sequence:
+        return _run_sequence(args)
+    if not args.folder:
+        raise OutputError("pass a FOLDER of colour photos, or --sequence FOLDER_OR_VIDEO")
 
     def progress(done: int, total: int, name: str) -> None:
         print(f"[{done}/{total}] {name}", file=sys.stderr)
@@ -61,6 +69,28 @@ def run(args: argparse.Namespace) -> int:
     print(report.format_table())
     if args.contact_sheet:
         print(f"contact sheet: {args.contact_sheet}")
+    if args.json:
+        with replacing(args.json, ".json.tmp") as tmp:
+            tmp.write_text(json.dumps(asdict(report), indent=1))
+    return 0
+
+
+def _run_sequence(args: argparse.Namespace) -> int:
+    """``eval --sequence``: temporal on vs off over one colour video or folder of frames."""
+    from dataclasses import asdict
+    from itertools import islice
+
+    from chromatize.sequence_eval import evaluate_sequence
+    from chromatize.sequence_files import sequence_kind
+    from chromatize.video import frame_files, read_frames, read_tiff_stack, read_video
+
+    kind = sequence_kind(args.sequence)
+    frames = (read_video(args.sequence) if kind == "video" else read_tiff_stack(args.sequence)
+              if kind == "tiff" else read_frames(frame_files(args.sequence)))
+    report = evaluate_sequence(
+        islice(frames, args.limit), options_from_args(args), source=str(args.sequence),
+        progress=lambda done: print(f"[{done}] frames", file=sys.stderr))
+    print(report.format_table())
     if args.json:
         with replacing(args.json, ".json.tmp") as tmp:
             tmp.write_text(json.dumps(asdict(report), indent=1))
