@@ -10,8 +10,9 @@ One GIMP session (module fixture) opens a real photo; then, in order:
 2. OK starts a long run (``eccv16`` at render size 1024, the dialog's values seeded through
    GIMP's last-values file), which is cancelled mid-run with the Cancel button of GIMP's
    progress bar: no chromatize process is left 2 s later and the image is unchanged;
-3. the dialog again, now with the defaults (model ``mobile``): OK runs it and the result layer
-   appears (the window title counts the layers).
+3. the dialog again, now with the defaults (model ``mobile``): its preview shows the colours
+   (a small rendering in the dialog), then OK runs it and the result layer appears (the
+   window title counts the layers).
 
 GIMP's settings live in a scratch home inside the test folder, so runs do not leak. Needs root,
 the chroot (``tests/gimp_chroot.py``) and, on the host, Xvfb, openbox, xdotool and ImageMagick
@@ -284,6 +285,7 @@ def test_dialog_opens_for_a_real_image_and_looks_right(gui: GimpGui) -> None:
     gui.xdotool("mousemove", str(SCREEN[0] - 5), str(SCREEN[1] - 5))  # no tooltip in the shot
     time.sleep(1.5)
     shot = gui.screenshot(gui.work / "dialog.png", dialog)
+    assert colorful_share(shot) < 0.02  # the preview is still being computed: gray
     width, height = shot.size
     assert 380 <= width <= 1200 and 300 <= height <= 1000, shot.size
     pixels = np.asarray(shot, dtype=np.float64)
@@ -346,11 +348,24 @@ def test_cancel_mid_run_leaves_no_worker_and_the_image_unchanged(gui: GimpGui) -
     print(f"\ncancelled with {how}")
 
 
-def test_ok_runs_it_and_the_result_layer_appears(gui: GimpGui) -> None:
+def colorful_share(shot: Image.Image) -> float:
+    """The share of clearly coloured pixels (the dialog itself is gray)."""
+    pixels = np.asarray(shot, dtype=np.int16)
+    return float(((pixels.max(axis=2) - pixels.min(axis=2)) > 30).mean())
+
+
+def test_preview_shows_the_colors_then_ok_adds_the_result_layer(gui: GimpGui) -> None:
     window = gui.image_window()
     seed_last_values(gui)  # the defaults: model mobile, its own render size
     dialog = gui.open_dialog(window)
-    time.sleep(0.5)
+    gui.xdotool("mousemove", str(SCREEN[0] - 5), str(SCREEN[1] - 5))
+    shots = []
+
+    def preview_shown() -> bool:
+        shots.append(gui.screenshot(gui.work / "dialog-preview.png", dialog))
+        return colorful_share(shots[-1]) > 0.02
+
+    gui._wait(preview_shown, 60, "the colorized preview in the dialog\n" + _log(gui))
     started = time.monotonic()
     gui.press_ok(dialog)
     gui._wait(lambda: "2 layers" in gui.title(window), 90,
@@ -380,7 +395,10 @@ def main(argv: list[str]) -> int:
         try:
             dialog = session.open_dialog(session.ready())
             session.xdotool("mousemove", str(SCREEN[0] - 5), str(SCREEN[1] - 5))
-            time.sleep(1.5)
+            session._wait(lambda: colorful_share(session.screenshot(work / "dialog.png",
+                                                                    dialog)) > 0.02,
+                          90, "the preview")
+            time.sleep(1.0)
             session.screenshot(work / "dialog.png", dialog)
             shutil.copyfile(work / "dialog.png", argv[1])
         finally:

@@ -680,3 +680,12 @@ def test_gimp_210_side_is_python_27_compatible(tmp_path: Path) -> None:
     assert _vermin(sample).returncode != 0
     for name in PY27_FILES:  # and the shared files still compile for GIMP 3's Python
         compile((PLUGIN_SOURCE / name).read_text(), name, "exec")
+
+
+def test_preview_is_a_small_copy_of_the_selected_part() -> None:
+    assert chromatize_flow.preview_geometry((0, 0, 1024, 512)) == (0.25, 0, 0, 256, 128)
+    scale, x, y, width, height = chromatize_flow.preview_geometry((100, 40, 2000, 1000), 200)
+    assert (scale, x, y, width, height) == (0.1, 10, 4, 200, 100)
+    assert chromatize_flow.preview_geometry((5, 5, 30, 20)) == (1.0, 5, 5, 30, 20)  # never up
+    made = chromatize_flow.make_settings(SCHEMA, model="mobile", output="in-place")
+    assert chromatize_flow.preview_settings(made) == made["worker"]

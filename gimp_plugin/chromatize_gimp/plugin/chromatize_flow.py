@@ -370,6 +370,25 @@ def explain_failure(error, settings):
     return message + "\n\n" + MODEL_MISSING_HINT
 
 
+#: The preview's longest side in pixels (a small rendering: one quick worker run).
+PREVIEW_SIZE = 256
+
+
+def preview_geometry(rect, limit=PREVIEW_SIZE):
+    """``(scale, x, y, width, height)``: ``rect`` = (x, y, w, h) scaled down (never up) so its
+    longest side is at most ``limit``, in the scaled image's pixel coordinates."""
+    x, y, width, height = rect
+    scale = min(1.0, float(limit) / max(width, height, 1))
+    return (scale, int(x * scale), int(y * scale), max(1, int(round(width * scale))),
+            max(1, int(round(height * scale))))
+
+
+def preview_settings(settings):
+    """The worker settings of a preview: the dialog's, with the device left as chosen; the
+    output does not matter for a rendering in the dialog."""
+    return dict(settings["worker"])
+
+
 def check_drawables(host, drawables):
     """Refuse anything that is not a pixel layer, naming each offender."""
     if not drawables:

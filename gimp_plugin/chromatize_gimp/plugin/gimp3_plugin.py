@@ -11,6 +11,7 @@ ranges, choices) are chromatize's settings as that file describes them.
 
 import os
 import sys
+import threading
 import traceback
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,6 +23,7 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
+gi.require_version("GdkPixbuf", "2.0")
 from gi.repository import Gegl, Gimp, GimpUi, Gio, GLib, GObject  # noqa: E402
 
 import chromatize_client  # noqa: E402
@@ -107,9 +109,126 @@ def _settings(config, schema):
     return chromatize_flow.make_settings(schema, **values)
 
 
-def _show_dialog(procedure, config, failure):
+class Preview(object):
+    """A small colorized rendering of the first layer (its selected part) in the dialog,
+    redone (after a short pause) whenever a setting changes. Each rendering is one worker run
+    on a copy at most ``chromatize_flow.PREVIEW_SIZE`` pixels wide, in a thread; the dialog
+    stays responsive and closing it kills a rendering still running."""
+
+    DELAY_MS = 700
+
+    def __init__(self, config, schema, worker_config, drawable):
+        from gi.repository import Gtk
+
+        self.config, self.schema, self.worker_config = config, schema, worker_config
+        self.drawable = drawable
+        self.image = Gtk.Image()
+        self.label = Gtk.Label(label="Preview: starting…")
+        self.label.set_line_wrap(True)
+        self.label.set_max_width_chars(50)
+        box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=4)
+        box.pack_start(self.image, False, False, 0)
+        box.pack_start(self.label, False, False, 0)
+        self.widget = Gtk.Frame(label="Preview")
+        self.widget.set_border_width(6)
+        self.widget.add(box)
+        self.client = None
+        self.busy = False
+        self.dirty = False
+        self.closed = False
+        self._timer = None
+        self._handler = config.connect("notify", self._changed)
+        self._source = self._read_source()
+
+    def _read_source(self):
+        rect = Gimp3Host(None).selection_bounds(self.drawable) or (
+            0, 0, self.drawable.get_width(), self.drawable.get_height())
+        scale, x, y, width, height = chromatize_flow.preview_geometry(rect)
+        rgb = "R'G'B'A u8" if self.drawable.has_alpha() else "R'G'B' u8"
+        data = self.drawable.get_buffer().get(Gegl.Rectangle.new(x, y, width, height), scale,
+                                              rgb, Gegl.AbyssPolicy.CLAMP)
+        return bytes(data), width, height, 4 if self.drawable.has_alpha() else 3
+
+    def start(self):
+        self._schedule(10)
+
+    def _changed(self, *args):
+        if args and getattr(args[-1], "name", "") == "run-mode":
+            return
+        self._schedule(self.DELAY_MS)
+
+    def _schedule(self, delay):
+        if self._timer is not None:
+            GLib.source_remove(self._timer)
+        self._timer = GLib.timeout_add(delay, self._render)
+
+    def _render(self):
+        self._timer = None
+        if self.closed:
+            return False
+        if self.busy:
+            self.dirty = True
+            return False
+        try:
+            settings = chromatize_flow.preview_settings(_settings(self.config, self.schema))
+        except PluginError as exc:
+            self.label.set_text("Preview: " + str(exc))
+            return False
+        self.busy, self.dirty = True, False
+        self.label.set_text("Preview: colorizing…")
+        self.client = chromatize_client.client_from_config(self.worker_config)
+        thread = threading.Thread(target=self._work, args=(self.client, settings))
+        thread.daemon = True
+        thread.start()
+        return False
+
+    def _work(self, client, settings):
+        data, width, height, channels = self._source
+        try:
+            result, out_channels = client.colorize(data, width, height, channels, "uint8",
+                                                   settings)
+            GLib.idle_add(self._show, result, width, height, out_channels, None)
+        except chromatize_client.WorkerError as exc:
+            GLib.idle_add(self._show, None, width, height, 0,
+                          chromatize_flow.explain_failure(exc, {"worker": settings}))
+
+    def _show(self, result, width, height, channels, failure):
+        from gi.repository import GdkPixbuf
+
+        self.busy = False
+        if self.closed:
+            return False
+        if failure:
+            self.label.set_text("Preview failed: " + failure)
+        else:
+            pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(
+                GLib.Bytes.new(result), GdkPixbuf.Colorspace.RGB, channels == 4, 8, width,
+                height, width * channels)
+            self.image.set_from_pixbuf(pixbuf)
+            self.label.set_text("Preview of the colors with these settings")
+        if self.dirty:
+            self._schedule(10)
+        return False
+
+    def close(self):
+        """Stop: no more renderings, and a running one's worker is killed."""
+        self.closed = True
+        if self._timer is not None:
+            GLib.source_remove(self._timer)
+            self._timer = None
+        self.config.disconnect(self._handler)
+        process = self.client.process if self.client is not None else None
+        if process is not None and process.poll() is None:
+            try:
+                process.kill()
+            except OSError:
+                pass
+
+
+def _show_dialog(procedure, config, failure, preview_source=None):
     """Run the dialog (with the last failure's message on top); True when OK was pressed. The
-    values stay in ``config``, so after a failure the user finds their choices again."""
+    values stay in ``config``, so after a failure the user finds their choices again.
+    ``preview_source`` = (schema, worker config, drawable) adds the live preview."""
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Colorize (AI)")
     if failure:
         from gi.repository import Gtk
@@ -130,7 +249,22 @@ def _show_dialog(procedure, config, failure):
         box.pack_start(frame, False, False, 0)
         box.reorder_child(frame, 0)
     dialog.fill(None)
-    accepted = dialog.run()
+    preview = None
+    if preview_source is not None:
+        try:
+            preview = Preview(config, *preview_source)
+        except Exception:  # a preview must never keep the dialog from opening
+            traceback.print_exc()
+        else:
+            box = dialog.get_content_area()
+            box.pack_start(preview.widget, False, False, 0)
+            preview.widget.show_all()
+            preview.start()
+    try:
+        accepted = dialog.run()
+    finally:
+        if preview is not None:
+            preview.close()
     dialog.destroy()
     return accepted
 
@@ -150,8 +284,11 @@ def run(procedure, run_mode, image, drawables, config, data):
         if run_mode == Gimp.RunMode.INTERACTIVE:
             GimpUi.init(PROCEDURE_NAME)
             failure = None
+            preview_source = None
+            if drawables and drawables[0].is_layer() and not drawables[0].is_group():
+                preview_source = (schema, worker_config, drawables[0])
             while True:  # after a failure the dialog comes back with the user's values
-                if not _show_dialog(procedure, config, failure):
+                if not _show_dialog(procedure, config, failure, preview_source):
                     return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
                 try:
                     _colorize(image, drawables, config, schema, worker_config)
