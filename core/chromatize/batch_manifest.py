@@ -22,7 +22,7 @@ import json
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, NamedTuple
 
 from chromatize import __version__
 from chromatize.batch_jobs import Job, Outcome
@@ -68,6 +68,22 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+class _Entry(NamedTuple):
+    """What planning needs of one file line."""
+
+    done: bool
+    source: object
+    size: object
+    mtime: object
+    options: object
+    output_size: object
+
+    @classmethod
+    def of(cls, item: dict[str, Any]) -> _Entry:
+        return cls(item.get("status") == "done", item.get("input"), item.get("size"),
+                   item.get("mtime"), item.get("options"), item.get("output_size"))
+
+
 class Manifest:
     """The manifest of one output folder (read at planning, appended to while running)."""
 
@@ -76,8 +92,8 @@ class Manifest:
         self.path = folder / MANIFEST_NAME
         #: fingerprint -> the options it stands for
         self.runs: dict[str, dict[str, Any]] = {}
-        #: resolved output path -> its latest file line
-        self.entries: dict[str, dict[str, Any]] = {}
+        #: resolved output path -> its latest file line, kept small (millions of files)
+        self.entries: dict[str, _Entry] = {}
         self._fingerprint = ""
         self._current: dict[str, Any] = {}
         self._handle: IO[str] | None = None
@@ -107,32 +123,29 @@ class Manifest:
         if "run" in item and isinstance(item.get("options"), dict):
             self.runs[str(item.get("fingerprint"))] = item["options"]
         elif isinstance(item.get("output"), str):
-            self.entries[item["output"]] = item
+            self.entries[item["output"]] = _Entry.of(item)
 
     def state(self, source: Path, target: Path) -> FileState:
         """``done``: the manifest says ``target`` was made from ``source`` as it is now and the
         file is still the one written; ``stale``: it was made from an older version of
         ``source``; ``unknown`` otherwise (no line, a failure, or the file was changed)."""
         entry = self.entries.get(str(target.resolve()))
-        if entry is None or entry.get("status") != "done":
+        if entry is None or not entry.done or entry.source != str(source.resolve()):
             return "unknown"
-        if entry.get("input") != str(source.resolve()):
-            return "unknown"
-        if _file_id(source) != (entry.get("size"), entry.get("mtime")):
+        if _file_id(source) != (entry.size, entry.mtime):
             return "stale"
         current = _file_id(target)
-        return "done" if current is not None and current[0] == entry.get("output_size") \
-            else "unknown"
+        return "done" if current is not None and current[0] == entry.output_size else "unknown"
 
     def refuse_mixing(self, fingerprint: str, rewritten: set[Path]) -> None:
         """Raise if the folder keeps outputs made with settings other than ``fingerprint``'s
         that this run does not rewrite (``rewritten``: resolved targets of its jobs)."""
         others = [entry for output, entry in self.entries.items()
-                  if entry.get("status") == "done" and entry.get("options") != fingerprint
+                  if entry.done and entry.options != fingerprint
                   and Path(output) not in rewritten and Path(output).exists()]
         if not others:
             return
-        theirs = self.runs.get(str(others[0].get("options")), {})
+        theirs = self.runs.get(str(others[0].options), {})
         raise ChromatizeError(
             f"{self.folder} holds {len(others)} output{'s' if len(others) != 1 else ''} made "
             f"with other settings ({_differences(theirs, self._current)}); continue with the "
@@ -166,7 +179,7 @@ class Manifest:
                  "output_size": None if written is None else written[0]}
         if outcome.message:
             entry["error"] = outcome.message
-        self.entries[entry["output"]] = entry
+        self.entries[entry["output"]] = _Entry.of(entry)
         self._append(entry)
 
     def _append(self, item: dict[str, Any]) -> None:

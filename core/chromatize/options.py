@@ -8,9 +8,9 @@ read labels, help texts, ranges and choices from :data:`SETTINGS` instead of wri
 
 ``None`` for ``temperature`` and ``render_size`` means "the model's own default" (the
 annealed-mean temperature it was tuned at, the scale it was trained at); the model holds those
-values (:mod:`chromatize.models.contract`). ``model``, ``weights``, ``device`` and
-``allow_download`` choose which :class:`~chromatize.pipeline.Colorizer` to build; the others
-shape each colorization.
+values (:mod:`chromatize.models.contract`). ``model``, ``weights``, ``device``,
+``allow_download`` and ``engine`` choose which :class:`~chromatize.pipeline.Colorizer` to build
+(:mod:`chromatize.engine`); the others shape each colorization.
 
 Messages about a setting name it with :func:`setting_token` (``«temperature»``), which each front
 end renders in its own words (``--temperature`` on the command line, ``'Temperature'`` in a
