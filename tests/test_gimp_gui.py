@@ -348,6 +348,20 @@ def test_cancel_mid_run_leaves_no_worker_and_the_image_unchanged(gui: GimpGui) -
     print(f"\ncancelled with {how}")
 
 
+def mnemonic(setting: str) -> str:
+    """The Alt+letter of a setting's control in the dialog (as the plug-in assigns them)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gimp_plugin"
+                           / "chromatize_gimp" / "plugin"))
+    import chromatize_flow
+
+    from chromatize_gimp.install import plugin_settings
+
+    fields = chromatize_flow.dialog_fields(plugin_settings())
+    labels = chromatize_flow.mnemonic_labels([field["label"] for field in fields])
+    label = labels[[field["name"] for field in fields].index(setting)]
+    return label[label.index("_") + 1].lower()
+
+
 def colorful_share(shot: Image.Image) -> float:
     """The share of clearly coloured pixels (the dialog itself is gray)."""
     pixels = np.asarray(shot, dtype=np.int16)
@@ -366,6 +380,13 @@ def test_preview_shows_the_colors_then_ok_adds_the_result_layer(gui: GimpGui) ->
         return colorful_share(shots[-1]) > 0.02
 
     gui._wait(preview_shown, 60, "the colorized preview in the dialog\n" + _log(gui))
+    # the preview follows the settings: saturation 0 (typed through its Alt+letter) is gray
+    gui.activate(dialog)
+    gui.key(f"alt+{mnemonic('saturation')}", "ctrl+a")
+    gui.xdotool("type", "--delay", "60", "0")
+    gui.key("Tab")
+    gui._wait(lambda: colorful_share(gui.screenshot(gui.work / "dialog-gray.png", dialog))
+              < 0.002, 60, "the preview to follow 'Saturation' 0\n" + _log(gui))
     started = time.monotonic()
     gui.press_ok(dialog)
     gui._wait(lambda: "2 layers" in gui.title(window), 90,
