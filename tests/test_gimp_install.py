@@ -110,8 +110,8 @@ def test_flatpak_install_goes_through_flatpak_spawn(tmp_path: Path,
     result = install("3", flatpak=True)
     assert result.plugin_dir == expected / "chromatize-colorize"
     config = json.loads(result.config.read_text())
-    assert config["command"][:2] == ["flatpak-spawn", "--host"]
-    assert config["command"][2:] == [os.path.abspath(sys.executable), "-m", "chromatize.worker"]
+    assert config["command"][:3] == ["flatpak-spawn", "--host", "--watch-bus"]
+    assert config["command"][3:] == [os.path.abspath(sys.executable), "-m", "chromatize.worker"]
     assert config["python"] == os.path.abspath(sys.executable) and config["flatpak"] is True
 
 

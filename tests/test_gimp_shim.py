@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import runpy
 import subprocess
 import sys
@@ -569,6 +570,10 @@ def gimp210(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
                  "chromatize_shim_gimpfu"):  # import the installed copies
         monkeypatch.delitem(sys.modules, name, raising=False)
     runpy.run_path(str(installed.entry), run_name="__main__")
+    # The plug-in takes its own process group (so that GIMP's Cancel kills the worker with
+    # it); here the "plug-in" is pytest itself, which must keep its group.
+    monkeypatch.setattr(sys.modules["chromatize_client"], "own_process_group",
+                        lambda: record.setdefault("process_group", True))
     return {"record": record, "pdb": pdb, "installed": installed}
 
 
@@ -625,6 +630,7 @@ def test_gimpfu_variant_colorizes_with_the_real_worker(gimp210: dict[str, Any],
     assert start < pdb.calls.index("gimp_image_insert_layer") < end
     updates = [value for kind, value in record["progress"] if kind == "update"]
     assert updates and updates[-1] == 1.0
+    assert record["process_group"] is True
 
 
 def test_gimpfu_variant_reports_failures_and_changes_nothing(gimp210: dict[str, Any],
@@ -689,3 +695,12 @@ def test_preview_is_a_small_copy_of_the_selected_part() -> None:
     assert chromatize_flow.preview_geometry((5, 5, 30, 20)) == (1.0, 5, 5, 30, 20)  # never up
     made = chromatize_flow.make_settings(SCHEMA, model="mobile", output="in-place")
     assert chromatize_flow.preview_settings(made) == made["worker"]
+
+
+def test_own_process_group_makes_the_caller_a_group_leader() -> None:
+    script = (f"import os, sys; sys.path.insert(0, {str(PLUGIN_SOURCE)!r}); "
+              "import chromatize_client; "
+              "print(chromatize_client.own_process_group(), os.getpgid(0) == os.getpid())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out == (["True", "True"] if hasattr(os, "setpgid") else ["False", "False"])

@@ -61,8 +61,10 @@ row-major, channels interleaved, without padding.
    away (cancelled, crashed, killed) closes the pipe, so the worker stops within
    ``CANCEL_GRACE_SECONDS`` without answering. On Linux the worker also
    asks the kernel for SIGTERM when the process that started it dies
-   (``prctl(PR_SET_PDEATHSIG)``), and editor plug-ins put themselves into their own process
-   group, so that the editor's "kill the plug-in" reaches the worker too. Killing the process
+   (``prctl(PR_SET_PDEATHSIG)``; the kernel ties it to the *thread* that started the worker,
+   so start it from a thread that lives until the answer), and editor plug-ins put themselves
+   into their own process group, so that the editor's "kill the plug-in" reaches the worker
+   too. Killing the process
    is always safe: it writes no files.
 
 4. The worker writes any number of progress lines::

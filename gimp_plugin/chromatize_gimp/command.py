@@ -28,7 +28,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         "(e.g. one listed in GIMP's Preferences > Folders > Plug-ins)")
     parser.add_argument("--flatpak", action="store_true",
                         help=f"GIMP from Flathub ({FLATPAK_APP_ID}): use its config folder and "
-                        "start the worker on the host with flatpak-spawn --host")
+                        "start the worker on the host with flatpak-spawn --host --watch-bus")
     parser.add_argument("--force", action="store_true",
                         help="replace/remove a 'chromatize-colorize' folder not made by chromatize")
 

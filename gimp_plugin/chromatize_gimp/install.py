@@ -13,7 +13,7 @@ equal the folder name), its helper modules, and ``chromatize-worker.json``, whic
 
 For GIMP installed from Flathub, the sandboxed plug-in cannot run a Python of the host
 directly; ``flatpak=True`` installs into the Flatpak's config folder and records the worker
-command behind ``flatpak-spawn --host`` (the user must allow it once with
+command behind ``flatpak-spawn --host --watch-bus`` (the user must allow it once with
 ``flatpak override --user --talk-name=org.freedesktop.Flatpak org.gimp.GIMP``).
 
 The folder is assembled next to its final place and renamed into it. A folder of that name
@@ -47,7 +47,9 @@ CONFIG_NAME = "chromatize-worker.json"
 CONFIG_VERSION = 2
 INSTALLED_BY = "chromatize"
 FLATPAK_APP_ID = "org.gimp.GIMP"
-FLATPAK_SPAWN: tuple[str, ...] = ("flatpak-spawn", "--host")
+#: ``--watch-bus``: the host side ends the worker when flatpak-spawn (killed with the plug-in's
+#: process group by GIMP's Cancel) goes away; the worker's stdin end of file does too.
+FLATPAK_SPAWN: tuple[str, ...] = ("flatpak-spawn", "--host", "--watch-bus")
 DEFAULT_TIMEOUT_SECONDS = 1800
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 120
 _CONFIG_DIR_NAMES = {"3": "3.0", "2.10": "2.10"}
