@@ -169,34 +169,32 @@ def main() -> None:
     args = parser.parse_args()
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)  # the defaults a user gets
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # this process's own torch (forward)
     with tempfile.TemporaryDirectory() as tmp:
         scans, small = Path(tmp) / "scans", Path(tmp) / "small"
         make_scans(scans, args.count)
         make_scans(small, args.contended_count)
         colorize(small, Path(tmp) / "warm", env)  # the ONNX export happens once, here
-        start = interpreter_start(env)
-        codec = codec_seconds(scans)
-        onnx, torch_eager = forward_seconds("onnx"), forward_seconds("torch")
-        floor = start + args.count * (codec + onnx)
-        print(f"floor: start {start:.2f} s + {args.count} x (codec {codec * 1e3:.1f} ms + "
-              f"ONNX forward {onnx * 1e3:.1f} ms; torch eager {torch_eager * 1e3:.1f} ms) = "
-              f"{floor:.2f} s ({args.count / floor:.1f} images/s)")
         stages = stage_seconds(scans)
         print("stages, ms per image, one image at a time: " + ", ".join(
             f"{k} {v * 1e3:.1f}" for k, v in stages.items())
             + f" (sum {sum(stages.values()) * 1e3:.0f})")
-        results: dict[str, list[tuple[float, float]]] = {}
-        for rep in range(args.repeat):
-            for label, extra in (("engine auto", ()), ("engine torch", ("--engine", "torch"))):
-                out = Path(tmp) / f"out-{label}-{rep}"
-                results.setdefault(label, []).append(colorize(scans, out, env, *extra))
-            results.setdefault("before (sequential, torch)", []).append(
-                sequential(scans, Path(tmp) / f"seq-{rep}", env))
-        for label, runs in results.items():
-            wall = statistics.median(r[0] for r in runs)
-            print(f"end to end, {label}: {' / '.join(f'{r[0]:.2f}' for r in runs)} s "
-                  f"(median {wall:.2f} s, {args.count / wall:.1f} images/s, "
-                  f"{wall / floor:.2f} x floor), peak RSS {max(r[1] for r in runs):.0f} MB")
+        for rep in range(args.repeat):  # the floor and the runs side by side, each repeat
+            start = interpreter_start(env)
+            codec = codec_seconds(scans)
+            onnx, torch_eager = forward_seconds("onnx"), forward_seconds("torch")
+            floor = start + args.count * (codec + onnx)
+            print(f"repeat {rep + 1}: floor = start {start:.2f} s + {args.count} x (codec "
+                  f"{codec * 1e3:.1f} ms + ONNX forward {onnx * 1e3:.1f} ms; torch eager "
+                  f"{torch_eager * 1e3:.1f} ms) = {floor:.2f} s ({args.count / floor:.1f} "
+                  "images/s)")
+            runs = [("engine auto", lambda out: colorize(scans, out, env)),
+                    ("engine torch", lambda out: colorize(scans, out, env, "--engine", "torch")),
+                    ("before (sequential, torch)", lambda out: sequential(scans, out, env))]
+            for n, (label, run) in enumerate(runs):
+                wall, rss = run(Path(tmp) / f"out-{rep}-{n}")
+                print(f"  {label}: {wall:.2f} s, {args.count / wall:.1f} images/s, "
+                      f"{wall / floor:.2f} x floor, peak RSS {rss:.0f} MB")
         contention(small, Path(tmp), env, args.repeat)
 
 
