@@ -243,6 +243,7 @@ def run_record(options: ColorizeOptions, snapshot: LayerSnapshot,
     record.update(
         model=str(colorizer.model_name),
         device=str(colorizer.device),
+        engine=colorizer.engine,
         weights=resolved_weights(options),
         temperature=colorizer.temperature(options),
         source_layer=snapshot.name,
