@@ -156,10 +156,12 @@ MAX_PIXELS = 1 << 31
 _PROGRESS_STEP = 0.005
 #: The progress stages in order, with their words for a progress bar and their share of the
 #: whole request (``start``, ``end``).
+#: Loading (importing torch, reading the weights) is most of a default run; the network is
+#: most of a run at a large render size.
 STAGES: dict[str, tuple[str, float, float]] = {
-    "loading": ("Loading the model", 0.0, 0.1),
-    "preparing": ("Reading the image", 0.1, 0.15),
-    "colorizing": ("Colorizing", 0.15, 0.85),
+    "loading": ("Loading the model", 0.0, 0.3),
+    "preparing": ("Reading the image", 0.3, 0.35),
+    "colorizing": ("Colorizing", 0.35, 0.85),
     "finishing": ("Bringing the colours to full size", 0.85, 1.0),
 }
 #: After a cancel (line or end of stdin) the worker waits this long for the next checkpoint,
@@ -168,11 +170,12 @@ CANCEL_GRACE_SECONDS = 1.0
 #: Exit code of a worker that stopped because its client went away or cancelled.
 EXIT_CANCELLED = 1
 #: Rough speed of the network (render pixels per second) for the progress estimate of the one
-#: model call; measured on 2 CPU cores (eccv16/mobile at render 224-2048), GPUs are far faster.
-_MODEL_PIXELS_PER_SECOND = {"cpu": 250_000.0}
+#: model call: on 2 shared CPU cores mobile did about 1 M/s at render 2048, eccv16 several times
+#: less; GPUs are far faster.
+_MODEL_PIXELS_PER_SECOND = {"cpu": 600_000.0}
 _GPU_PIXELS_PER_SECOND = 5_000_000.0
 #: Seconds importing torch and loading a model usually takes (progress estimate only).
-_LOADING_ESTIMATE_SECONDS = 3.0
+_LOADING_ESTIMATE_SECONDS = 4.0
 #: How often an estimated stage moves the bar.
 _TICK_SECONDS = 0.25
 
