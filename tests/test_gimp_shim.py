@@ -539,7 +539,7 @@ def fake_gimpfu(pdb: FakePdb) -> tuple[types.ModuleType, dict[str, Any]]:
     record: dict[str, Any] = {"register": [], "main": 0, "messages": [], "progress": []}
     module = types.ModuleType("gimpfu")
     for index, name in enumerate(["PF_IMAGE", "PF_DRAWABLE", "PF_OPTION", "PF_SPINNER",
-                                  "PF_STRING", "PF_TOGGLE", "PF_FILE"]):
+                                  "PF_STRING", "PF_TOGGLE", "PF_FILENAME"]):
         setattr(module, name, f"<{name}:{index}>")
     module.GRAY, module.RGB, module.INDEXED = GRAY, RGB, INDEXED
     module.register = lambda *args, **kwargs: record["register"].append((args, kwargs))
@@ -590,7 +590,7 @@ def test_gimpfu_variant_registers_colors_menu_entry(gimp210: dict[str, Any]) -> 
                                       "saturation", "detail", "render_size", "device", "output",
                                       "allow_download"]
     assert [name.split(" ")[0] for name in params[2][4][:2]] == ["mobile", "eccv16"]
-    assert params[3][0] == "<PF_FILE:6>"  # a file chooser for the weights
+    assert params[3][0] == "<PF_FILENAME:6>"  # a file chooser for the weights
     assert params[8][4] == SCHEMA["device"]["choices"]  # devices from the installed config
     assert params[9][3] == 0 and params[9][4][0] == "New layer above"  # default output
     assert results == [] and callable(func)

@@ -25,7 +25,7 @@ import chromatize_flow  # noqa: E402
 from chromatize_shim import PluginError  # noqa: E402
 from gimpfu import (  # noqa: E402
     PF_DRAWABLE,
-    PF_FILE,
+    PF_FILENAME,
     PF_IMAGE,
     PF_OPTION,
     PF_SPINNER,
@@ -37,7 +37,7 @@ from gimpfu import (  # noqa: E402
 )
 
 PROCEDURE_NAME = "python-fu-chromatize-colorize"
-_CONTROLS = {"choice": PF_OPTION, "text": PF_STRING, "file": PF_FILE, "float": PF_SPINNER,
+_CONTROLS = {"choice": PF_OPTION, "text": PF_STRING, "file": PF_FILENAME, "float": PF_SPINNER,
              "int": PF_SPINNER, "bool": PF_TOGGLE}
 
 
