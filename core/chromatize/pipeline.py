@@ -66,8 +66,9 @@ from chromatize import bins, color, imagearray
 from chromatize.device import resolve_device
 from chromatize.engine import select_engine
 from chromatize.errors import ChromatizeError, InputImageError
+from chromatize.hints import ColourSuggestion, Hints, suggest_colours
 from chromatize.imagearray import ImageLayout
-from chromatize.models.contract import check_hints, check_model, refuse_hints
+from chromatize.models.contract import HintsNotSupportedError, check_hints, check_model
 from chromatize.options import DEFAULT_MODEL, MAX_RENDER_SIZE, ColorizeOptions, setting_token
 from chromatize.progress import CancelCallback, Progress, ProgressCallback
 from chromatize.upsample import ABUpsampler
@@ -297,6 +298,7 @@ class Colorizer:
         options: ColorizeOptions | None = None,
         *,
         mask: np.ndarray | None = None,
+        hints: Hints | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
         **overrides: Any,
@@ -307,9 +309,15 @@ class Colorizer:
         ``colorize(image, temperature=0.38)``. ``mask`` (H, W) in [0, 1] blends the colorized
         result (1) with the input (0). ``progress(fraction)`` is called as work advances;
         ``cancel()`` is polled between stages and strips and raises
-        :class:`~chromatize.errors.Cancelled` when it returns True.
+        :class:`~chromatize.errors.Cancelled` when it returns True. ``hints``
+        (:class:`~chromatize.hints.Hints`, image pixel coordinates) guide the model and are
+        obeyed at full resolution (see :meth:`finish`); models without hint inputs refuse them
+        with :class:`~chromatize.models.contract.HintsNotSupportedError`.
         """
         overrides["batch_size"] = 1
+        if hints is not None:
+            return self._colorize_with_hints(image, hints, options, mask, progress, cancel,
+                                             overrides)
         return self.colorize_batch(
             [image], options, mask=None if mask is None else [mask], progress=progress,
             cancel=cancel, **overrides,
@@ -350,6 +358,52 @@ class Colorizer:
                 done += len(chunk)
         tracker.report(1.0)
         return results
+
+    def _colorize_with_hints(self, image: np.ndarray, hints: Hints,
+                             options: ColorizeOptions | None, mask: np.ndarray | None,
+                             progress: ProgressCallback | None, cancel: CancelCallback | None,
+                             overrides: dict[str, Any]) -> np.ndarray:
+        """:meth:`colorize` with hints: the three public stages, hints checked before any work."""
+        self.refuse_hints_unless_accepted()
+        opts = self.call_options(options, **overrides)
+        hints = self._checked_hints(hints, self._inspect(image, "image"))
+        tracker = Progress(progress, cancel)
+
+        def part(start: float, end: float) -> ProgressCallback:
+            return lambda done: tracker.report(start + (end - start) * done)
+
+        self.last_timings = dict.fromkeys(("lightness", "model", "upsample", "recombine"), 0.0)
+        prepared = self.prepare(image, opts, mask=mask, progress=part(0.0, _P_LIGHTNESS),
+                                cancel=cancel)
+        prediction = self.predict(prepared, opts, hints=hints)
+        out = self.finish(prepared, prediction, opts, hints=hints,
+                          progress=part(_P_LIGHTNESS + _P_MODEL, 1.0), cancel=cancel)
+        tracker.report(1.0)
+        return out
+
+    def refuse_hints_unless_accepted(self) -> None:
+        """Raise :class:`~chromatize.models.contract.HintsNotSupportedError` if this model has
+        no hint inputs (front ends grey out their hint controls when :attr:`accepts_hints` is
+        False)."""
+        if not self.accepts_hints:
+            raise HintsNotSupportedError(
+                f"the {self.model_name} model does not accept colour hints yet (none of the "
+                "shipped models does); colorize without hints, or use a model that accepts them"
+            )
+
+    @staticmethod
+    def _checked_hints(hints: object, layout: ImageLayout) -> Hints:
+        if not isinstance(hints, Hints):
+            raise ChromatizeError(
+                f"hints must be a chromatize.hints.Hints, got {type(hints).__name__}"
+            )
+        return hints.validate(layout)
+
+    def suggest_colours(self, prepared: Prepared, prediction: Prediction, x: int, y: int,
+                        k: int = 5, *, temperature: float = 1.0) -> list[ColourSuggestion]:
+        """The model's ``k`` most probable distinct colours at image pixel (x, y), most
+        probable first (:func:`chromatize.hints.suggest_colours`)."""
+        return suggest_colours(prediction, prepared, x, y, k, temperature=temperature)
 
     def _checked_shapes(self, images: list[np.ndarray], masks: list[np.ndarray | None],
                         options: ColorizeOptions) -> list[tuple[int, int]]:
@@ -413,16 +467,27 @@ class Colorizer:
         prepared: Prepared | Sequence[Prepared],
         options: ColorizeOptions | None = None,
         *,
-        hints: torch.Tensor | None = None,
+        hints: Hints | Sequence[Hints | None] | torch.Tensor | None = None,
     ) -> Prediction | list[Prediction]:
         """Stage 2: run the model. ``prepared`` is one :class:`Prepared` (returns one
         :class:`Prediction`) or several of the same render shape (one model call; returns a
-        list). ``hints`` is None or the contract's (N, 3, h, w) hint tensor at the render shape
-        (:mod:`chromatize.models.contract`); models without hint inputs refuse it."""
+        list). ``hints`` is None, :class:`~chromatize.hints.Hints` (one image), one ``Hints`` or
+        None per image, or the contract's (N, 3, h, w) hint tensor at the render shape
+        (:mod:`chromatize.models.contract`); models without hint inputs refuse them."""
         several = not isinstance(prepared, Prepared)
         items = list(prepared) if several else [prepared]  # type: ignore[arg-type]
         if not items or len({p.render for p in items}) != 1:
             raise ChromatizeError("predict takes one or more prepared images of one render shape")
+        if hints is not None and not isinstance(hints, torch.Tensor):
+            self.refuse_hints_unless_accepted()
+            given = [hints] if isinstance(hints, Hints) else list(hints)
+            if len(given) != len(items):
+                raise ChromatizeError(f"got hints for {len(given)} images, {len(items)} images")
+            hints = torch.cat([
+                torch.zeros(1, 3, *one.render) if h is None
+                else self._checked_hints(h, one.layout).to_tensor(one)
+                for one, h in zip(items, given, strict=True)
+            ])
         return self._predict(items, self.call_options(options), hints) if several else \
             self._predict(items, self.call_options(options), hints)[0]
 
@@ -432,17 +497,27 @@ class Colorizer:
         prediction: Prediction,
         options: ColorizeOptions | None = None,
         *,
+        hints: Hints | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
     ) -> np.ndarray:
         """Stage 3: bring ``prediction``'s colour to full size, join it with the original
-        lightness, and return the image in the caller's dtype and layout."""
+        lightness, and return the image in the caller's dtype and layout.
+
+        With ``hints`` (:class:`~chromatize.hints.Hints`) the pixels they cover get the hint's
+        ab exactly, with the image's own lightness (then gamut-mapped as every pixel is): a hint
+        is obeyed at full resolution however closely the model followed it."""
         opts = self.call_options(options)
+        pinned = None
+        if hints is not None:
+            layout = prepared.layout
+            pinned = self._checked_hints(hints, layout).full_resolution(layout.width,
+                                                                         layout.height)
         tracker = Progress(progress, cancel)
         tracker.check()
         with _intra_op_threads(1) as threads:
             out = self._finish(prepared, prediction, opts, tracker.report, tracker,
-                               max(1, min(MAX_STRIP_WORKERS, threads)))
+                               max(1, min(MAX_STRIP_WORKERS, threads)), pinned)
         tracker.report(1.0)
         return out
 
@@ -502,8 +577,7 @@ class Colorizer:
 
     def _forward(self, batch: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
         if hints is not None:
-            if not self.accepts_hints:
-                refuse_hints(self.model_name, hints)
+            self.refuse_hints_unless_accepted()
             check_hints(hints, batch)
             hints = hints.to(self.device, torch.float32)
         if hints is None and self.runner is not None:
@@ -515,8 +589,10 @@ class Colorizer:
         return self.model(*arguments)
 
     def _finish(self, prepared: Prepared, prediction: Prediction, options: ColorizeOptions,
-                on_progress: ProgressCallback, tracker: Progress, workers: int) -> np.ndarray:
-        """Upsample ab, join it with the original L, gamut-map, blend, write the caller's dtype."""
+                on_progress: ProgressCallback, tracker: Progress, workers: int,
+                pinned: tuple[np.ndarray, torch.Tensor] | None = None) -> np.ndarray:
+        """Upsample ab, join it with the original L, gamut-map, blend, write the caller's dtype;
+        ``pinned``: (sorted flat pixel indices, their ab (2, n)) set exactly (hints)."""
         started = time.perf_counter()
         upsampler = ABUpsampler(prediction.ab.to(self.device),
                                 prepared.lightness.to(self.device), options.upsample)
@@ -525,7 +601,7 @@ class Colorizer:
         spent = _run_strips(
             prepared.layout.height,
             prepared.layout.width,
-            lambda rows: self._finish_rows(prepared, upsampler, out, rows),
+            lambda rows: self._finish_rows(prepared, upsampler, out, rows, pinned),
             tracker,
             workers,
             on_progress,
@@ -539,13 +615,16 @@ class Colorizer:
         return out
 
     def _finish_rows(
-        self, prepared: Prepared, upsampler: ABUpsampler, out: np.ndarray, rows: slice
+        self, prepared: Prepared, upsampler: ABUpsampler, out: np.ndarray, rows: slice,
+        pinned: tuple[np.ndarray, torch.Tensor] | None = None,
     ) -> dict[str, float]:
         """One strip of :meth:`_finish`; returns seconds spent upsampling and recombining."""
         t0 = time.perf_counter()
         layout, image, mask = prepared.layout, prepared.image, prepared.mask
         lightness = prepared.lightness[rows].to(self.device)
         ab = upsampler.rows(rows, lightness)
+        if pinned is not None:
+            ab = _pin(ab, rows, layout.width, *pinned)
         t1 = time.perf_counter()
         keep = None
         if mask is not None:
@@ -587,6 +666,18 @@ def _chunks_by_shape(shapes: list[tuple[int, int]], size: int) -> Iterator[list[
         for start in range(0, len(members), size):
             yield members[start : start + size]
 
+
+
+def _pin(ab: torch.Tensor, rows: slice, width: int, indices: np.ndarray, values: torch.Tensor
+         ) -> torch.Tensor:
+    """``ab`` (2, rows, W) of the strip ``rows`` with the pinned pixels' ab set."""
+    start, stop = np.searchsorted(indices, (rows.start * width, rows.stop * width))
+    if start == stop:
+        return ab
+    ab = ab.clone()
+    local = torch.from_numpy(indices[start:stop] - rows.start * width).to(ab.device)
+    ab.view(2, -1)[:, local] = values[:, start:stop].to(ab.device, ab.dtype)
+    return ab
 
 
 def _strip_rows(width: int) -> int:
