@@ -453,6 +453,7 @@ def test_repeat_run_reuses_prepared_planes_and_matches_a_fresh_run(make_napari_v
     planes = viewer.add_image(stack, name="stack")
     widget.reset_choices()
     widget.input_layer.value = planes
+    widget.temporal.value = False  # (temporal consistency prepares each plane itself)
     widget.output.value = NEW_LAYER
     run_and_wait(qtbot, widget)
     assert len(widget.prepared) == 3  # the previous layer's plane was dropped
@@ -608,6 +609,90 @@ def test_repeat_run_benchmark_runs_and_repeats_are_cheap(make_napari_viewer):
     assert "| repeat (saturation changed) |" in text and "/ baseline" in text
 
 
+# ------------------------------------------------------------------------------ temporal
+def test_temporal_choice_is_shown_only_for_stacks(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    hidden = widget.temporal.native.isHidden
+    gray = viewer.add_image(np.zeros((16, 16), np.uint8), name="gray")
+    rgb = viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb", rgb=True)
+    tyx = viewer.add_image(np.zeros((3, 16, 16), np.uint8), name="tyx")
+    rgb_stack = viewer.add_image(np.zeros((3, 16, 16, 3), np.uint8), name="rgb stack", rgb=True)
+    widget.reset_choices()
+    for layer in (gray, rgb):
+        widget.input_layer.value = layer
+        assert hidden() and not widget.temporal.value, layer.name
+    for layer in (tyx, rgb_stack):
+        widget.input_layer.value = layer
+        assert not hidden() and widget.temporal.value, layer.name  # on for a (time) stack
+    widget.temporal.value = False  # the user's choice stays while the layer does
+    viewer.add_image(np.zeros((16, 16), np.uint8), name="another")
+    widget.reset_choices()
+    assert widget.input_layer.value is rgb_stack and not widget.temporal.value
+    # A depth stack (its axis labelled Z, here or in the viewer): shown, off by default.
+    zyx = viewer.add_image(np.zeros((3, 16, 16), np.uint8), name="zyx", axis_labels="zyx")
+    widget.reset_choices()
+    widget.input_layer.value = zyx
+    assert not hidden() and not widget.temporal.value
+    assert widget.temporal.text == "Temporal consistency"
+    assert "flicker" in widget.temporal.tooltip
+
+
+def _panned_stack(n_planes: int, shift: int) -> np.ndarray:
+    """Planes of one grayscale photo, the view moving ``shift`` pixels right per plane."""
+    from skimage import data as skdata
+
+    photo = (skcolor.rgb2gray(skdata.astronaut()) * 255).astype(np.uint8)
+    return np.stack([photo[100:196, 100 + shift * i:228 + shift * i] for i in range(n_planes)])
+
+
+def _mean_ab_change(planes: np.ndarray, shift: int) -> float:
+    """Mean |delta ab| between consecutive planes on their overlap (the pan compensated)."""
+    ab = skcolor.rgb2lab(planes.astype(np.float64) / 255.0)[..., 1:]
+    return float(np.mean([np.abs(ab[i + 1][:, :-shift] - ab[i][:, shift:]).mean()
+                          for i in range(len(planes) - 1)]))
+
+
+def test_temporal_consistency_follows_a_pan(make_napari_viewer, qtbot):
+    from chromatize.options import ColorizeOptions
+    from chromatize.pipeline import Colorizer
+
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    shift = 3
+    stack = _panned_stack(5, shift)
+    layer = viewer.add_image(stack, name="pan")
+    widget.reset_choices()
+    widget.input_layer.value = layer
+    widget.model.value = "mobile"  # shipped, trained: random weights give almost no colour
+    widget.weights.value = None
+    widget.device.value = "cpu"
+    widget.render_size.value = 128
+    widget.output.value = NEW_LAYER
+    assert widget.temporal.value
+
+    run_and_wait(qtbot, widget)
+    assert widget.last_outcome == "done"
+    on = _result(widget)
+    assert widget.last_output.metadata[METADATA_KEY]["temporal"] == "on"
+    widget.temporal.value = False
+    run_and_wait(qtbot, widget)
+    assert widget.last_outcome == "done"
+    off = _result(widget)
+    assert widget.last_output.metadata[METADATA_KEY]["temporal"] == "off"
+
+    # Off: exactly each plane on its own.
+    colorizer = Colorizer.from_options(widget.options())
+    options = ColorizeOptions(model="mobile", device="cpu", render_size=128,
+                              temperature=widget.temperature.value)
+    per_plane = np.stack([colorizer.colorize(plane, options) for plane in stack])
+    np.testing.assert_array_equal(off, per_plane)
+    # On: colour changes much less from plane to plane (measured: about 0.5 vs 2.6).
+    change_on, change_off = _mean_ab_change(on, shift), _mean_ab_change(off, shift)
+    assert change_on < 0.6 * change_off, (change_on, change_off)
+    assert on.shape == off.shape and on.dtype == off.dtype
+
+
 # ------------------------------------------------------------------------------ cancel/errors
 def test_cancel_mid_stack_leaves_no_layer(make_napari_viewer, qtbot, eccv16_weights):
     viewer = make_napari_viewer()
@@ -616,6 +701,7 @@ def test_cancel_mid_stack_leaves_no_layer(make_napari_viewer, qtbot, eccv16_weig
     stack = RNG.integers(0, 256, (n_planes, 64, 64), dtype=np.uint8)
     layer = viewer.add_image(stack, name="stack")
     configure(widget, layer, eccv16_weights)
+    assert widget.temporal.value  # (a T stack: one SequenceColorizer, cancel between planes)
     before = notification_count()
 
     widget.run()

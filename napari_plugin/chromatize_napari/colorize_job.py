@@ -10,7 +10,10 @@ temperature or saturation skips :meth:`~chromatize.pipeline.Colorizer.prepare`.
 :func:`colorize_snapshot` colorizes every plane of a layer snapshot into a new array through the
 public stages (``prepare`` -> ``predict`` -> ``finish``, exactly what ``Colorizer.colorize``
 does), reporting progress (through :class:`chromatize.progress.Progress`, so it never goes back)
-and honouring a cancel flag between and within planes. :func:`run_job` is a whole run for a
+and honouring a cancel flag between and within planes; with ``temporal=True`` the planes of a
+stack go instead through one :class:`chromatize.sequence.SequenceColorizer` per sequence, so that
+colour follows motion from plane to plane (:func:`sequence_groups`). :func:`run_job` is a whole
+run for a
 worker thread; failures come back as messages from :func:`chromatize.failures.describe_failure`,
 in the widget's words.
 """
@@ -18,9 +21,10 @@ in the widget's words.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -236,11 +240,13 @@ def plane_key(snapshot: LayerSnapshot, index: tuple[int, ...], plane: np.ndarray
 
 
 def run_record(options: ColorizeOptions, snapshot: LayerSnapshot,
-               colorizer: Colorizer) -> dict[str, Any]:
+               colorizer: Colorizer, temporal: bool = False) -> dict[str, Any]:
     """The metadata stored with the output layer: the options (model, weights file, device and
-    temperature as the run used them), the source layer and its contrast limits."""
+    temperature as the run used them), whether colour followed motion between planes
+    (``temporal``: "on" or "off"), the source layer and its contrast limits."""
     record = options.as_mapping()
     record.update(
+        temporal="on" if temporal else "off",
         model=str(colorizer.model_name),
         device=str(colorizer.device),
         engine=colorizer.engine,
@@ -283,6 +289,7 @@ def colorize_snapshot(
     cancel: CancelCheck | None = None,
     prepared_cache: PreparedCache | None = None,
     timings: dict[str, float] | None = None,
+    temporal: bool = False,
 ) -> np.ndarray:
     """Colorize every plane of ``snapshot`` into a new array of ``snapshot.output_shape``.
 
@@ -295,7 +302,13 @@ def colorize_snapshot(
     snapshot's data is only read. A single 2D plane is returned as the colorizer made it (no
     extra copy); stacks are filled plane by plane. ``timings``, if given, receives the seconds
     spent in "read" (plane access, digest, contrast mapping), "prepare", "model" and "finish".
+
+    ``temporal=True`` (a stack only; a single plane ignores it) colorizes the planes with
+    :func:`colorize_sequence_snapshot` instead: colour follows motion between planes.
     """
+    if temporal and snapshot.stack_shape:
+        return colorize_sequence_snapshot(snapshot, options, colorizer, progress=progress,
+                                          cancel=cancel, timings=timings)
     n_planes = max(snapshot.n_planes, 1)
     tracker = Progress(progress, cancel)
     spent = timings if timings is not None else {}
@@ -339,6 +352,65 @@ def colorize_snapshot(
     return stack if stack is not None else colored
 
 
+def temporal_available() -> bool:
+    """Whether colour can follow motion here (:mod:`chromatize.flow` needs OpenCV, which comes
+    with chromatize's video extra, not with its napari extra)."""
+    return importlib.util.find_spec("cv2") is not None
+
+
+def sequence_groups(snapshot: LayerSnapshot) -> Iterator[list[tuple[int, ...]]]:
+    """The plane indices of ``snapshot``, grouped into sequences, each in plane order.
+
+    The last leading axis is the sequence (time) axis: (T, Y, X) is one sequence of T planes;
+    (A, T, Y, X) gives one sequence of T planes per index of A, in A's order (each starts afresh).
+    """
+    *outer, length = snapshot.stack_shape
+    for head in np.ndindex(*outer):
+        yield [(*head, t) for t in range(length)]
+
+
+def colorize_sequence_snapshot(
+    snapshot: LayerSnapshot,
+    options: ColorizeOptions,
+    colorizer: Colorizer,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+    timings: dict[str, float] | None = None,
+) -> np.ndarray:
+    """Colorize a stack's planes so that colour follows motion: each of
+    :func:`sequence_groups` goes, in plane order, through one
+    :class:`chromatize.sequence.SequenceColorizer` (reset between sequences).
+
+    Progress is reported after each plane and ``cancel()`` checked before each one (the
+    sequence API takes no cancel flag within a frame): :class:`chromatize.errors.Cancelled`
+    then drops the partial result. ``timings`` receives "read" (plane access and contrast
+    mapping) and "sequence" (flow, model, blending and finishing).
+    """
+    from chromatize.sequence import SequenceColorizer
+
+    tracker = Progress(progress, cancel)
+    spent = timings if timings is not None else {}
+    n_planes = max(snapshot.n_planes, 1)
+    stack = np.empty(snapshot.output_shape, dtype=snapshot.output_dtype)
+    runner = SequenceColorizer(colorizer, options, temporal="on")
+    done = 0
+    for group in sequence_groups(snapshot):
+        runner.reset()
+        for index in group:
+            tracker.check()
+            laps = _Laps(spent)
+            image = map_plane(snapshot, np.asarray(snapshot.data[index]))
+            laps.lap("read")
+            colored = runner.process(image).image
+            laps.lap("sequence")
+            _check_plane(colored, snapshot)
+            stack[index] = colored
+            done += 1
+            tracker.report(done / n_planes)
+    return stack
+
+
 @dataclass
 class JobOutcome:
     """What a run produced: the colorized array and its record, or why there is none."""
@@ -359,6 +431,7 @@ def run_job(
     progress: Progress,
     cancel: CancelCheck,
     prepared_cache: PreparedCache | None = None,
+    temporal: bool = False,
 ) -> JobOutcome:
     """One whole run, meant for a worker thread: load (or reuse) the model, colorize, record.
 
@@ -368,7 +441,9 @@ def run_job(
     as a :class:`JobOutcome` whose message names the widget's controls
     (:func:`chromatize.failures.describe_failure`), so the GUI shows a notification instead of a
     traceback. Anything else is a bug and propagates. ``prepared_cache`` (see
-    :class:`PreparedCache`) lets planes prepared by an earlier run be reused.
+    :class:`PreparedCache`) lets planes prepared by an earlier run be reused (not with
+    ``temporal``: the sequence prepares each plane itself). ``temporal`` makes colour follow
+    motion between the planes of a stack (:func:`colorize_sequence_snapshot`).
     """
     timings: dict[str, float] = {}
     try:
@@ -377,9 +452,10 @@ def run_job(
         timings["load"] = time.perf_counter() - started
         data = colorize_snapshot(
             snapshot, options, colorizer, progress=progress.report, cancel=cancel,
-            prepared_cache=prepared_cache, timings=timings,
+            prepared_cache=prepared_cache, timings=timings, temporal=temporal,
         )
-        return JobOutcome(data=data, record=run_record(options, snapshot, colorizer),
+        used = temporal and bool(snapshot.stack_shape)
+        return JobOutcome(data=data, record=run_record(options, snapshot, colorizer, used),
                           timings=timings)
     except Cancelled:
         return JobOutcome(cancelled=True)

@@ -22,6 +22,7 @@ annotations at run time to inject the viewer, and magicgui resolves annotations 
 
 import threading
 import time
+import weakref
 from typing import Any
 
 import napari
@@ -59,6 +60,7 @@ from chromatize_napari.colorize_job import (
     PreparedCache,
     preload,
     run_job,
+    temporal_available,
 )
 from chromatize_napari.layer_data import (
     TRANSFORM_KEYS,
@@ -102,7 +104,19 @@ _INPUT_TOOLTIP = (
     "Image layer to colorize (it is never modified). Grayscale layers of any dtype (uint8, "
     "uint16, float, ...) are mapped through the layer's contrast limits, so the result matches "
     "what you see; RGB/RGBA layers are colorized from their lightness (alpha is kept). Stacks "
-    "(T/Z, Y, X) are colorized plane by plane."
+    "(T/Z, Y, X) are colorized plane by plane (see Temporal consistency)."
+)
+
+#: Label and help of the "Temporal consistency" choice (napari-only: the CLI's --temporal is
+#: always shown there; here it only appears for stacks), worded like chromatize.options.SETTINGS.
+TEMPORAL_LABEL = "Temporal consistency"
+TEMPORAL_HELP = (
+    "Keep colour steady from plane to plane: optical flow between neighbouring planes carries "
+    "each plane's colours to the next wherever the motion is reliable, so colour follows moving "
+    "content instead of flickering; a sudden change starts afresh. The planes are taken in "
+    "order along the last axis before Y and X (the others: separate sequences). On by default "
+    "unless that axis is labelled Z (a depth stack has no motion to follow). Off: every plane "
+    "on its own."
 )
 
 
@@ -218,6 +232,36 @@ def _device_control() -> ComboBox:
     )
 
 
+def _unset_label(label: str) -> bool:
+    """Whether an axis label is napari's placeholder ("-3", "0", "axis -3"), not the user's."""
+    text = label.strip().removeprefix("axis ").strip()
+    return text.lstrip("-").isdigit()
+
+
+def plane_axis_label(viewer: Any, layer: Any) -> str:
+    """The label of ``layer``'s sequence axis (the last one before Y, X), "" for a 2D layer:
+    the layer's own axis label, or else the viewer's for that axis."""
+    if layer.ndim < 3:
+        return ""
+    axis = layer.ndim - 3
+    labels = [str(label) for label in getattr(layer, "axis_labels", ())]
+    own = labels[axis] if axis < len(labels) else ""
+    if own and not _unset_label(own):
+        return own
+    world = list(viewer.dims.axis_labels)
+    position = len(world) - layer.ndim + axis
+    return str(world[position]) if 0 <= position < len(world) else own
+
+
+def temporal_default(viewer: Any, layer: Any) -> bool:
+    """Whether Temporal consistency starts on for ``layer``: for a stack, unless its sequence
+    axis is labelled as depth (a label starting with "z" or "Z"), and only where the optical
+    flow can run (OpenCV installed)."""
+    if layer is None or layer.ndim < 3 or not temporal_available():
+        return False
+    return not plane_axis_label(viewer, layer).strip().lower().startswith("z")
+
+
 def _message(exc: BaseException) -> str:
     """A notification's text for ``exc``, in the widget's words (control labels, not flags)."""
     return f"chromatize: {describe_failure(exc, 'napari').message}"
@@ -253,6 +297,8 @@ class ColorizeWidget(Container):
         self._preload_worker: Any = None
         self._preload_again = False
         self._destroyed = False
+        #: The input layer Temporal consistency was last set for (a weak reference).
+        self._temporal_layer: Any = None
         #: None before any preload finished, else the model state the model line shows:
         #: "loading", "ready" or "failed".
         self.preload_state: str | None = None
@@ -263,6 +309,9 @@ class ColorizeWidget(Container):
         self.model, self.weights, self.allow_download = _model_controls()
         self.temperature, self.saturation, self.render_size = _look_controls()
         self.device = _device_control()
+        #: Shown only when the input layer is a stack (see :meth:`_update_temporal`).
+        self.temporal = CheckBox(text=TEMPORAL_LABEL, value=False, tooltip=TEMPORAL_HELP,
+                                 visible=False)
         self.output = ComboBox(
             label="Output",
             choices=self._output_choices,
@@ -278,6 +327,7 @@ class ColorizeWidget(Container):
         super().__init__(
             widgets=[
                 self.input_layer,
+                self.temporal,
                 self.model,
                 self.weights,
                 self.allow_download,
@@ -302,6 +352,7 @@ class ColorizeWidget(Container):
         self._set_default_temperature()
         self.model.changed.connect(self._set_default_temperature)
         self.input_layer.changed.connect(self.output.reset_choices)
+        self.input_layer.changed.connect(self._update_temporal)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.native.destroyed.connect(self._on_destroyed)
@@ -309,6 +360,7 @@ class ColorizeWidget(Container):
         # napari connects reset_choices to layer list changes for docked widgets; renames and
         # layers added before docking are covered by resetting here too.
         self.reset_choices()
+        self._update_temporal()
         # Preload the chosen model now, and again (after a pause) when a model control changes.
         self._preload_timer = QTimer()
         self._preload_timer.setSingleShot(True)
@@ -330,6 +382,17 @@ class ColorizeWidget(Container):
             if is_output_layer(layer) and not (source is not None and layer == source)
         ]
         return [("new layer", NEW_LAYER), *targets]
+
+    def _update_temporal(self, *_: Any) -> None:
+        """Show Temporal consistency for stacks only, set to :func:`temporal_default` when
+        another input layer is chosen (the user's choice stays while the layer does)."""
+        layer = self.input_layer.value
+        if self._temporal_layer is not None and layer is self._temporal_layer():
+            return
+        self._temporal_layer = None if layer is None else weakref.ref(layer)
+        stack = layer is not None and layer.ndim >= 3
+        self.temporal.visible = stack
+        self.temporal.value = temporal_default(self._viewer, layer) if stack else False
 
     def _refresh_model_labels(self) -> None:
         current = self.model.value
@@ -464,6 +527,7 @@ class ColorizeWidget(Container):
             self._progress,
             self._cancel_event.is_set,
             self.prepared,
+            bool(snapshot.stack_shape) and bool(self.temporal.value),
             _start_thread=False,
         )
         worker.returned.connect(
@@ -475,6 +539,8 @@ class ColorizeWidget(Container):
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         planes = f", {snapshot.n_planes} planes" if snapshot.stack_shape else ""
+        if snapshot.stack_shape and self.temporal.value:
+            planes += ", colour following motion"
         self._running_text = f"colorizing '{snapshot.name}'{planes}"
         self.status.value = f"{self._running_text}..."
         self._started = time.perf_counter()
