@@ -638,6 +638,29 @@ def test_temporal_choice_is_shown_only_for_stacks(make_napari_viewer):
     assert "flicker" in widget.temporal.tooltip
 
 
+def test_temporal_runs_one_sequence_per_outer_index(eccv16_weights):
+    from chromatize.options import ColorizeOptions
+    from chromatize.pipeline import Colorizer
+    from chromatize.sequence import colorize_sequence
+    from chromatize_napari.colorize_job import colorize_snapshot, sequence_groups
+    from chromatize_napari.layer_data import LayerSnapshot
+
+    data = RNG.integers(0, 256, (2, 3, 24, 32), dtype=np.uint8)  # (Z, T, Y, X)
+    snapshot = LayerSnapshot("zt", data, False, (0.0, 255.0), {})
+    assert list(sequence_groups(snapshot)) == [[(0, 0), (0, 1), (0, 2)],
+                                               [(1, 0), (1, 1), (1, 2)]]
+    options = ColorizeOptions(model="eccv16", weights=str(eccv16_weights), device="cpu",
+                              render_size=64)
+    colorizer = Colorizer.from_options(options)
+    fractions: list[float] = []
+    out = colorize_snapshot(snapshot, options, colorizer, temporal=True,
+                            progress=fractions.append)
+    for z in range(2):  # each Z index is its own sequence, started afresh
+        expected = np.stack(list(colorize_sequence(data[z], options, colorizer=colorizer)))
+        np.testing.assert_array_equal(out[z], expected)
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+
+
 def _panned_stack(n_planes: int, shift: int) -> np.ndarray:
     """Planes of one grayscale photo, the view moving ``shift`` pixels right per plane."""
     from skimage import data as skdata
