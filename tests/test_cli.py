@@ -456,3 +456,158 @@ def test_mask_colorizes_only_where_it_is_white(tmp_path: Path, cli_env: dict[str
                     tmp_path / "small.png", *model_args(eccv16_weights))
     assert again.returncode == 1 and "does not match the image" in again.stderr
     assert not (tmp_path / "other.png").exists()
+
+
+# ----------------------------------------------------------------------------- colour hints
+
+
+def _hint_photo(folder: Path, name: str = "photo.png", size: tuple[int, int] = (48, 64),
+                orientation: int = 1) -> Path:
+    """A mid-gray photo (stored ``size`` = (H, W); L about 52, where the hint colours used here
+    are in gamut), optionally with an EXIF orientation tag."""
+    path = folder / name
+    gray = np.full(size, 124, np.uint8)
+    gray[:, ::8] = 120  # a little texture
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    Image.fromarray(gray).save(path, exif=exif.tobytes())
+    return path
+
+
+def _hint_json(path: Path, points: list[dict]) -> Path:
+    import json
+
+    path.write_text(json.dumps(points))
+    return path
+
+
+def test_hints_with_the_shipped_model_are_refused_and_nothing_is_written(
+        tmp_path: Path, cli_env: dict[str, str], eccv16_weights: Path) -> None:
+    photo = _hint_photo(tmp_path)
+    hints = _hint_json(tmp_path / "hints.json", [{"x": 3, "y": 4, "color": "#2e8b57"}])
+    out = tmp_path / "out.png"
+    result = run_cli(cli_env, "colorize", photo, "--hints", hints, "-o", out)
+    assert result.returncode == 1
+    assert "the mobile model does not accept colour hints yet" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+    result = run_cli(cli_env, "colorize", photo, "--hints", hints, "-o", out,
+                     *model_args(eccv16_weights))
+    assert result.returncode == 1 and "the eccv16 model does not accept colour hints yet" in \
+        result.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "hints.json", "photo.png"]
+
+
+def test_hint_options_that_cannot_work_are_refused_before_any_work(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _hint_photo(folder)
+    hints = _hint_json(tmp_path / "hints.json", [])
+    result = run_cli(cli_env, "colorize", folder, "--hints", hints)
+    assert result.returncode == 1 and "--hints applies to one input file" in result.stderr
+    result = run_cli(cli_env, "colorize", folder, "--hints-dir", tmp_path / "nowhere")
+    assert result.returncode == 1 and "is not a folder" in result.stderr
+    result = run_cli(cli_env, "colorize", folder, "--hints", hints, "--hints-dir", tmp_path)
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["photo.png"]
+
+
+@pytest.fixture
+def hint_model_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real ``chromatize colorize`` in this process with a tiny model that accepts hints
+    (no shipped model does yet)."""
+    from test_hints import HintModel
+
+    from chromatize import batch
+    from chromatize.pipeline import Colorizer
+
+    monkeypatch.setattr(batch, "refuse_hints_unless_accepted", lambda options: None)
+    monkeypatch.setattr(Colorizer, "from_options", classmethod(
+        lambda cls, options, max_pixels=0: Colorizer(HintModel(), device="cpu")))
+
+
+def _main(*args: str | Path) -> int:
+    from chromatize.cli import main
+
+    return main([str(a) for a in args])
+
+
+def _ab_at(path: Path, x: int, y: int) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    return rgb2lab(np.asarray(Image.open(path).convert("RGB")))[y, x, 1:]
+
+
+def _hex_ab(hex_colour: str) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    rgb = np.array([[list(bytes.fromhex(hex_colour[1:]))]], np.uint8)
+    return rgb2lab(rgb)[0, 0, 1:]
+
+
+def test_json_and_image_hints_are_obeyed(tmp_path: Path, hint_model_cli: None) -> None:
+    photo = _hint_photo(tmp_path)
+    green = "#2e8b57"
+    hints = _hint_json(tmp_path / "hints.json", [{"x": 10, "y": 20, "color": green, "size": 5}])
+    assert _main("colorize", photo, "--hints", hints, "-o", tmp_path / "a.png") == 0
+    for dx, dy in ((0, 0), (2, 2), (-2, 1)):
+        assert np.linalg.norm(_ab_at(tmp_path / "a.png", 10 + dx, 20 + dy) - _hex_ab(green)) < 6
+    rgba = np.zeros((48, 64, 4), np.uint8)
+    rgba[30:33, 50:53] = (0xC0, 0x60, 0x40, 255)
+    Image.fromarray(rgba).save(tmp_path / "hints.png")
+    assert _main("colorize", photo, "--hints", tmp_path / "hints.png",
+                 "-o", tmp_path / "b.png") == 0
+    assert np.linalg.norm(_ab_at(tmp_path / "b.png", 51, 31) - _hex_ab("#c06040")) < 6
+
+
+@pytest.mark.parametrize(("hints", "message"), [
+    ("small.png", "the hint image is 10x10 pixels but photo.png is 64x48"),
+    ("outside.json", "lies outside the 64x48 image"),
+    ("colour.json", "is not a hex colour"),
+    ("broken.json", "not valid JSON"),
+    ("broken.png", "broken.png"),
+    ("missing.json", "no such hints file"),
+])
+def test_bad_hints_fail_the_file_clearly_and_write_nothing(
+        tmp_path: Path, hint_model_cli: None, capsys: pytest.CaptureFixture[str], hints: str,
+        message: str) -> None:
+    photo = _hint_photo(tmp_path)
+    Image.fromarray(np.zeros((10, 10, 4), np.uint8)).save(tmp_path / "small.png")
+    _hint_json(tmp_path / "outside.json", [{"x": 64, "y": 0, "color": "#ffffff"}])
+    _hint_json(tmp_path / "colour.json", [{"x": 1, "y": 1, "color": "#12345"}])
+    (tmp_path / "broken.json").write_text("[{")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    assert _main("colorize", photo, "--hints", tmp_path / hints, "-o", tmp_path / "out.png") == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_hints_dir_takes_each_inputs_hints_where_present(tmp_path: Path,
+                                                          hint_model_cli: None) -> None:
+    folder, hints, out = tmp_path / "in", tmp_path / "hints", tmp_path / "out"
+    folder.mkdir()
+    hints.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        _hint_photo(folder, name)
+    _hint_json(hints / "a.json", [{"x": 5, "y": 5, "color": "#2e8b57", "size": 3}])
+    _hint_json(hints / "b.json", [{"x": 99, "y": 5, "color": "#2e8b57"}])  # out of bounds
+    assert _main("colorize", folder, "--hints-dir", hints, "--out-dir", out) == 1
+    assert listing(out) == ["a.png", "c.png"]
+    assert np.linalg.norm(_ab_at(out / "a.png", 5, 5) - _hex_ab("#2e8b57")) < 6
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_hints_are_in_stored_coordinates_of_a_rotated_photo(
+        tmp_path: Path, hint_model_cli: None, suffix: str) -> None:
+    # stored 48 x 64 (H x W) with orientation 6: shown 64 x 48, turned 90 degrees clockwise
+    photo = _hint_photo(tmp_path, "photo" + suffix, orientation=6)
+    colour = "#2e8b57"
+    hints = _hint_json(tmp_path / "hints.json", [{"x": 10, "y": 5, "color": colour, "size": 3}])
+    out = tmp_path / "out.png"
+    assert _main("colorize", photo, "--hints", hints, "-o", out) == 0
+    assert Image.open(out).size == (48, 64)
+    # stored (x, y) = (10, 5) is shown at (H - 1 - y, x) = (42, 10)
+    assert np.linalg.norm(_ab_at(out, 42, 10) - _hex_ab(colour)) < 6
+    assert np.linalg.norm(_ab_at(out, 10, 5) - _hex_ab(colour)) > 6

@@ -197,6 +197,8 @@ def plan_run(inputs: Iterable[str | os.PathLike[str]], options: ColorizeOptions,
     """
     if settings.overwrite and settings.skip_existing:
         raise ChromatizeError("--overwrite and --skip-existing contradict each other; choose one")
+    inputs = list(inputs)
+    _check_hint_settings(inputs, options, settings)
     notes: list[str] = []
     jobs, failures = plan(inputs, output=output, out_dir=out_dir, suffix=suffix,
                           recursive=recursive, overwrite=settings.overwrite, notes=notes,
@@ -211,6 +213,34 @@ def plan_run(inputs: Iterable[str | os.PathLike[str]], options: ColorizeOptions,
             manifest.refuse_mixing(fingerprint_options(options, settings.mask),
                                    {_key(j.target) for j in result.jobs})
     return result
+
+
+def _check_hint_settings(inputs: list[str | os.PathLike[str]], options: ColorizeOptions,
+                         settings: BatchSettings) -> None:
+    """Refuse hint settings that cannot work, before anything is planned or loaded: ``hints``
+    for several inputs or a folder, a ``hints_dir`` that is no folder, a model without hint
+    inputs."""
+    if settings.hints is None and settings.hints_dir is None:
+        return
+    if settings.hints is not None and settings.hints_dir is not None:
+        raise ChromatizeError("--hints and --hints-dir contradict each other; choose one")
+    if settings.hints is not None and (len(inputs) != 1 or Path(inputs[0]).is_dir()):
+        raise ChromatizeError("--hints applies to one input file; for several inputs or a folder "
+                              "use --hints-dir DIR (DIR/<name>.png or DIR/<name>.json per input)")
+    if settings.hints_dir is not None and not Path(settings.hints_dir).is_dir():
+        raise ChromatizeError(f"--hints-dir: {settings.hints_dir} is not a folder")
+    refuse_hints_unless_accepted(options)
+
+
+def refuse_hints_unless_accepted(options: ColorizeOptions) -> None:
+    """Raise :class:`~chromatize.models.contract.HintsNotSupportedError` if the model
+    ``options`` name has no hint inputs (read from its class; nothing is loaded)."""
+    from chromatize.hints import refuse_hints
+    from chromatize.registry import get_spec
+
+    spec = get_spec(options.model)
+    if not spec.accepts_hints:
+        refuse_hints(spec.name)
 
 
 def _split_done(jobs: list[Job], manifest: Manifest | None,

@@ -41,6 +41,11 @@ class BatchSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     #: a mask image file (one input only): colorize where it is white
     mask: str | None = None
+    #: a colour hints file (one input only): JSON points or an RGBA hint image, in the input's
+    #: stored pixel coordinates (chromatize.hints)
+    hints: str | None = None
+    #: a folder of hints files: ``DIR/<stem>.png`` or ``DIR/<stem>.json`` per input, where present
+    hints_dir: str | None = None
     #: whose words per-file messages use (chromatize.failures.FrontEnd)
     front_end: str = "cli"
 

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from chromatize.batch_jobs import BatchSettings, Job, Outcome
@@ -40,6 +41,8 @@ class _Item:
     image: LoadedImage
     prepared: Any
     notes: tuple[tuple[str, str], ...]
+    #: the file's colour hints (chromatize.hints.Hints), upright and checked, or None
+    hints: Any = None
 
 
 class Runner:
@@ -112,16 +115,30 @@ class Runner:
             image = read_image(job.source, max_pixels=self.settings.max_pixels or None)
             notes = tuple((str(job.source), note) for note in image.notes)
             prepared = self.colorizer.prepare(image.pixels, self.options, mask=self.mask)
+            hints = self._hints(job, prepared)
         except FILE_ERRORS as exc:
             return self._failed(job, exc)
-        return _Item(job, image, prepared, notes)
+        return _Item(job, image, prepared, notes, hints)
+
+    def _hints(self, job: Job, prepared: Any) -> Any:
+        """The hints for ``job`` (``--hints``, or its file in ``--hints-dir``), or None."""
+        path = hints_file_for(job.source, self.settings)
+        if path is None:
+            return None
+        from chromatize.hints import load_hints
+
+        return load_hints(path, image_path=job.source).validate(prepared.layout, where=str(path))
 
     def _predict(self, items: list[_Item], writers: ThreadPoolExecutor,
                  writes: deque[Future[Outcome]]) -> None:
         """Run the model on ``items`` (one render shape) and queue their finishing; on a
         problem, retry one by one to pin down the file that has it."""
+        hints = [i.hints for i in items]
         try:
-            predictions = self.colorizer.predict([i.prepared for i in items], self.options)
+            predictions = self.colorizer.predict(
+                [i.prepared for i in items], self.options,
+                hints=hints if any(h is not None for h in hints) else None,
+            )
         except FILE_ERRORS as exc:
             if len(items) == 1:
                 self.record(self._failed(items[0].job, exc))
@@ -136,7 +153,8 @@ class Runner:
         """Finish and encode one image (writer thread)."""
         job, image = item.job, item.image
         try:
-            result = self.colorizer.finish(item.prepared, prediction, self.options)
+            result = self.colorizer.finish(item.prepared, prediction, self.options,
+                                           hints=item.hints)
             job.target.parent.mkdir(parents=True, exist_ok=True)
             notes = write_image(job.target, result, icc_profile=image.icc_profile,
                                 exif=image.exif, dpi=image.dpi,
@@ -151,6 +169,22 @@ class Runner:
 
     def _failed(self, job: Job, exc: BaseException) -> Outcome:
         return Outcome(job, "failed", describe_file_failure(exc, self.settings.front_end))
+
+
+def hints_file_for(source: Path, settings: BatchSettings) -> Path | None:
+    """The hints file of input ``source``: ``settings.hints``, or ``<stem>.png`` /
+    ``<stem>.json`` in ``settings.hints_dir`` where one is there (None without hints)."""
+    if settings.hints is not None:
+        return Path(settings.hints)
+    if settings.hints_dir is None:
+        return None
+    folder = Path(settings.hints_dir)
+    found = [folder / (source.stem + ext) for ext in (".png", ".json")
+             if (folder / (source.stem + ext)).exists()]
+    if len(found) > 1:
+        raise ChromatizeError(f"both {found[0]} and {found[1]} are hints for {source.name}; "
+                              "keep one")
+    return found[0] if found else None
 
 
 def describe_file_failure(exc: BaseException, front_end: Any = "cli") -> str:

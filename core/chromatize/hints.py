@@ -38,11 +38,11 @@ import torch
 
 from chromatize import bins, color
 from chromatize.errors import ChromatizeError
-from chromatize.models.contract import HINT_AB_SCALE, HINT_CHANNELS
+from chromatize.models.contract import HINT_AB_SCALE, HINT_CHANNELS, HintsNotSupportedError
 
 __all__ = [
     "DEFAULT_HINT_SIZE", "MAX_HINT_SIZE", "ColourSuggestion", "HintError", "Hints",
-    "load_hints", "parse_colour", "stored_orientation", "suggest_colours",
+    "load_hints", "parse_colour", "refuse_hints", "stored_orientation", "suggest_colours",
 ]
 
 #: Side of a hint patch in pixels when none is given.
@@ -57,6 +57,15 @@ _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
 class HintError(ChromatizeError):
     """Colour hints that cannot be used (unreadable, wrong size, out of bounds, bad colour)."""
+
+
+def refuse_hints(model_name: str) -> None:
+    """Raise :class:`~chromatize.models.contract.HintsNotSupportedError` for a model that has no
+    hint inputs (front ends grey out their hint controls for such models instead)."""
+    raise HintsNotSupportedError(
+        f"the {model_name} model does not accept colour hints yet (none of the shipped models "
+        "does); colorize without hints, or use a model that accepts them"
+    )
 
 
 def parse_colour(value: object, where: str = "hint") -> tuple[float, float, float]:
@@ -380,6 +389,7 @@ def load_hints(path: str | os.PathLike[str], *, image_path: str | os.PathLike[st
     path = Path(path)
     if not path.is_file():
         raise HintError(f"{path}: no such hints file")
+    stored = None if image_path is None else _stored_size(image_path)
     if path.suffix.lower() == ".json":
         hints = Hints.from_json(path)
     else:
@@ -388,16 +398,35 @@ def load_hints(path: str | os.PathLike[str], *, image_path: str | os.PathLike[st
         except InputImageError as exc:
             raise HintError(f"hints file {exc}") from None
         hints = Hints.from_image(pixels, where=str(path))
-    if image_path is None:
+    if image_path is None or stored is None:
         return hints
-    orientation = stored_orientation(image_path)
-    if orientation == 1:
-        return hints
+    (stored_w, stored_h), orientation = stored
+    if hints.image_size is not None and tuple(hints.image_size) != (stored_w, stored_h):
+        w, h = hints.image_size
+        raise HintError(f"{path}: the hint image is {w}x{h} pixels but {Path(image_path).name} "
+                        f"is {stored_w}x{stored_h} as stored; make the hint image the image's "
+                        "size (hints use its stored pixel coordinates, before EXIF rotation)")
+    hints.validate(_Size(stored_w, stored_h), where=str(path))
+    return hints if orientation == 1 else hints.oriented(orientation, stored_w, stored_h)
+
+
+@dataclass(frozen=True)
+class _Size:
+    width: int
+    height: int
+
+
+def _stored_size(image_path: str | os.PathLike[str]) -> tuple[tuple[int, int], int] | None:
+    """(stored (width, height), EXIF orientation) of an image file; None if Pillow cannot open
+    it (the image reader reports that file)."""
     from PIL import Image
 
-    with Image.open(image_path) as im:
-        stored_w, stored_h = im.size
-    return hints.oriented(orientation, stored_w, stored_h)
+    try:
+        with Image.open(image_path) as im:
+            size = im.size
+    except Exception:
+        return None
+    return (int(size[0]), int(size[1])), stored_orientation(image_path)
 
 
 # ------------------------------------------------------------------------ colour suggestions

@@ -66,9 +66,9 @@ from chromatize import bins, color, imagearray
 from chromatize.device import resolve_device
 from chromatize.engine import select_engine
 from chromatize.errors import ChromatizeError, InputImageError
-from chromatize.hints import ColourSuggestion, Hints, suggest_colours
+from chromatize.hints import ColourSuggestion, Hints, refuse_hints, suggest_colours
 from chromatize.imagearray import ImageLayout
-from chromatize.models.contract import HintsNotSupportedError, check_hints, check_model
+from chromatize.models.contract import check_hints, check_model
 from chromatize.options import DEFAULT_MODEL, MAX_RENDER_SIZE, ColorizeOptions, setting_token
 from chromatize.progress import CancelCallback, Progress, ProgressCallback
 from chromatize.upsample import ABUpsampler
@@ -386,10 +386,7 @@ class Colorizer:
         no hint inputs (front ends grey out their hint controls when :attr:`accepts_hints` is
         False)."""
         if not self.accepts_hints:
-            raise HintsNotSupportedError(
-                f"the {self.model_name} model does not accept colour hints yet (none of the "
-                "shipped models does); colorize without hints, or use a model that accepts them"
-            )
+            refuse_hints(self.model_name)
 
     @staticmethod
     def _checked_hints(hints: object, layout: ImageLayout) -> Hints:

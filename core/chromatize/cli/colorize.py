@@ -8,6 +8,12 @@ without ``--overwrite``; ``--skip-existing`` keeps finished outputs and colorize
 re-run resumes an interrupted one). A file that cannot be read, colorized or written is reported
 and the others go on; the exit status is 1 if any file failed.
 
+``--hints HINTS`` (one input) or ``--hints-dir DIR`` (``DIR/<stem>.png`` or ``.json`` per input)
+guide the colours (:mod:`chromatize.hints`): an RGBA hint image of the input's size or JSON
+points, in the input's pixel coordinates **as stored** (before EXIF orientation, which is
+applied to the hints as to the pixels). Bad hints fail their file and write nothing; a model
+without hint inputs (the shipped ones, for now) refuses the whole run before any work.
+
 Planning, the output folder's manifest, and the overlapped execution live in
 :mod:`chromatize.batch`; this module is its command-line front end.
 """
@@ -24,6 +30,7 @@ from chromatize.batch import MANIFEST_NAME, BatchSettings, Failure, Outcome, pla
 from chromatize.cli import colorize_sequence
 from chromatize.cli.argtypes import non_negative_int
 from chromatize.cli.settings_args import add_setting_flags, options_from_args
+from chromatize.errors import ChromatizeError
 from chromatize.imageio import DEFAULT_MAX_PIXELS
 
 __all__ = ["DEFAULT_SUFFIX", "plan", "register", "run"]
@@ -57,6 +64,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--mask", metavar="FILE",
                         help="colorize only where this grayscale image (same size as the one "
                         "input, as displayed) is white; black keeps the input, gray blends")
+    hint_files = parser.add_mutually_exclusive_group()
+    hint_files.add_argument("--hints", metavar="HINTS",
+                            help="colour hints for the one input: an RGBA PNG of its size (alpha "
+                            "> 0 marks hint pixels, RGB their colour) or a JSON file "
+                            '[{"x": 120, "y": 45, "color": "#2e8b57", "size": 5}, ...]; pixel '
+                            "coordinates of the input as stored, before any EXIF rotation "
+                            "(needs a model that accepts hints)")
+    hint_files.add_argument("--hints-dir", metavar="DIR",
+                            help="for folders: hints for each input from DIR/<stem>.png or "
+                            "DIR/<stem>.json where present (as --hints)")
     parser.add_argument("--max-pixels", type=non_negative_int, default=DEFAULT_MAX_PIXELS,
                         metavar="N", help="refuse images larger than N pixels (default: "
                         f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
@@ -112,13 +129,17 @@ class _Reporter:
 
 def run(args: argparse.Namespace) -> int:
     if colorize_sequence.applies(args):  # videos, --sequence folders, multi-page TIFF stacks
+        if args.hints or args.hints_dir:
+            raise ChromatizeError("--hints and --hints-dir apply to photos; videos, sequences "
+                                  "and TIFF stacks do not take hint files yet")
         return colorize_sequence.run(args)
     if "torch" not in sys.modules:  # this process is the command: OpenMP threads that sleep
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # cope with busy cores
     options = options_from_args(args)
     settings = BatchSettings(overwrite=args.overwrite, skip_existing=args.skip_existing,
                              allow_mixed_options=args.allow_mixed_options,
-                             max_pixels=args.max_pixels, mask=args.mask)
+                             max_pixels=args.max_pixels, mask=args.mask, hints=args.hints,
+                             hints_dir=args.hints_dir)
     work = batch.plan_run(args.inputs, options, settings, output=args.output,
                           out_dir=args.out_dir, suffix=args.suffix, recursive=args.recursive)
     if not args.quiet:
