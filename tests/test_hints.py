@@ -170,6 +170,16 @@ def test_hint_tensor_follows_the_contract_at_render_resolution() -> None:
     assert 3 <= int(mask.sum()) <= 2 + 11 * 11
 
 
+def test_later_hints_win_where_patches_overlap() -> None:
+    hints = Hints.from_points([(10, 10, "#ff0000", 9), (10, 10, "#0000ff", 1),
+                               (12, 10, "#00ff00", 3)])
+    ab = hints.full_resolution_ab(30, 20)
+    blue, green, red = hints.ab()[1].numpy(), hints.ab()[2].numpy(), hints.ab()[0].numpy()
+    assert np.allclose(ab[:, 10, 10], blue) and np.allclose(ab[:, 10, 12], green)
+    assert np.allclose(ab[:, 6, 6], red) and np.isnan(ab[:, 5, 5]).all()
+    assert hints.full_resolution_mask(30, 20).sum() == 81
+
+
 # ---------------------------------------------------------------------------- obeying hints
 
 

@@ -315,7 +315,9 @@ class Hints:
                 owners.append(np.repeat(which, side_h * side_w))
         if not cells:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(cells), np.concatenate(owners)
+        cells_, owners_ = np.concatenate(cells), np.concatenate(owners)
+        order = np.argsort(owners_, kind="stable")  # hint order (groups are by patch shape)
+        return cells_[order], owners_[order]
 
     def to_tensor(self, prepared: Any) -> torch.Tensor:
         """The model's hint input (1, 3, h, w) for ``prepared`` (a
@@ -329,10 +331,8 @@ class Hints:
             return out
         cells, owners = self._cells(self._boxes(w / width, h / height, w, h), w)
         ab = self.ab().numpy().astype(np.float64)
-        sums = np.zeros((h * w, 2))
-        counts = np.zeros(h * w)
-        np.add.at(sums, cells, ab[owners])
-        np.add.at(counts, cells, 1.0)
+        counts = np.bincount(cells, minlength=h * w).astype(np.float64)
+        sums = np.stack([np.bincount(cells, ab[owners, c], minlength=h * w) for c in (0, 1)], 1)
         hit = counts > 0
         mean = np.zeros((h * w, 2))
         mean[hit] = sums[hit] / counts[hit, None]
