@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from contract_models import TinyColourModel
 from torch import nn
 
 from chromatize.errors import ChromatizeError
@@ -18,30 +19,9 @@ from chromatize.pipeline import Colorizer, Prediction, Prepared
 from chromatize.registry import get_spec
 
 
-class Tiny(nn.Module):
-    """A small network obeying the model contract, with deterministic weights."""
-
-    logit_scale = 1.0
-    default_input_size = 32
-    default_temperature = 0.38
-    stride = 8
-    accepts_hints = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(3)
-        self.conv = nn.Conv2d(1, 313, 3, stride=4, padding=1)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen))
-
-    def forward(self, l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:  # noqa: E741
-        return self.conv((l - 50.0) / 50.0)
-
-
 @pytest.fixture(scope="module")
 def colorizer() -> Colorizer:
-    return Colorizer(Tiny(), device="cpu")
+    return Colorizer(TinyColourModel(), device="cpu")
 
 
 def _photo(h: int = 70, w: int = 90) -> np.ndarray:

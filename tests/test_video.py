@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
+from contract_models import TinyColourModel
 
 av = pytest.importorskip("av", minversion="14")
 pytest.importorskip("cv2", minversion="4.8")
@@ -24,22 +23,6 @@ from chromatize.video import (  # noqa: E402
     transcode_video,
     write_tiff_stack,
 )
-
-
-class Tiny(nn.Module):
-    logit_scale = 1.0
-    default_input_size = 32
-    default_temperature = 0.38
-    stride = 8
-    accepts_hints = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(3)
-        self.conv = nn.Conv2d(1, 313, 3, stride=4, padding=1)
-
-    def forward(self, l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:  # noqa: E741
-        return self.conv((l - 50.0) / 50.0)
 
 
 def _frame(i: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -152,7 +135,7 @@ def test_too_large_frames_and_existing_outputs_are_refused(tmp_path: Path) -> No
 
 def test_colorize_video_file_end_to_end(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "clip.mp4", frames=5)
-    colorizer = Colorizer(Tiny(), device="cpu")
+    colorizer = Colorizer(TinyColourModel(), device="cpu")
     done: list[int] = []
     count = colorize_sequence_file(SequenceJob(src, tmp_path / "clip_color.mp4"),
                                    ColorizeOptions(), colorizer=colorizer, progress=done.append)
@@ -167,7 +150,7 @@ def test_frame_folder_and_16_bit_tiff_stack(tmp_path: Path) -> None:
     frames.mkdir()
     for i in (1, 2, 10):  # numeric order: 1, 2, 10
         write_image(frames / f"f_{i}.png", _frame(i))
-    colorizer = Colorizer(Tiny(), device="cpu")
+    colorizer = Colorizer(TinyColourModel(), device="cpu")
     n = colorize_sequence_file(SequenceJob(frames, tmp_path / "out"), ColorizeOptions(),
                                colorizer=colorizer)
     assert n == 3 and sorted(p.name for p in (tmp_path / "out").iterdir()) == \
