@@ -6,6 +6,7 @@ real worker: success with progress, crash, timeout, missing Python.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -415,7 +417,10 @@ def _ends_within(pid: int, seconds: float) -> float | None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_worker_ends_when_its_stdin_is_closed_mid_run(weights: Path) -> None:
+@contextlib.contextmanager
+def _worker_colorizing(weights: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker given a long request, yielded once it reports the model running; killed and
+    reaped afterwards whatever the test did."""
     proc = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=WORKER_ENV)
     assert proc.stdin is not None and proc.stdout is not None
@@ -423,15 +428,23 @@ def test_worker_ends_when_its_stdin_is_closed_mid_run(weights: Path) -> None:
         proc.stdin.write(_long_request(weights))
         proc.stdin.flush()
         _read_until_stage(proc.stdout, "colorizing")
-        proc.stdin.close()  # the client went away (or cancelled by closing the pipe)
-        assert _ends_within(proc.pid, 2.0) is not None, "worker kept running without a client"
-        assert proc.wait(5) == worker.EXIT_CANCELLED
-        assert b'"type":"result"' not in proc.stdout.read()
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        if not proc.stdin.closed:
+            proc.stdin.close()
         proc.stdout.close()
+
+
+def test_worker_ends_when_its_stdin_is_closed_mid_run(weights: Path) -> None:
+    with _worker_colorizing(weights) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()  # the client went away (or cancelled by closing the pipe)
+        assert _ends_within(proc.pid, 2.0) is not None, "worker kept running without a client"
+        assert proc.wait(5) == worker.EXIT_CANCELLED
+        assert b'"type":"result"' not in proc.stdout.read()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -469,13 +482,8 @@ def test_worker_ends_when_its_client_is_killed_mid_run(weights: Path, tmp_path: 
 
 
 def test_cancel_line_during_the_model_answers_within_the_grace(weights: Path) -> None:
-    proc = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=WORKER_ENV)
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        proc.stdin.write(_long_request(weights))
-        proc.stdin.flush()
-        _read_until_stage(proc.stdout, "colorizing")
+    with _worker_colorizing(weights) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
         started = time.monotonic()
         proc.stdin.write(b'{"op": "cancel"}\n')
         proc.stdin.flush()
@@ -483,12 +491,6 @@ def test_cancel_line_during_the_model_answers_within_the_grace(weights: Path) ->
         assert time.monotonic() - started < 2.0
         assert messages[-1]["type"] == "error" and messages[-1]["kind"] == "cancelled"
         assert proc.wait(5) == worker.EXIT_CANCELLED
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdin.close()
-        proc.stdout.close()
 
 
 def test_progress_moves_while_the_model_runs(weights: Path) -> None:
