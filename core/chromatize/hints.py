@@ -42,7 +42,8 @@ from chromatize.models.contract import HINT_AB_SCALE, HINT_CHANNELS, HintsNotSup
 
 __all__ = [
     "DEFAULT_HINT_SIZE", "MAX_HINT_SIZE", "ColourSuggestion", "HintError", "Hints",
-    "load_hints", "parse_colour", "refuse_hints", "stored_orientation", "suggest_colours",
+    "load_hints", "parse_colour", "refuse_hints", "sample_hints", "stored_orientation",
+    "suggest_colours",
 ]
 
 #: Side of a hint patch in pixels when none is given.
@@ -488,3 +489,21 @@ def suggest_colours(prediction: Any, prepared: Any, x: int, y: int, k: int = 5, 
         out.append(ColourSuggestion(_hex(rgb), (rgb[0], rgb[1], rgb[2]),
                                     (float(ab[0]), float(ab[1])), mass[i]))
     return out
+
+
+def sample_hints(rgb: np.ndarray, count: int, seed: int, size: int = 5) -> Hints:
+    """The evaluation protocol of Zhang et al. 2017: ``count`` square hint patches ``size`` pixels
+    wide at seeded, uniformly random positions wholly inside the image, each with its patch's
+    mean true colour (``rgb``: the original, (H, W, 3) uint8 or float in [0, 1])."""
+    image = np.asarray(rgb)
+    values = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(
+        np.float32)
+    h, w = values.shape[:2]
+    side = max(1, min(size, h, w))
+    rng = np.random.default_rng(seed)
+    x0 = rng.integers(0, w - side + 1, count)
+    y0 = rng.integers(0, h - side + 1, count)
+    colours = np.stack([values[y:y + side, x:x + side, :3].reshape(-1, 3).mean(0)
+                        for x, y in zip(x0, y0, strict=True)]) if count else np.zeros((0, 3))
+    return Hints(x0 + side // 2, y0 + side // 2, np.clip(colours, 0.0, 1.0),
+                 np.full(count, side), (w, h))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chromatize.color import lightness_to_gray
-from chromatize.models.contract import refuse_hints
+from chromatize.models.contract import check_hints, refuse_hints
 
 #: (expand ratio, out channels, repeats, first stride) of MobileNetV2 1.0's residual stages.
 MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
@@ -177,15 +177,71 @@ class ColorDecoder(nn.Module):
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         return torch.cat([x, skip], dim=1)
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor],
+                guidance: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits from encoder features; ``guidance`` (features at strides 32, 16, 8 and 4 with
+        this decoder's widths there, from :class:`HintEncoder`) is added at each stride."""
         f4, f8, f16, f32 = feats
+        g32, g16, g8, g4 = guidance if guidance is not None else (None, None, None, None)
         x = self.reduce32(f32)
         g = self.global_context(f32.mean(dim=(2, 3)))[:, :, None, None].expand_as(x)
-        x = self.fuse32(torch.cat([x, g], dim=1))
-        x = self.up16(self._up_cat(x, f16))
-        x = self.up8(self._up_cat(x, f8))
-        x = self.up4(self._up_cat(x, f4))
+        x = _plus(self.fuse32(torch.cat([x, g], dim=1)), g32)
+        x = _plus(self.up16(self._up_cat(x, f16)), g16)
+        x = _plus(self.up8(self._up_cat(x, f8)), g8)
+        x = _plus(self.up4(self._up_cat(x, f4)), g4)
         return self.logits(x)
+
+
+def _plus(x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+    return x if extra is None else x + extra
+
+
+#: Widths of :class:`HintEncoder`'s levels at strides 2, 4, 8, 16 and 32.
+HINT_WIDTHS: tuple[int, int, int, int, int] = (16, 32, 48, 64, 96)
+#: The decoder's widths after fuse32, up16, up8 and up4, where the hint features are added.
+DECODER_WIDTHS: tuple[int, int, int, int] = (256, 192, 128, 64)
+
+
+def _conv_relu(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride, padding=1), nn.ReLU(inplace=True))
+
+
+class HintEncoder(nn.Module):
+    """Local colour hints (Zhang et al. 2017) to additive decoder features.
+
+    Input: the contract's hint tensor (ab / 110, mask) and the lightness, at the model's input
+    resolution. A small plain CNN halves the resolution five times (strides 2..32); at strides 32,
+    16, 8 and 4 a 1x1 projection, initialised to zero, maps its features to the decoder's width.
+    Seeing the lightness lets it learn to spread a hint's colour over its region and to stop at
+    lightness edges; entering the decoder at every stride lets a hint act both locally (stride 4)
+    and over a whole object (stride 32). The zero projections make a fresh encoder a no-op, so
+    training starts from the automatic model unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        w2, w4, w8, w16, w32 = HINT_WIDTHS
+        self.down2 = _conv_relu(4, w2, 2)
+        self.down4 = _conv_relu(w2, w4, 2)
+        self.down8 = nn.Sequential(_conv_relu(w4, w8, 2), _conv_relu(w8, w8))
+        self.down16 = nn.Sequential(_conv_relu(w8, w16, 2), _conv_relu(w16, w16))
+        self.down32 = nn.Sequential(_conv_relu(w16, w32, 2), _conv_relu(w32, w32))
+        d32, d16, d8, d4 = DECODER_WIDTHS
+        self.project = nn.ModuleList(
+            [nn.Conv2d(w32, d32, 1), nn.Conv2d(w16, d16, 1), nn.Conv2d(w8, d8, 1),
+             nn.Conv2d(w4, d4, 1)])
+        for conv in self.project:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, lightness: torch.Tensor, hints: torch.Tensor) -> list[torch.Tensor]:
+        """Features to add at strides 32, 16, 8 and 4 (matching the encoder's SAME sizes)."""
+        x = torch.cat([hints.to(lightness.dtype), lightness / 50.0 - 1.0], dim=1)
+        x4 = self.down4(self.down2(x))
+        x8 = self.down8(x4)
+        x16 = self.down16(x8)
+        x32 = self.down32(x16)
+        return [p(f) for p, f in zip(self.project, (x32, x16, x8, x4), strict=True)]
 
 
 class MobileColorizer(nn.Module):
@@ -215,6 +271,37 @@ class MobileColorizer(nn.Module):
         return self.decoder(self.encoder(lightness_to_backbone_input(lightness)))
 
 
-def build_mobile() -> nn.Module:
-    """The ``mobile`` architecture with freshly initialised weights (load a state dict into it)."""
-    return MobileColorizer()
+class MobileHintColorizer(MobileColorizer):
+    """``mobile`` v2: :class:`MobileColorizer` plus a :class:`HintEncoder`, so it takes the
+    contract's optional local colour hints; all-zero hints and ``None`` give the same automatic
+    result."""
+
+    accepts_hints: bool = True
+    #: Chosen on the held-out split when the weights were exported (shipped/MODEL_CARD.md); the
+    #: same value is recorded in the weights' metadata and a test keeps the two equal.
+    default_temperature: float = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hint_encoder = HintEncoder()
+
+    def forward(self, lightness: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        if lightness.ndim != 4 or lightness.shape[1] != 1:
+            raise ValueError(f"expected L of shape (N, 1, H, W), got {tuple(lightness.shape)}")
+        if hints is None:
+            hints = lightness.new_zeros((lightness.shape[0], 3, *lightness.shape[-2:]))
+        else:
+            check_hints(hints, lightness)
+        feats = self.encoder(lightness_to_backbone_input(lightness))
+        return self.decoder(feats, self.hint_encoder(lightness.float(), hints))
+
+
+def build_mobile(hints: bool = False) -> nn.Module:
+    """The ``mobile`` architecture with freshly initialised weights (load a state dict into it):
+    v1 without hint inputs, or v2 (:class:`MobileHintColorizer`) with ``hints``."""
+    return MobileHintColorizer() if hints else MobileColorizer()
+
+
+def is_hint_state(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict holds a :class:`MobileHintColorizer` (it has hint-encoder weights)."""
+    return any(k.startswith("hint_encoder.") for k in state)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from chromatize.atomic import replacing
-from chromatize.models.mobile import build_mobile
+from chromatize.models.mobile import build_mobile, is_hint_state
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -30,7 +30,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def model_of(checkpoint: dict[str, Any]) -> nn.Module:
-    """A ``mobile`` network holding the checkpoint's weights (strictly: every tensor must fit)."""
-    model = build_mobile()
+    """A ``mobile`` network (v2 with hint inputs when the weights have them) holding the
+    checkpoint's weights (strictly: every tensor must fit)."""
+    model = build_mobile(hints=is_hint_state(checkpoint["model"]))
     model.load_state_dict(checkpoint["model"], strict=True)
     return model

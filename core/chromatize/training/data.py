@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from chromatize.bins import soft_encode_sparse
 from chromatize.color import rgb_to_lab
+from chromatize.models.contract import HINT_AB_SCALE, HINT_CHANNELS
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 #: Output stride of the colorizer: targets live at 1/4 of the input resolution.
@@ -172,6 +173,50 @@ def soft_targets(ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 @dataclass(frozen=True)
+class HintSimulation:
+    """Simulated colour hints for training, as Zhang et al. 2017 (colorization-pytorch) draw them.
+
+    A sample has no hints with probability ``free_share`` (so the model keeps its automatic
+    colours); otherwise the number of hints is geometric with success probability ``p`` (at least
+    one, mean 1/p, at most ``max_count``), each a square patch of 1..``max_size`` pixels whose
+    hint colour is the patch's mean true ab, centred uniformly at random or (half the time) by a
+    normal distribution around the crop's centre with a quarter of its side as deviation.
+    """
+
+    free_share: float = 0.25
+    p: float = 1.0 / 8.0
+    max_count: int = 128
+    max_size: int = 9
+
+    def count(self, rng: random.Random) -> int:
+        if rng.random() < self.free_share:
+            return 0
+        n = 1
+        while n < self.max_count and rng.random() >= self.p:
+            n += 1
+        return n
+
+    def __call__(self, ab: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        """ab (2, S, S) of a crop -> the model contract's hint tensor (3, S, S) float16."""
+        _, h, w = ab.shape
+        out = torch.zeros(HINT_CHANNELS, h, w)
+        normal = rng.random() < 0.5
+        for _ in range(self.count(rng)):
+            size = rng.randint(1, self.max_size)
+            if normal:
+                cy = int(min(max(rng.gauss(h / 2, h / 4), 0), h - 1))
+                cx = int(min(max(rng.gauss(w / 2, w / 4), 0), w - 1))
+            else:
+                cy, cx = rng.randrange(h), rng.randrange(w)
+            y0, x0 = max(cy - size // 2, 0), max(cx - size // 2, 0)
+            y1, x1 = min(y0 + size, h), min(x0 + size, w)
+            mean = ab[:, y0:y1, x0:x1].mean(dim=(1, 2))
+            out[:2, y0:y1, x0:x1] = (mean / HINT_AB_SCALE)[:, None, None]
+            out[2, y0:y1, x0:x1] = 1.0
+        return out.to(torch.float16)
+
+
+@dataclass(frozen=True)
 class CropConfig:
     size: int = 176
     min_scale: float = 0.8
@@ -183,14 +228,18 @@ class RandomCrops(Dataset):
     """Random square crops with scale jitter and horizontal flips.
 
     Item: dict with ``l`` (1, S, S) float32 L in [0, 100], ``idx`` (5, S/4, S/4) int16 and
-    ``w`` (5, S/4, S/4) float16 (soft targets), ``ab`` (2, S/4, S/4) float16 (4x4-averaged ab).
+    ``w`` (5, S/4, S/4) float16 (soft targets), ``ab`` (2, S/4, S/4) float16 (4x4-averaged ab)
+    and, with ``hints``, ``hints`` (3, S, S) float16 (simulated hints, the model contract's
+    encoding).
     """
 
-    def __init__(self, files: list[Path], config: CropConfig = CropConfig()) -> None:
+    def __init__(self, files: list[Path], config: CropConfig = CropConfig(),
+                 hints: HintSimulation | None = None) -> None:
         if config.size % CROP_MULTIPLE:
             raise ValueError(f"crop size must be a multiple of {CROP_MULTIPLE}")
         self.files = files
         self.config = config
+        self.hints = hints
 
     def __len__(self) -> int:
         return len(self.files)
@@ -210,7 +259,10 @@ class RandomCrops(Dataset):
         rng = random.Random(torch.randint(0, 2**62, ()).item())
         lab = rgb_to_lab_tensor(self.crop(load_rgb(self.files[i]), rng))
         idx, w, ab = soft_targets(lab[None, 1:])
-        return {"l": lab[:1], "idx": idx[0], "w": w[0], "ab": ab[0]}
+        item = {"l": lab[:1], "idx": idx[0], "w": w[0], "ab": ab[0]}
+        if self.hints is not None:
+            item["hints"] = self.hints(lab[1:], rng)
+        return item
 
 
 def worker_init(_: int) -> None:

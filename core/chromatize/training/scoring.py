@@ -247,3 +247,35 @@ def score_checkpoint(checkpoint: dict[str, Any], data: Path) -> dict[str, Any]:
     ``data``, over :data:`TEMPERATURES` (its ``temperature`` is the default to ship)."""
     images, weights = held_out_of(checkpoint, data)
     return evaluate(model_of(checkpoint), images, weights, TEMPERATURES)
+
+
+#: Hint counts the training runs of a hint model score (besides 0), with 5x5-pixel patches.
+HINT_COUNTS = (1, 10, 100)
+
+
+def hint_psnr(
+    model: nn.Module,
+    photos: Sequence[HeldOutPhoto],
+    counts: Sequence[int] = (0, *HINT_COUNTS),
+    temperature: float = SELECT_TEMPERATURE,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mean PSNR (dB) of ``model`` on ``photos`` given N seeded 5x5 hint patches with the true
+    mean colour (:func:`chromatize.hints.sample_hints`, the paper's protocol) for each N in
+    ``counts``, through the public pipeline's hint path; keys are the counts as strings."""
+    from chromatize.evaluation import psnr
+    from chromatize.hints import sample_hints
+
+    was_training = model.training
+    colorizer = Colorizer(model)
+    totals = {str(n): 0.0 for n in counts}
+    try:
+        for i, photo in enumerate(photos):
+            truth = photo.rgb.astype(np.float32) / 255.0
+            for n in counts:
+                hints = sample_hints(photo.rgb, n, seed + i) if n else None
+                out = colorizer.colorize(photo.gray, temperature=temperature, hints=hints)
+                totals[str(n)] += psnr(np.asarray(out, np.float32)[..., :3], truth)
+    finally:
+        model.train(was_training)
+    return {k: v / max(len(photos), 1) for k, v in totals.items()}

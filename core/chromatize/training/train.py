@@ -56,23 +56,34 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from chromatize.bins import decode, rebalance_weights, soft_cross_entropy
 from chromatize.device import cpu_has_native_bf16
 from chromatize.evaluation import AUC_MAX_THRESHOLD
-from chromatize.models.mobile import SKIP_BLOCKS, MobileColorizer, lightness_to_backbone_input
+from chromatize.models.mobile import (
+    SKIP_BLOCKS,
+    MobileColorizer,
+    build_mobile,
+    is_hint_state,
+    lightness_to_backbone_input,
+)
 from chromatize.training.averaging import BN_BATCHES, lightness_batches, recompute_batch_norm
 from chromatize.training.checkpoints import atomic_save, load_checkpoint
 from chromatize.training.data import (
     DEFAULT_SCENE_VAL_FRACTION,
     DEFAULT_VAL_FRACTION,
     CropConfig,
+    HintSimulation,
     RandomCrops,
     Split,
     sampling_weights,
     worker_init,
 )
 from chromatize.training.prior import compute_prior, load_prior, save_prior
-from chromatize.training.scoring import SELECT_TEMPERATURE, evaluate, load_held_out
+from chromatize.training.scoring import SELECT_TEMPERATURE, evaluate, hint_psnr, load_held_out
 from chromatize.training.tflite_convert import encoder_state_dict
 
 log = logging.getLogger("chromatize.train")
+
+#: A hint model's checkpoints are chosen by the automatic score plus this many points per dB that
+#: 10 hints add to PSNR on the held-out photos (both of the model issue's levers in one number).
+HINT_SCORE_WEIGHT = 1.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,7 +131,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="bfloat16 autocast for training steps; auto: only where oneDNN has native "
                         "bfloat16 (AVX-512 BF16 / AMX), since emulating it is ~10x slower")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--init", type=Path, default=None, help="start from these model weights")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these model weights: a training checkpoint (.pt) or exported "
+                        "weights (.safetensors, e.g. the shipped ones)")
+    p.add_argument("--hints", action="store_true",
+                   help="train mobile v2 (MobileHintColorizer) with simulated colour hints; an "
+                        "--init without hint inputs (v1) starts its hint encoder at zero")
+    p.add_argument("--hint-free-share", type=float, default=0.25,
+                   help="with --hints: share of crops given no hints (keeps automatic colours)")
+    p.add_argument("--hint-val-limit", type=int, default=150,
+                   help="with --hints: held-out photos scored with 0, 1, 10 and 100 hints")
+    p.add_argument("--hint-lr", type=float, default=1e-3,
+                   help="with --hints: learning rate of the new hint encoder")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -208,12 +230,26 @@ def _prior(args: argparse.Namespace, split: Split, train_files: list[Path]) -> t
     return load_prior(prior_path)
 
 
+def _init_state(path: Path) -> dict[str, torch.Tensor]:
+    """Model weights from a training checkpoint or an exported ``.safetensors`` file (float32)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return {k: v.float() if v.is_floating_point() else v for k, v in load_file(path).items()}
+    return torch.load(path, map_location="cpu")["model"]
+
+
 def _initial_model(args: argparse.Namespace) -> MobileColorizer:
     """The network to start from: ``--init``'s weights, else the ImageNet encoder of
-    ``--backbone`` (a resumed run then loads ``last.pt`` over either)."""
-    model = MobileColorizer()
+    ``--backbone`` (a resumed run then loads ``last.pt`` over either). With ``--hints`` the
+    network is v2; weights without a hint encoder leave it at its zero start."""
+    model = build_mobile(hints=args.hints)
     if args.init is not None:
-        model.load_state_dict(torch.load(args.init, map_location="cpu")["model"])
+        state = _init_state(args.init)
+        missing = model.load_state_dict(state, strict=not args.hints or is_hint_state(state))
+        if args.hints and not is_hint_state(state):
+            log.info("--init has no hint encoder: %d hint tensors start fresh",
+                     len(missing.missing_keys))
     elif args.backbone is not None:
         model.encoder.load_state_dict(encoder_state_dict(args.backbone))
     model.encoder.requires_grad_(False)
@@ -221,7 +257,8 @@ def _initial_model(args: argparse.Namespace) -> MobileColorizer:
 
 
 def _loader(args: argparse.Namespace, train_files: list[Path]) -> DataLoader:
-    dataset = RandomCrops(train_files, CropConfig(size=args.crop))
+    hints = HintSimulation(free_share=args.hint_free_share) if args.hints else None
+    dataset = RandomCrops(train_files, CropConfig(size=args.crop), hints)
     share = args.object_share if args.object_share >= 0 else None
     draw = sampling_weights(train_files, args.data, share)
     return DataLoader(
@@ -296,6 +333,9 @@ class TrainingRun:
         self.opt = torch.optim.AdamW(list(self.model.decoder.parameters()), lr=args.lr,
                                      weight_decay=args.weight_decay)
         self.opt.param_groups[0]["base_lr"] = args.lr
+        if args.hints:
+            self.opt.add_param_group({"params": list(self.model.hint_encoder.parameters()),
+                                      "lr": args.hint_lr, "base_lr": args.hint_lr})
         self.state: dict[str, Any] = {"step": 0, "elapsed": 0.0, "best_score": -math.inf,
                                       "unfrozen": False, "history": []}
         self.last_path, self.best_path = args.out / "last.pt", args.out / "best.pt"
@@ -356,6 +396,13 @@ class TrainingRun:
         self.state["history"].append({k: m[k] for k in ("step", "minutes", "loss",
                                                         "weighted_loss", "score", "temperature",
                                                         "averaged")})
+        if self.args.hints:
+            m["hint_psnr"] = hint_psnr(net, self.held_out[: self.args.hint_val_limit])
+            m["automatic_score"] = m["score"]
+            m["score"] += HINT_SCORE_WEIGHT * (m["hint_psnr"]["10"] - m["hint_psnr"]["0"])
+            log.info("hint PSNR (T=%g, %d photos): %s", SELECT_TEMPERATURE,
+                     min(len(self.held_out), self.args.hint_val_limit),
+                     "  ".join(f"{n} hints {v:.2f}" for n, v in m["hint_psnr"].items()))
         with open(self.args.out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(m) + "\n")
         _log_eval(m, self.state["step"], averaged, time.perf_counter() - t0)
@@ -393,7 +440,10 @@ class TrainingRun:
             g["lr"] = g["base_lr"] * factor
         trainable_from = args.unfreeze_from if state["unfrozen"] else None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model.decoder(encode(self.model, batch["l"], trainable_from))
+            feats = encode(self.model, batch["l"], trainable_from)
+            guidance = (self.model.hint_encoder(batch["l"], batch["hints"].float())
+                        if self.args.hints else None)
+            logits = self.model.decoder(feats, guidance)
         idx = batch["idx"].long()
         loss = soft_cross_entropy(logits, idx, batch["w"].float(), self.class_weights)
         if args.colour_loss:
