@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import chromatize
-from chromatize.models.mobile import build_mobile, lightness_to_backbone_input
+from chromatize.models.mobile import build_mobile, is_hint_state, lightness_to_backbone_input
 from chromatize.pipeline import render_shape
 from chromatize.registry import get_spec
 
@@ -32,10 +32,31 @@ def test_contract_attributes_and_output_shape():
 
 
 def test_parameter_budget_without_the_classifier_head():
-    model = build_mobile()
-    total = sum(p.numel() for p in model.parameters())
-    assert total <= 8_000_000
-    assert not any("classifier" in name for name, _ in model.named_parameters())
+    for model in (build_mobile(), build_mobile(hints=True)):
+        total = sum(p.numel() for p in model.parameters())
+        assert total <= 8_000_000
+        assert not any("classifier" in name for name, _ in model.named_parameters())
+
+
+def test_v2_starts_as_v1_and_no_hints_means_zero_hints():
+    """A fresh hint encoder adds nothing (zero projections), so v1 weights give v1's logits; and
+    ``hints=None`` is exactly all-zero hints, while a hint changes the logits once trained."""
+    torch.manual_seed(0)
+    v1 = build_mobile().eval()
+    v2 = build_mobile(hints=True).eval()
+    missing = v2.load_state_dict(v1.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("hint_encoder.") for k in missing)
+    lightness = torch.rand(1, 1, 64, 96) * 100
+    hints = torch.zeros(1, 3, 64, 96)
+    with torch.inference_mode():
+        assert torch.equal(v2(lightness), v1(lightness))
+        assert torch.equal(v2(lightness, hints), v2(lightness))
+        for conv in v2.hint_encoder.project:
+            torch.nn.init.normal_(conv.weight, std=0.1)
+        hints[0, 0, 20:25, 30:35], hints[0, 2, 20:25, 30:35] = 0.5, 1.0
+        assert not torch.equal(v2(lightness, hints), v2(lightness))
+        with pytest.raises(ValueError, match="hints of shape"):
+            v2(lightness, torch.zeros(1, 3, 32, 32))
 
 
 def test_gray_input_reaches_the_backbone_as_the_gray_jpeg_would():
@@ -66,7 +87,8 @@ def test_shipped_weights_are_fp16_and_fit_strictly(shipped_state):
     state, meta = shipped_state
     floats = [v for v in state.values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
-    model = build_mobile()
+    model = get_spec("mobile").build()
+    assert model.accepts_hints and is_hint_state(state), "the shipped mobile is v2 (hints)"
     model.load_state_dict(state, strict=True)
     assert 0.1 <= float(meta["default_temperature"]) <= 1.0
     prior = json.loads(meta["prior_counts"])

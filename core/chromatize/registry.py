@@ -108,14 +108,14 @@ MODELS: dict[str, ModelSpec] = {
             description="Embedded default: fast, small, trained for chromatize",
             architecture="MobileNetV2 1.0 encoder (TF-SAME padding) + U-Net-style decoder, "
             "313-bin head",
-            model_class="chromatize.models.mobile:MobileColorizer",
+            model_class="chromatize.models.mobile:MobileHintColorizer",
             license="Apache-2.0",
             source="chromatize; encoder initialised from the ImageNet MobileNetV2 1.0/224 of "
             "TensorFlow (Apache-2.0)",
             url=None,
             # Checked on every load, so a damaged installation fails clearly instead of
             # colorizing with garbage; update it together with shipped/mobile.safetensors.
-            sha256="be6b014656a04f250c94167929e40527c1b002d5e68604eaf25210c15eb9c680",
+            sha256="fa5980d2f3be97f9643eeb4173a9a0963e36a9c5cb215db380eccea5e73c2c9c",
             filename="mobile.safetensors",
             weights_format="safetensors",
             shipped="shipped/mobile.safetensors",

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from chromatize.atomic import replacing
-from chromatize.models.mobile import build_mobile
+from chromatize.models.mobile import build_mobile, is_hint_state
 from chromatize.training.checkpoints import load_checkpoint, model_of
 from chromatize.training.logit_adjustment import DEFAULT_LAMBDA, adjust_state
 from chromatize.training.scoring import score_checkpoint
@@ -82,9 +82,11 @@ def metadata(
     logit_adjustment_lambda: float = DEFAULT_LAMBDA,
 ) -> dict[str, str]:
     """The safetensors metadata (all strings) of the exported weights."""
+    v2 = is_hint_state(ckpt["model"])
     meta = {
-        "format": "chromatize-mobile-1",
-        "architecture": "chromatize.models.mobile:build_mobile",
+        "format": "chromatize-mobile-2" if v2 else "chromatize-mobile-1",
+        "architecture": "chromatize.models.mobile:"
+                        + ("MobileHintColorizer" if v2 else "MobileColorizer"),
         "default_temperature": f"{float(temperature):g}",
         **_training_meta(ckpt),
         "held_out_metrics": json.dumps(
@@ -107,7 +109,8 @@ def _write(state: dict[str, torch.Tensor], meta: dict[str, str], out: Path) -> N
     out.parent.mkdir(parents=True, exist_ok=True)
     with replacing(out, ".safetensors.tmp") as tmp:
         save_file(state, tmp, metadata=meta)
-        check = build_mobile()  # the file must load into the model before it takes the name
+        # the file must load into the model before it takes the name
+        check = build_mobile(hints=is_hint_state(state))
         check.load_state_dict(load_file(tmp), strict=True)
 
 
