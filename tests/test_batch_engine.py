@@ -103,3 +103,57 @@ def test_without_onnxruntime_auto_falls_back_to_torch_and_onnx_says_why(tmp_path
     assert lines[0] == "torch"
     assert "--engine onnx needs ONNX Runtime" in lines[1]
     assert "pip install 'chromatize[onnx]'" in lines[1]
+
+
+# ------------------------------------------------------------------ a busy machine
+# OpenMP (torch's libgomp) reads OMP_WAIT_POLICY once, when it is loaded; OMP_DISPLAY_ENV=VERBOSE
+# makes it print what it settled on, GOMP_SPINCOUNT included (0 = threads sleep at once).
+
+INFO_REQUEST = '{"protocol": 1, "op": "info"}\n'
+
+
+def _spin_count(argv: list[str], env: dict[str, str], stdin: str = "") -> str:
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=300,
+                            check=False, env={**env, "OMP_DISPLAY_ENV": "VERBOSE"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = [line.split("=", 1)[1].strip(" '") for line in result.stderr.splitlines()
+              if line.strip().startswith("GOMP_SPINCOUNT")]
+    if not counts:
+        pytest.skip("this torch does not use GNU OpenMP (no GOMP_SPINCOUNT to read)")
+    return counts[-1]
+
+
+def _user_environment(**extra: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    return {**env, **extra}
+
+
+TORCH_OP = "import torch; torch.ones(1 << 16).sum()"
+
+
+@pytest.mark.parametrize("entry", ["library", "worker"])
+def test_chromatize_processes_sleep_instead_of_spinning_without_being_told(entry: str) -> None:
+    env = _user_environment()
+    assert _spin_count([sys.executable, "-c", TORCH_OP], env) != "0"  # torch alone spins
+    if entry == "library":  # a notebook or napari: chromatize imported before torch
+        argv = [sys.executable, "-c", f"import chromatize.pipeline; {TORCH_OP}"]
+        assert _spin_count(argv, env) == "0"
+    else:  # the editors' worker, which loads torch to answer
+        argv = [sys.executable, "-m", "chromatize.worker"]
+        assert _spin_count(argv, env, INFO_REQUEST) == "0"
+
+
+def test_a_wait_policy_the_user_chose_is_kept() -> None:
+    env = _user_environment(OMP_WAIT_POLICY="ACTIVE")
+    argv = [sys.executable, "-c", f"import chromatize.pipeline; {TORCH_OP}"]
+    assert _spin_count(argv, env) == "30000000000"
+
+
+def test_worker_environments_make_any_child_sleep() -> None:
+    env = engine.environment_for_workers(_user_environment())
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert _spin_count([sys.executable, "-c", TORCH_OP], env) == "0"  # even without chromatize
+    chosen = engine.environment_for_workers(_user_environment(OMP_WAIT_POLICY="ACTIVE"))
+    assert chosen["OMP_WAIT_POLICY"] == "ACTIVE"
