@@ -36,6 +36,7 @@ from chromatize.errors import Cancelled, ChromatizeError
 from chromatize.failures import describe_failure, is_out_of_memory
 from chromatize.options import LOADER_SETTINGS, ColorizeOptions
 from chromatize.progress import Progress, ProgressCallback
+from chromatize_napari.hint_points import HINTS_LABEL, HintPoints
 from chromatize_napari.layer_data import (
     LayerSnapshot,
     iter_plane_indices,
@@ -43,7 +44,8 @@ from chromatize_napari.layer_data import (
 )
 
 if TYPE_CHECKING:
-    from chromatize.pipeline import Colorizer, Prepared
+    from chromatize.hints import Hints
+    from chromatize.pipeline import Colorizer, Prediction, Prepared
 
 CancelCheck = Callable[[], bool]
 #: The values of :data:`chromatize.options.LOADER_SETTINGS`, weights file and device resolved
@@ -280,6 +282,65 @@ class _Laps:
         self.last = now
 
 
+@dataclass
+class PlaneResult:
+    """One colorized plane and the stages' results it came from (for suggestions)."""
+
+    image: np.ndarray
+    prepared: Prepared
+    prediction: Prediction
+
+
+def colorize_plane(
+    snapshot: LayerSnapshot,
+    index: tuple[int, ...],
+    options: ColorizeOptions,
+    colorizer: Colorizer,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+    prepared_cache: PreparedCache | None = None,
+    timings: dict[str, float] | None = None,
+    hints: Hints | None = None,
+) -> PlaneResult:
+    """Colorize the plane at ``index`` of ``snapshot``: ``prepare`` (skipped when
+    ``prepared_cache`` holds it), ``predict`` and ``finish`` with ``hints`` (that plane's, image
+    pixel coordinates; None: none), exactly as ``colorizer.colorize(plane, hints=hints)``.
+
+    ``progress`` gets the fraction of this plane done; ``cancel()`` is checked between the
+    stages and the strips (:class:`chromatize.errors.Cancelled`); ``timings`` receives "read",
+    "prepare", "model" and "finish" seconds (added to what it holds)."""
+    tracker = Progress(progress, cancel)
+    spent = timings if timings is not None else {}
+    laps = _Laps(spent)
+    plane = np.asarray(snapshot.data[index])
+    key = None if prepared_cache is None else plane_key(snapshot, index, plane, colorizer,
+                                                        options)
+    prepared = None if key is None else prepared_cache.get(key)  # type: ignore[union-attr]
+    if prepared is None:
+        image = map_plane(snapshot, plane)
+        laps.lap("read")
+        prepared = colorizer.prepare(image, options, cancel=cancel,
+                                     progress=tracker.span(0.0, _P_PREPARE))
+        if key is not None:
+            prepared_cache.put(key, prepared)  # type: ignore[union-attr]
+        laps.lap("prepare")
+    else:
+        laps.lap("read")
+    tracker.report(_P_PREPARE)
+    tracker.check()
+    prediction = colorizer.predict(prepared, options, hints=hints)
+    laps.lap("model")
+    tracker.report(_P_PREPARE + _P_MODEL)
+    tracker.check()
+    colored = colorizer.finish(prepared, prediction, options, hints=hints, cancel=cancel,
+                               progress=tracker.span(_P_PREPARE + _P_MODEL, 1.0))
+    laps.lap("finish")
+    _check_plane(colored, snapshot)
+    tracker.report(1.0)
+    return PlaneResult(colored, prepared, prediction)  # type: ignore[arg-type]
+
+
 def colorize_snapshot(
     snapshot: LayerSnapshot,
     options: ColorizeOptions,
@@ -290,6 +351,7 @@ def colorize_snapshot(
     prepared_cache: PreparedCache | None = None,
     timings: dict[str, float] | None = None,
     temporal: bool = False,
+    hints: HintPoints | None = None,
 ) -> np.ndarray:
     """Colorize every plane of ``snapshot`` into a new array of ``snapshot.output_shape``.
 
@@ -305,10 +367,20 @@ def colorize_snapshot(
 
     ``temporal=True`` (a stack only; a single plane ignores it) colorizes the planes with
     :func:`colorize_sequence_snapshot` instead: colour follows motion between planes.
+
+    ``hints`` (read from a Points layer, :mod:`chromatize_napari.hint_points`) guide the planes
+    their points are on; a model without hint inputs refuses them
+    (:class:`~chromatize.models.contract.HintsNotSupportedError`, before any work).
     """
+    if hints is not None:
+        hints.check(snapshot.plane_shape, snapshot.stack_shape, snapshot.name)
+        if not len(hints):
+            hints = None
+        else:
+            refuse_unless_accepted(colorizer, hints)
     if temporal and snapshot.stack_shape:
         return colorize_sequence_snapshot(snapshot, options, colorizer, progress=progress,
-                                          cancel=cancel, timings=timings)
+                                          cancel=cancel, timings=timings, hints=hints)
     n_planes = max(snapshot.n_planes, 1)
     tracker = Progress(progress, cancel)
     spent = timings if timings is not None else {}
@@ -320,31 +392,11 @@ def colorize_snapshot(
     for done, index in enumerate(iter_plane_indices(snapshot)):
         tracker.check()
         base, share = done / n_planes, 1.0 / n_planes
-        laps = _Laps(spent)
-        plane = np.asarray(snapshot.data[index])
-        key = None if prepared_cache is None else plane_key(snapshot, index, plane, colorizer,
-                                                            options)
-        prepared = None if key is None else prepared_cache.get(key)  # type: ignore[union-attr]
-        if prepared is None:
-            image = map_plane(snapshot, plane)
-            laps.lap("read")
-            prepared = colorizer.prepare(image, options, cancel=cancel,
-                                         progress=tracker.span(base, base + _P_PREPARE * share))
-            if key is not None:
-                prepared_cache.put(key, prepared)  # type: ignore[union-attr]
-            laps.lap("prepare")
-        else:
-            laps.lap("read")
-        tracker.report(base + _P_PREPARE * share)
-        tracker.check()
-        prediction = colorizer.predict(prepared, options)
-        laps.lap("model")
-        after_model = base + (_P_PREPARE + _P_MODEL) * share
-        tracker.report(after_model)
-        colored = colorizer.finish(prepared, prediction, options, cancel=cancel,
-                                   progress=tracker.span(after_model, base + share))
-        laps.lap("finish")
-        _check_plane(colored, snapshot)
+        plane_hints = None if hints is None else hints.for_plane(index)
+        colored = colorize_plane(snapshot, index, options, colorizer,
+                                 progress=tracker.span(base, base + share), cancel=cancel,
+                                 prepared_cache=prepared_cache, timings=spent,
+                                 hints=plane_hints).image
         if stack is not None:
             stack[index] = colored
         tracker.report(base + share)
@@ -377,6 +429,7 @@ def colorize_sequence_snapshot(
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
     timings: dict[str, float] | None = None,
+    hints: HintPoints | None = None,
 ) -> np.ndarray:
     """Colorize a stack's planes so that colour follows motion: each of
     :func:`sequence_groups` goes, in plane order, through one
@@ -385,7 +438,8 @@ def colorize_sequence_snapshot(
     Progress is reported after each plane and ``cancel()`` checked before each one (the
     sequence API takes no cancel flag within a frame): :class:`chromatize.errors.Cancelled`
     then drops the partial result. ``timings`` receives "read" (plane access and contrast
-    mapping) and "sequence" (flow, model, blending and finishing).
+    mapping) and "sequence" (flow, model, blending and finishing). ``hints`` guide the planes
+    their points are on and, carried along the motion, the planes after them until a cut.
     """
     from chromatize.sequence import SequenceColorizer
 
@@ -402,13 +456,70 @@ def colorize_sequence_snapshot(
             laps = _Laps(spent)
             image = map_plane(snapshot, np.asarray(snapshot.data[index]))
             laps.lap("read")
-            colored = runner.process(image).image
+            plane_hints = None if hints is None else hints.for_plane(index)
+            tensor = None if plane_hints is None else _hint_tensor(plane_hints, snapshot,
+                                                                   colorizer, options)
+            colored = runner.process(image, tensor).image
             laps.lap("sequence")
             _check_plane(colored, snapshot)
             stack[index] = colored
             done += 1
             tracker.report(done / n_planes)
     return stack
+
+
+@dataclass(frozen=True)
+class _RenderTarget:
+    """What :meth:`chromatize.hints.Hints.to_tensor` reads of a Prepared: size and render."""
+
+    layout: Any
+    render: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _Size:
+    width: int
+    height: int
+
+
+def _hint_tensor(hints: Hints, snapshot: LayerSnapshot, colorizer: Colorizer,
+                 options: ColorizeOptions) -> Any:
+    """``hints`` as the model's (3, h, w) hint plane at the render shape of a plane of
+    ``snapshot`` (what :class:`chromatize.sequence.SequenceColorizer` takes)."""
+    from chromatize.pipeline import render_shape
+
+    height, width = snapshot.plane_shape
+    render = render_shape(height, width, colorizer.render_size(options), colorizer.stride)
+    return hints.to_tensor(_RenderTarget(_Size(width, height), render))[0]
+
+
+def hint_models() -> list[str]:
+    """The registered models that accept colour hints."""
+    from chromatize.registry import MODELS
+
+    names = []
+    for name, spec in MODELS.items():
+        try:
+            if spec.accepts_hints:
+                names.append(name)
+        except ChromatizeError:
+            continue
+    return names
+
+
+def refuse_unless_accepted(colorizer: Colorizer, hints: HintPoints) -> None:
+    """Raise :class:`~chromatize.models.contract.HintsNotSupportedError`, in the widget's
+    words, when ``colorizer``'s model has no hint inputs."""
+    from chromatize.models.contract import HintsNotSupportedError
+
+    if colorizer.accepts_hints:
+        return
+    others = ", ".join(hint_models()) or "none is installed"
+    raise HintsNotSupportedError(
+        f"the '{colorizer.model_name}' model has no hint inputs, so the points of "
+        f"'{hints.layer_name}' cannot guide it; set '{HINTS_LABEL}' to none, or choose a model "
+        f"that accepts hints ({others})"
+    )
 
 
 @dataclass
@@ -432,6 +543,7 @@ def run_job(
     cancel: CancelCheck,
     prepared_cache: PreparedCache | None = None,
     temporal: bool = False,
+    hints: HintPoints | None = None,
 ) -> JobOutcome:
     """One whole run, meant for a worker thread: load (or reuse) the model, colorize, record.
 
@@ -443,7 +555,8 @@ def run_job(
     traceback. Anything else is a bug and propagates. ``prepared_cache`` (see
     :class:`PreparedCache`) lets planes prepared by an earlier run be reused (not with
     ``temporal``: the sequence prepares each plane itself). ``temporal`` makes colour follow
-    motion between the planes of a stack (:func:`colorize_sequence_snapshot`).
+    motion between the planes of a stack (:func:`colorize_sequence_snapshot`). ``hints``: the
+    hints layer's points (:func:`chromatize_napari.hint_points.read_hint_points`), or None.
     """
     timings: dict[str, float] = {}
     try:
@@ -452,11 +565,14 @@ def run_job(
         timings["load"] = time.perf_counter() - started
         data = colorize_snapshot(
             snapshot, options, colorizer, progress=progress.report, cancel=cancel,
-            prepared_cache=prepared_cache, timings=timings, temporal=temporal,
+            prepared_cache=prepared_cache, timings=timings, temporal=temporal, hints=hints,
         )
         used = temporal and bool(snapshot.stack_shape)
-        return JobOutcome(data=data, record=run_record(options, snapshot, colorizer, used),
-                          timings=timings)
+        record = run_record(options, snapshot, colorizer, used)
+        record["hints"] = 0 if hints is None else len(hints)
+        if hints is not None and len(hints):
+            record["hints_layer"] = hints.layer_name
+        return JobOutcome(data=data, record=record, timings=timings)
     except Cancelled:
         return JobOutcome(cancelled=True)
     except Exception as exc:

@@ -62,6 +62,8 @@ from chromatize_napari.colorize_job import (
     run_job,
     temporal_available,
 )
+from chromatize_napari.hint_controls import HintControls
+from chromatize_napari.hint_points import HintPoints
 from chromatize_napari.layer_data import (
     TRANSFORM_KEYS,
     LayerSnapshot,
@@ -309,6 +311,9 @@ class ColorizeWidget(Container):
         self.model, self.weights, self.allow_download = _model_controls()
         self.temperature, self.saturation, self.render_size = _look_controls()
         self.device = _device_control()
+        #: Hints field, Add hints layer, Live and the colour suggestions (greyed out for models
+        #: without hint inputs).
+        self.hint_controls = HintControls(self)
         #: Shown only when the input layer is a stack (see :meth:`_update_temporal`).
         self.temporal = CheckBox(text=TEMPORAL_LABEL, value=False, tooltip=TEMPORAL_HELP,
                                  visible=False)
@@ -336,6 +341,7 @@ class ColorizeWidget(Container):
                 self.render_size,
                 self.device,
                 self.model_state,
+                *self.hint_controls.widgets,
                 self.output,
                 Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                           labels=False),
@@ -356,6 +362,7 @@ class ColorizeWidget(Container):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.native.destroyed.connect(self._on_destroyed)
+        self.hint_controls.connect()
         self._viewer.layers.events.removed.connect(self._on_layer_removed)
         # napari connects reset_choices to layer list changes for docked widgets; renames and
         # layers added before docking are covered by resetting here too.
@@ -505,14 +512,15 @@ class ColorizeWidget(Container):
                 )
             snapshot = snapshot_layer(layer)
             options = self.options()
+            hints = self.hint_controls.hints_for_run(layer)
         except ChromatizeError as exc:
             show_error(_message(exc))
             self.last_outcome = "error"
             return
-        self._start_worker(snapshot, options, target)
+        self._start_worker(snapshot, options, target, hints)
 
     def _start_worker(self, snapshot: LayerSnapshot, options: ColorizeOptions,
-                      target: Any) -> None:
+                      target: Any, hints: HintPoints | None = None) -> None:
         """Run :func:`run_job` on a napari thread worker, with a progress bar and Cancel."""
         self._cancel_event = threading.Event()
         self._progress = Progress()  # written by the worker, polled here (a float: atomic)
@@ -528,10 +536,12 @@ class ColorizeWidget(Container):
             self._cancel_event.is_set,
             self.prepared,
             bool(snapshot.stack_shape) and bool(self.temporal.value),
+            hints,
             _start_thread=False,
         )
         worker.returned.connect(
-            lambda outcome, snap=snapshot, out=target: self._on_returned(outcome, snap, out)
+            lambda outcome, snap=snapshot, out=target: self._on_returned(outcome, snap, out,
+                                                                         hints)
         )
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
@@ -541,6 +551,8 @@ class ColorizeWidget(Container):
         planes = f", {snapshot.n_planes} planes" if snapshot.stack_shape else ""
         if snapshot.stack_shape and self.temporal.value:
             planes += ", colour following motion"
+        if hints is not None and len(hints):
+            planes += f", {len(hints)} hint(s)"
         self._running_text = f"colorizing '{snapshot.name}'{planes}"
         self.status.value = f"{self._running_text}..."
         self._started = time.perf_counter()
@@ -567,7 +579,8 @@ class ColorizeWidget(Container):
             if self._cancel_event is not None and not self._cancel_event.is_set():
                 self.status.value = f"{self._running_text}: {fraction:.0%}"
 
-    def _on_returned(self, outcome: JobOutcome, snapshot: LayerSnapshot, target: Any) -> None:
+    def _on_returned(self, outcome: JobOutcome, snapshot: LayerSnapshot, target: Any,
+                     hints: HintPoints | None = None) -> None:
         if outcome.cancelled:
             self.last_outcome = "cancelled"
             show_info("chromatize: colorization cancelled; no layer was added or changed")
@@ -590,6 +603,7 @@ class ColorizeWidget(Container):
             show_error(f"chromatize: could not write the result: {reason}")
             return
         self.last_outcome = "done"
+        self.hint_controls.written(self.last_output, snapshot, hints)
         self._show_model_state("ready", f"'{outcome.record['model']}' loaded")
         self.output.reset_choices()
 
@@ -645,6 +659,7 @@ class ColorizeWidget(Container):
                 "cancelled": "cancelled; nothing was added",
                 "error": "failed (see the notification)",
             }.get(self.last_outcome or "", "")
+        self.hint_controls.after_run()
 
     # ----------------------------------------------------------------------------- prepared
     def _watch(self, layer: Image) -> None:
@@ -674,10 +689,12 @@ class ColorizeWidget(Container):
         self._destroyed = True
         if self._cancel_event is not None:
             self._cancel_event.set()
+        self.hint_controls.cancel()
         self.prepared.forget()
         try:  # (at interpreter exit Qt may have deleted the timer, napari the layers, already)
             self._preload_timer.stop()
             self._unwatch()
+            self.hint_controls.unwatch()
             self._viewer.layers.events.removed.disconnect(self._on_layer_removed)
         except (TypeError, ValueError, RuntimeError):
             pass
