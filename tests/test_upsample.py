@@ -99,3 +99,32 @@ def test_invalid_arguments_are_rejected():
         ABUpsampler(torch.zeros(3, 4, 4), torch.zeros(8, 8))
     with pytest.raises(ValueError, match="lightness"):
         ABUpsampler(torch.zeros(2, 4, 4), torch.zeros(8, 8)).rows(slice(0, 2))
+
+
+@pytest.mark.parametrize("radius", [1, 3, 12, 40])
+@pytest.mark.parametrize("shape", [(2, 48, 72), (1, 5, 9), (3, 1, 30)])
+def test_box_mean_equals_average_pooling_over_truncated_windows(radius, shape):
+    from chromatize.upsample import _box_mean
+
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(radius)) * 3 - 1
+    k = 2 * radius + 1
+    # the same windows, spelled as avg_pool2d over zero padding that is not counted
+    pad = F.pad(x[None], (radius, radius, radius, radius))
+    ones = F.pad(torch.ones(1, 1, *shape[1:]), (radius, radius, radius, radius))
+    expected = (F.avg_pool2d(pad, k, stride=1, divisor_override=1)
+                / F.avg_pool2d(ones, k, stride=1, divisor_override=1))[0]
+    assert torch.allclose(_box_mean(x, radius), expected, atol=2e-6)
+
+
+def test_guide_statistics_given_or_computed_give_the_same_colour():
+    from chromatize.upsample import guide_key, guide_statistics
+
+    lightness, _, low, _ = _edge_scene(200, 96)
+    key = guide_key(tuple(low.shape[-2:]), tuple(lightness.shape))
+    guide = guide_statistics(lightness, key)
+    for ab in (low, low * -0.5 + 3):  # the guide's statistics serve any colour of this image
+        fresh = ABUpsampler(ab, lightness).rows(slice(None), lightness)
+        reused = ABUpsampler(ab, lightness, guide=guide).rows(slice(None), lightness)
+        assert torch.equal(fresh, reused)
+    with pytest.raises(ValueError, match="guide statistics for"):
+        ABUpsampler(low[:, :5], lightness, guide=guide)

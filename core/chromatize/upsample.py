@@ -16,6 +16,8 @@ never needs more than a few full-width float rows of scratch memory:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -71,22 +73,89 @@ def resize_bilinear_rows(
     )[0]
 
 
+def _window_sums(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Sums over windows [i - radius, i + radius] along ``dim``, truncated at the borders, in
+    float64 from a running sum (cost independent of the radius)."""
+    dim %= x.ndim
+    n = x.shape[dim]
+    running = torch.cumsum(x, dim=dim, dtype=torch.float64)
+
+    def repeated(block: torch.Tensor, count: int) -> torch.Tensor:
+        return block.expand(*[count if d == dim else s for d, s in enumerate(block.shape)])
+
+    # padded[k] = C[clamp(k - radius, 0, n)] where C = (0, running...): then the window sum at i
+    # is C[min(i + radius + 1, n)] - C[max(i - radius, 0)] = padded[i + 2r + 1] - padded[i]
+    padded = torch.cat((repeated(torch.zeros_like(running.narrow(dim, 0, 1)), radius + 1),
+                        running, repeated(running.narrow(dim, n - 1, 1), radius)), dim=dim)
+    return padded.narrow(dim, 2 * radius + 1, n) - padded.narrow(dim, 0, n)
+
+
+def _window_counts(n: int, radius: int) -> torch.Tensor:
+    i = torch.arange(n)
+    return ((i + radius).clamp_max(n - 1) - (i - radius).clamp_min(0) + 1).double()
+
+
 def _box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over a (2r+1)^2 window, windows truncated at the borders. x: (C, h, w).
 
-    Done separably (a row pass, then a column pass), so the cost is linear in the radius."""
+    Separable running sums in float64 (a row pass, then a column pass): the cost does not grow
+    with the radius (the guided filter's radius is ~12 intermediate pixels), and the result
+    equals ``avg_pool2d(..., count_include_pad=False)`` to float32 rounding."""
     if radius <= 0:
         return x
-    k = 2 * radius + 1
-    x = F.avg_pool2d(x[None], (1, k), stride=1, padding=(0, radius), count_include_pad=False)
-    return F.avg_pool2d(x, (k, 1), stride=1, padding=(radius, 0), count_include_pad=False)[0]
+    h, w = x.shape[-2:]
+    sums = _window_sums(_window_sums(x, radius, -1), radius, -2)
+    counts = _window_counts(h, radius)[:, None] * _window_counts(w, radius)[None, :]
+    return sums.div_(counts.to(sums.device)).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class GuideStatistics:
+    """What the guided filter needs from the guide (L) alone, at the intermediate resolution:
+    computed once per image and reused while only the colour changes (hints, saturation)."""
+
+    #: L / 100 box-downsampled to the intermediate size, (1, mh, mw)
+    guide: torch.Tensor
+    #: its box means and variances over the filter window, (1, mh, mw)
+    mean: torch.Tensor
+    variance: torch.Tensor
+    #: the window radius in intermediate pixels
+    radius: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.guide.shape[-2]), int(self.guide.shape[-1])
+
+
+def guide_key(ab_shape: tuple[int, int], full_shape: tuple[int, int],
+              radius: float = GUIDED_RADIUS, scale: int = GUIDED_INTERMEDIATE_SCALE
+              ) -> tuple[int, int, int]:
+    """(intermediate height, width, radius in intermediate pixels) for ab of ``ab_shape``
+    upsampled to ``full_shape``: what :class:`GuideStatistics` depend on besides L."""
+    h, w = ab_shape
+    mid_h = min(full_shape[0], max(h, h * scale))
+    mid_w = min(full_shape[1], max(w, w * scale))
+    return mid_h, mid_w, max(1, round(radius * max(mid_h / h, mid_w / w)))
+
+
+def guide_statistics(lightness_full: torch.Tensor, key: tuple[int, int, int]
+                     ) -> GuideStatistics:
+    """:class:`GuideStatistics` of ``lightness_full`` (H, W) for ``key`` (:func:`guide_key`)."""
+    mid_h, mid_w, radius = key
+    guide = lightness_full.to(torch.float32)[None, None]
+    guide = F.interpolate(guide, size=(mid_h, mid_w), mode="area")[0] / 100.0  # (1, mh, mw)
+    mean = _box_mean(guide, radius)
+    variance = (_box_mean(guide * guide, radius) - mean * mean).clamp_min_(0.0)
+    return GuideStatistics(guide, mean, variance, radius)
 
 
 class ABUpsampler:
     """Prepared upsampling of one image's low-res ab (2, h, w) to (2, H, W), queried by strips.
 
     ``lightness_full`` (H, W) is the guide (only used to build the coefficients here; the strip
-    call takes the matching rows of L again so the caller can stream them).
+    call takes the matching rows of L again so the caller can stream them). ``guide``: the
+    guide's :class:`GuideStatistics` when the caller keeps them (e.g. in
+    :class:`chromatize.pipeline.Prepared`); they must match :func:`guide_key` of these sizes.
     """
 
     def __init__(
@@ -98,6 +167,7 @@ class ABUpsampler:
         radius: float = GUIDED_RADIUS,
         eps: float = GUIDED_EPS,
         intermediate_scale: int = GUIDED_INTERMEDIATE_SCALE,
+        guide: GuideStatistics | None = None,
     ) -> None:
         if method not in UPSAMPLE_METHODS:
             raise ValueError(
@@ -111,28 +181,27 @@ class ABUpsampler:
         self.height, self.width = lightness_full.shape
         self.ab_low = ab_low.float()
         if method == "guided":
-            self._a, self._b = self._coefficients(
-                self.ab_low, lightness_full, radius, eps, intermediate_scale
-            )
+            key = guide_key(tuple(ab_low.shape[-2:]), (self.height, self.width), radius,
+                            intermediate_scale)
+            if guide is None:
+                guide = guide_statistics(lightness_full.to(ab_low.device), key)
+            elif (*guide.shape, guide.radius) != key:
+                raise ValueError(f"guide statistics for {(*guide.shape, guide.radius)}, "
+                                 f"this upsampling needs {key}")
+            self._coefficients = self._fit(self.ab_low, guide, eps)
 
-    def _coefficients(
-        self, ab: torch.Tensor, lightness_full: torch.Tensor, radius: float, eps: float, scale: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        h, w = ab.shape[-2:]
-        mid_h = min(self.height, max(h, h * scale))
-        mid_w = min(self.width, max(w, w * scale))
-        radius = max(1, round(radius * max(mid_h / h, mid_w / w)))  # in intermediate pixels
-        guide = lightness_full.to(ab.device, torch.float32)[None, None]
-        guide = F.interpolate(guide, size=(mid_h, mid_w), mode="area")[0] / 100.0  # (1, mh, mw)
-        p = resize_bilinear_rows(ab, mid_h, mid_w)  # (2, mh, mw)
-        mean_i = _box_mean(guide, radius)
+    @staticmethod
+    def _fit(ab: torch.Tensor, guide: GuideStatistics, eps: float) -> torch.Tensor:
+        """A (2 channels) and B (2 channels) of the local linear model, box-averaged, stacked
+        (4, mh, mw); A is divided by 100 so that it applies to L in [0, 100]."""
+        radius = guide.radius
+        p = resize_bilinear_rows(ab, *guide.shape)  # (2, mh, mw)
         mean_p = _box_mean(p, radius)
-        cov_ip = _box_mean(guide * p, radius) - mean_i * mean_p
-        var_i = _box_mean(guide * guide, radius) - mean_i * mean_i
-        a = cov_ip / (var_i.clamp_min(0.0) + eps)
-        b = mean_p - a * mean_i
-        # L is divided by 100 at apply time via the scale folded into A.
-        return _box_mean(a, radius) / 100.0, _box_mean(b, radius)
+        cov_ip = _box_mean(guide.guide * p, radius) - guide.mean * mean_p
+        a = cov_ip / (guide.variance + eps)
+        b = mean_p - a * guide.mean
+        return _box_mean(torch.cat((a, b)), radius).div_(
+            torch.tensor([100.0, 100.0, 1.0, 1.0], device=a.device)[:, None, None])
 
     def rows(self, rows: slice, lightness_rows: torch.Tensor | None = None) -> torch.Tensor:
         """ab (2, h, W) for the output rows ``rows``; ``lightness_rows`` (h, W) is L of those
@@ -141,6 +210,6 @@ class ABUpsampler:
             return resize_bilinear_rows(self.ab_low, self.height, self.width, rows)
         if lightness_rows is None:
             raise ValueError("guided upsampling needs the lightness of the requested rows")
-        a = resize_bilinear_rows(self._a, self.height, self.width, rows)
-        out = resize_bilinear_rows(self._b, self.height, self.width, rows)
+        coefficients = resize_bilinear_rows(self._coefficients, self.height, self.width, rows)
+        a, out = coefficients[:2], coefficients[2:]
         return out.addcmul_(a, lightness_rows.to(a.device, torch.float32)[None])
