@@ -157,3 +157,49 @@ def test_worker_environments_make_any_child_sleep() -> None:
     assert _spin_count([sys.executable, "-c", TORCH_OP], env) == "0"  # even without chromatize
     chosen = engine.environment_for_workers(_user_environment(OMP_WAIT_POLICY="ACTIVE"))
     assert chosen["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+# ------------------------------------------------------------------ colour hints in ONNX Runtime
+
+
+def test_the_hint_graph_follows_torch_and_its_hints(cache: Path) -> None:
+    import torch
+
+    from chromatize.models.mobile import build_mobile
+
+    torch.manual_seed(0)
+    model = build_mobile(hints=True).eval()
+    with torch.no_grad():  # a hint encoder that reacts (a fresh one may start at zero)
+        for param in model.hint_encoder.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    runner = engine.onnx_engine(model, "hinted", 2, hints=True)  # checked against torch inside
+    assert runner.takes_hints and sorted(cache.glob("hinted-hints-*.onnx"))
+    lightness = torch.rand(1, 1, 64, 96) * 100
+    hints = torch.zeros(1, 3, 64, 96)
+    hints[0, :, 20:30, 40:50] = torch.tensor([0.5, -0.3, 1.0])[:, None, None]
+    with torch.inference_mode():
+        expected, plain = model(lightness, hints), model(lightness)
+    got = runner(lightness, hints)
+    error = float((got - expected).abs().max())
+    assert error < engine.LOGIT_TOLERANCE
+    effect = float((got - plain).abs().max())
+    assert effect > 1e-2 and effect > 1000 * error  # the hints do reach the graph's output
+    assert torch.allclose(runner(lightness), plain, atol=engine.LOGIT_TOLERANCE)  # None = none
+    with pytest.raises(ValueError, match="no hint input"):
+        engine.onnx_engine(model, "hinted", 2)(lightness, hints)
+
+
+def test_hints_run_in_onnx_runtime_with_torch_colours(cache: Path) -> None:
+    from chromatize.hints import Hints
+    from chromatize.samples import sample_grayscale
+
+    gray = sample_grayscale("astronaut")
+    hints = Hints.from_points([(100, 120, "#2e8b57", 9), (400, 300, "#b22222", 5)])
+    fast = Colorizer("mobile", device="cpu", engine="onnx")
+    reference = Colorizer("mobile", device="cpu", engine="torch")
+    a = fast.colorize(gray, hints=hints).astype(np.int16)
+    assert fast._hint_runner() is not None and fast._hint_runner().takes_hints
+    assert sorted(cache.glob("mobile-hints-*.onnx"))
+    b = reference.colorize(gray, hints=hints).astype(np.int16)
+    assert np.abs(a - b).max() <= 1
+    assert (a != b).mean() < 1e-3

@@ -13,7 +13,7 @@ from torch import nn
 from chromatize.errors import ChromatizeError
 from chromatize.models.contract import ColourModel, HintsNotSupportedError
 from chromatize.models.eccv16 import ECCV16
-from chromatize.models.mobile import MobileColorizer
+from chromatize.models.mobile import MobileColorizer, MobileHintColorizer
 from chromatize.options import ColorizeOptions
 from chromatize.pipeline import Colorizer, Prediction, Prepared
 from chromatize.registry import get_spec
@@ -85,7 +85,7 @@ def test_the_contract_is_checked_once_with_a_clear_message() -> None:
 
 
 def test_model_defaults_live_on_the_model_class() -> None:
-    for name, cls in (("mobile", MobileColorizer), ("eccv16", ECCV16)):
+    for name, cls in (("mobile", MobileHintColorizer), ("eccv16", ECCV16)):
         spec = get_spec(name)
         assert spec.default_input_size == cls.default_input_size
         assert spec.default_temperature == cls.default_temperature
@@ -95,3 +95,19 @@ def test_model_defaults_live_on_the_model_class() -> None:
 def test_render_size_below_the_stride_names_the_setting(colorizer: Colorizer) -> None:
     with pytest.raises(ChromatizeError, match=r"render_size must be between 8 \(the model's"):
         colorizer.colorize(_photo(), render_size=4)
+
+
+def test_finish_reuses_the_guide_of_a_prepared_image_and_pickles_without_it(colorizer) -> None:
+    image = _photo(120, 160)
+    prepared = colorizer.prepare(image)
+    assert not prepared.guides
+    first = colorizer.finish(prepared, colorizer.predict(prepared))
+    (stats,) = prepared.guides.values()
+    for saturation in (0.5, 1.5):  # later finishes of the same image take the same statistics
+        options = ColorizeOptions(saturation=saturation)
+        out = colorizer.finish(prepared, colorizer.predict(prepared, options), options)
+        assert list(prepared.guides.values()) == [stats]
+        assert np.array_equal(out, colorizer.colorize(image, saturation=saturation))
+    shipped = pickle.loads(pickle.dumps(prepared))
+    assert not shipped.guides  # a cache: not sent to other processes
+    assert np.array_equal(colorizer.finish(shipped, colorizer.predict(shipped)), first)

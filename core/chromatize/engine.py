@@ -4,7 +4,9 @@ The ``engine`` setting (:data:`chromatize.options.SETTINGS`) is ``auto``, ``torc
 ``auto`` uses ONNX Runtime for a registered model on the CPU when ``onnxruntime`` and ``onnx``
 are installed (the ``onnx`` extra) and torch everywhere else (CUDA runs torch in float16, MPS
 torch); ``onnx`` insists and fails with a clear message when it cannot; ``torch`` never uses
-ONNX Runtime. Colour hints always run in torch (the exported graph has no hint input).
+ONNX Runtime. Colour hints run in ONNX Runtime as well, through a second graph with a hint
+input (exported and checked like the first, at the first call with hints, for models that accept
+hints); where that graph cannot be made, hints run in torch.
 
 Why ONNX Runtime: the same ``mobile`` weights run about 3-6x faster than torch eager at batch 1
 on a 2-core CPU (``benchmarks/RESULTS.md``) with logits within 1e-4, colours within one unit of
@@ -45,7 +47,7 @@ OPSET = 17
 #: Largest difference of logits between the export and torch accepted when checking an export.
 LOGIT_TOLERANCE = 5e-3
 
-_SESSIONS: dict[tuple[str, int], OnnxEngine] = {}
+_SESSIONS: dict[tuple[str, int, bool], OnnxEngine] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
@@ -88,23 +90,46 @@ class _LightnessOnly(nn.Module):
         return self.model(lightness)
 
 
+class _WithHints(_LightnessOnly):
+    """The model's forward with its hints argument (the hint graph's two inputs)."""
+
+    def forward(self, lightness: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.model(lightness, hints)
+
+
+def _example_hints(shape: tuple[int, ...], generator: torch.Generator | None = None
+                   ) -> torch.Tensor:
+    """Contract hints (N, 3, H, W) for L of ``shape``: ab / 110 in [-1, 1] on ~5 % of pixels."""
+    n, _, h, w = shape
+    mask = (torch.rand(n, 1, h, w, generator=generator) < 0.05).float()
+    ab = torch.rand(n, 2, h, w, generator=generator) * 2.0 - 1.0
+    return torch.cat((ab * mask, mask), dim=1)
+
+
 def _example_shapes(stride: int) -> list[tuple[int, int, int, int]]:
     """Render shapes an export is traced at and checked on (landscape, portrait, batch 2)."""
     return [(1, 1, 6 * stride, 9 * stride), (2, 1, 5 * stride, 4 * stride)]
 
 
-def export_onnx(model: nn.Module) -> bytes:
-    """The model as an ONNX graph (any batch size, any render shape that is a stride multiple)."""
+def export_onnx(model: nn.Module, *, hints: bool = False) -> bytes:
+    """The model as an ONNX graph (any batch size, any render shape that is a stride multiple);
+    with ``hints``, a graph with a second input ``hints`` (the contract's hint tensor)."""
     stride = int(model.stride)
-    example = torch.rand(_example_shapes(stride)[0]) * 100.0
+    shape = _example_shapes(stride)[0]
+    example: tuple[torch.Tensor, ...] = (torch.rand(shape) * 100.0,)
+    names = ["lightness"]
+    axes = {"lightness": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h4", 3: "w4"}}
+    if hints:
+        example += (_example_hints(shape),)
+        names.append("hints")
+        axes["hints"] = {0: "n", 2: "h", 3: "w"}
+    wrapper = _WithHints(model) if hints else _LightnessOnly(model)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _LightnessOnly(model).eval(), (example,), buffer, input_names=["lightness"],
-            output_names=["logits"], opset_version=OPSET, dynamo=False,
-            dynamic_axes={"lightness": {0: "n", 2: "h", 3: "w"},
-                          "logits": {0: "n", 2: "h4", 3: "w4"}},
+            wrapper.eval(), example, buffer, input_names=names, output_names=["logits"],
+            opset_version=OPSET, dynamo=False, dynamic_axes=axes,
         )
     return buffer.getvalue()
 
@@ -124,22 +149,37 @@ def session_options(threads: int) -> Any:
     return options
 
 
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
+
+
 class OnnxEngine:
-    """One ONNX Runtime session of one model; calling it runs the forward pass (thread-safe)."""
+    """One ONNX Runtime session of one model; calling it runs the forward pass (thread-safe).
+
+    ``hints``: the graph takes the contract's hint tensor as a second input."""
 
     name = "onnx"
 
-    def __init__(self, graph: bytes, threads: int) -> None:
+    def __init__(self, graph: bytes, threads: int, *, hints: bool = False) -> None:
         import onnxruntime as ort
 
         self.threads = threads
+        self.takes_hints = hints
         self.session = ort.InferenceSession(graph, session_options(threads),
                                             providers=["CPUExecutionProvider"])
 
-    def __call__(self, lightness: torch.Tensor) -> torch.Tensor:
-        """Logits (N, 313, H/4, W/4) for L (N, 1, H, W), as a CPU float32 tensor."""
-        array = np.ascontiguousarray(lightness.detach().cpu().numpy(), dtype=np.float32)
-        (logits,) = self.session.run(["logits"], {"lightness": array})
+    def __call__(self, lightness: torch.Tensor, hints: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """Logits (N, 313, H/4, W/4) for L (N, 1, H, W) and, for a hint graph, hints
+        (N, 3, H, W; None = no hints), as a CPU float32 tensor."""
+        feed = {"lightness": _array(lightness)}
+        if self.takes_hints:
+            if hints is None:
+                hints = lightness.new_zeros((lightness.shape[0], 3, *lightness.shape[-2:]))
+            feed["hints"] = _array(hints)
+        elif hints is not None:
+            raise ValueError("this ONNX graph has no hint input")
+        (logits,) = self.session.run(["logits"], feed)
         return torch.from_numpy(logits)
 
 
@@ -150,9 +190,11 @@ def check_export(engine: OnnxEngine, model: nn.Module) -> float:
     worst = 0.0
     for shape in _example_shapes(int(model.stride)):
         lightness = torch.rand(shape, generator=generator) * 100.0
+        inputs = (lightness, _example_hints(shape, generator)) if engine.takes_hints else (
+            lightness,)
         with torch.inference_mode():
-            expected = model(lightness).float()
-        got = engine(lightness)
+            expected = model(*inputs).float()
+        got = engine(*inputs)
         if got.shape != expected.shape:
             raise EngineUnavailableError(f"the ONNX export gives logits of shape "
                                          f"{tuple(got.shape)}, torch {tuple(expected.shape)}")
@@ -195,31 +237,45 @@ def _write_cached(path: Path, graph: bytes) -> None:
         pass
 
 
-def onnx_engine(model: nn.Module, label: str, threads: int) -> OnnxEngine:
-    """The ONNX Runtime engine for ``model`` (exported and cached on first use, reused after)."""
+def onnx_engine(model: nn.Module, label: str, threads: int, *, hints: bool = False
+                ) -> OnnxEngine:
+    """The ONNX Runtime engine for ``model`` (exported and cached on first use, reused after);
+    ``hints``: the graph with a hint input (for models that accept hints)."""
     problem = onnx_available()
     if problem:
         raise EngineUnavailableError(f"«engine» onnx needs ONNX Runtime: {problem}")
     key = weights_key(model)
     with _SESSIONS_LOCK:
-        engine = _SESSIONS.get((key, threads))
+        engine = _SESSIONS.get((key, threads, hints))
         if engine is not None:
             return engine
-        path = cache_folder() / f"{label}-{key[:24]}.onnx"
+        path = cache_folder() / f"{label}{'-hints' if hints else ''}-{key[:24]}.onnx"
         graph = _read_cached(path)
         fresh = graph is None
         if fresh:
-            graph = export_onnx(model)
+            graph = export_onnx(model, hints=hints)
         try:
-            engine = OnnxEngine(graph, threads)
+            engine = OnnxEngine(graph, threads, hints=hints)
         except Exception as exc:  # ONNX Runtime's own errors have no common base class
             raise EngineUnavailableError(f"ONNX Runtime cannot load the exported {label!r} "
                                          f"model ({type(exc).__name__}: {exc})") from None
         if fresh:
             check_export(engine, model)
             _write_cached(path, graph)
-        _SESSIONS[(key, threads)] = engine
+        _SESSIONS[(key, threads, hints)] = engine
         return engine
+
+
+def hint_engine(runner: OnnxEngine, model: nn.Module, label: str) -> OnnxEngine | None:
+    """The hint graph's engine beside ``runner`` (same model and threads), or None (with a
+    warning) when it cannot be made: hints then run in torch."""
+    try:
+        return onnx_engine(model, label, runner.threads, hints=True)
+    except Exception as exc:  # an export failure must not stop colorization with hints
+        warnings.warn(f"chromatize: colour hints for the {label!r} model run in torch "
+                      f"(no ONNX hint graph: {type(exc).__name__}: {exc})", RuntimeWarning,
+                      stacklevel=2)
+        return None
 
 
 def select_engine(requested: str, model: nn.Module, device: torch.device, label: str,

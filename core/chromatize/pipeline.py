@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +64,14 @@ from torch import nn
 
 from chromatize import bins, color, imagearray
 from chromatize.device import resolve_device
-from chromatize.engine import select_engine
+from chromatize.engine import OnnxEngine, hint_engine, select_engine
 from chromatize.errors import ChromatizeError, InputImageError
 from chromatize.hints import ColourSuggestion, Hints, refuse_hints, suggest_colours
 from chromatize.imagearray import ImageLayout
 from chromatize.models.contract import check_hints, check_model
 from chromatize.options import DEFAULT_MODEL, MAX_RENDER_SIZE, ColorizeOptions, setting_token
 from chromatize.progress import CancelCallback, Progress, ProgressCallback
-from chromatize.upsample import ABUpsampler
+from chromatize.upsample import ABUpsampler, GuideStatistics, guide_key, guide_statistics
 
 __all__ = [
     "DEFAULT_MODEL", "MAX_PIXELS", "Colorizer", "Prediction", "Prepared", "clear_model_cache",
@@ -94,6 +94,8 @@ CALL_SETTINGS = ("temperature", "saturation", "render_size", "upsample", "decode
 # Progress budget of the stages of one image (fractions of its share).
 _P_LIGHTNESS = 0.1
 _P_MODEL = 0.3
+
+_HINT_RUNNER_LOCK = threading.Lock()
 
 _MODEL_CACHE: dict[tuple[str, str | None, str], nn.Module] = {}
 _MODEL_CACHE_LOCK = threading.Lock()
@@ -157,6 +159,26 @@ class Prepared:
     render: tuple[int, int]
     #: (H, W) float32 in [0, 1] or None: 1 = colorize, 0 = keep the input as it is
     mask: np.ndarray | None = None
+    #: the guided filter's statistics of L (:class:`chromatize.upsample.GuideStatistics`) by
+    #: (:func:`~chromatize.upsample.guide_key`, device): made by the first ``finish`` and
+    #: reused by later ones (they depend on L alone); not pickled
+    guides: dict[tuple[Any, ...], GuideStatistics] = field(
+        default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["guides"] = {}  # a cache: cheap to rebuild, and it may live on a GPU
+        return state
+
+    def guide(self, ab_shape: tuple[int, int], device: torch.device) -> GuideStatistics:
+        """The guided filter's statistics of this image's L for ab of ``ab_shape`` on
+        ``device`` (computed on first use, then reused)."""
+        key = (*guide_key(ab_shape, tuple(self.lightness.shape)), str(device))
+        stats = self.guides.get(key)
+        if stats is None:
+            stats = guide_statistics(self.lightness.to(device), key[:3])
+            self.guides[key] = stats
+        return stats
 
 
 @dataclass
@@ -224,6 +246,8 @@ class Colorizer:
                                     registered=registered)
         #: What runs the network: "torch" or "onnx" (recorded by batch manifests and front ends).
         self.engine = "torch" if self.runner is None else self.runner.name
+        self._hint_engine: OnnxEngine | None = None  # the runner's hint graph, made on first use
+        self._hint_engine_tried = False
         #: Seconds spent per stage in the last colorize/colorize_batch call ("lightness", "model",
         #: "upsample", "recombine"); for benchmarks and diagnostics.
         self.last_timings: dict[str, float] = {}
@@ -579,11 +603,24 @@ class Colorizer:
             hints = hints.to(self.device, torch.float32)
         if hints is None and self.runner is not None:
             return self.runner(batch)
+        if hints is not None and self.runner is not None:
+            runner = self._hint_runner()
+            if runner is not None:
+                return runner(batch, hints)
         arguments = (batch,) if hints is None else (batch, hints)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
                 return self.model(*arguments)
         return self.model(*arguments)
+
+    def _hint_runner(self) -> OnnxEngine | None:
+        """ONNX Runtime's hint graph beside :attr:`runner` (made at the first call with hints),
+        or None: hints then run in torch."""
+        with _HINT_RUNNER_LOCK:
+            if not self._hint_engine_tried:
+                self._hint_engine = hint_engine(self.runner, self.model, self.model_name)
+                self._hint_engine_tried = True
+            return self._hint_engine
 
     def _finish(self, prepared: Prepared, prediction: Prediction, options: ColorizeOptions,
                 on_progress: ProgressCallback, tracker: Progress, workers: int,
@@ -591,8 +628,11 @@ class Colorizer:
         """Upsample ab, join it with the original L, gamut-map, blend, write the caller's dtype;
         ``pinned``: (sorted flat pixel indices, their ab (2, n)) set exactly (hints)."""
         started = time.perf_counter()
-        upsampler = ABUpsampler(prediction.ab.to(self.device),
-                                prepared.lightness.to(self.device), options.upsample)
+        ab = prediction.ab.to(self.device)
+        guide = (prepared.guide(tuple(ab.shape[-2:]), self.device)
+                 if options.upsample == "guided" else None)
+        upsampler = ABUpsampler(ab, prepared.lightness.to(self.device), options.upsample,
+                                guide=guide)
         started = self._timed("upsample", started)
         out = imagearray.allocate_output(prepared.layout)
         spent = _run_strips(
