@@ -12,10 +12,21 @@ Metrics (Zhang, Isola & Efros, ECCV 2016, section 3.1; Hasler & Süsstrunk 2003)
 - **PSNR** on sRGB in [0, 1] (per image, averaged).
 - **colourfulness** M = sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2) on 0..255 sRGB,
   with rg = R - G and yb = (R + G) / 2 - B.
+- **harm**: the share of all pixels (pooled over the photos) whose output ab is at least
+  :data:`HARM_MARGIN` (10) units farther from the truth than gray's (ab = 0) would be,
+  ``|ab_out - ab_true| - |ab_true| >= 10``; **worse than gray**: the photos whose mean |Δab|
+  exceeds gray's (the photo's mean |ab_true|). Gray itself scores 0 and 0.
+- the regression papers' measures (Deep Koalarization, DenseNet colorization): the **mean L2 ab
+  distance** (mean over pixels of |Δab|) and the share of pixels **within** 2, 5 and 10 ab units
+  (:data:`WITHIN_THRESHOLDS`); and the output's **mean chroma** (mean |ab_out|).
+- with hints (Zhang et al. 2017, "Real-Time User-Guided Image Colorization"): every metric with N
+  hint patches of 5x5 pixels at seeded random positions, each with its patch's mean true colour
+  (:func:`chromatize.hints.sample_hints`), and **hint obedience**: the median over all hint pixels
+  of |Δab| between the hint's colour and the output there.
 
 :func:`evaluate_folder` turns colour photos into gray, colorizes them with
-:class:`chromatize.pipeline.Colorizer` and always reports the grayscale baseline (ab = 0) beside the
-model.
+:class:`chromatize.pipeline.Colorizer` (hints through ``Colorizer.colorize(..., hints=...)``, the
+path users take) and always reports the grayscale baseline (ab = 0) beside the model.
 """
 
 from __future__ import annotations
@@ -35,6 +46,13 @@ from chromatize.bins import NUM_BINS, nearest_bins
 from chromatize.options import ColorizeOptions
 
 AUC_MAX_THRESHOLD = 150
+#: A pixel is harmed when the output is at least this many ab units farther from the truth than
+#: gray (ab = 0) would be.
+HARM_MARGIN = 10.0
+#: "Share of pixels within t ab units of the truth" is reported for these t.
+WITHIN_THRESHOLDS = (2, 5, 10)
+#: Side in pixels of the hint patches of the hint protocol (Zhang et al. 2017).
+HINT_PATCH_SIZE = 5
 
 
 def _as_ab_tensor(ab: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -51,12 +69,20 @@ def _zeros_per_bin() -> torch.Tensor:
     return torch.zeros(NUM_BINS, dtype=torch.float64)
 
 
-def auc_scores(pred_ab: ArrayLike, true_ab: ArrayLike) -> torch.Tensor:
-    """Per-pixel contribution (H*W,) to the AuC over thresholds 0..150 (1 = exact, 0 = >150 off)."""
+def ab_distance(pred_ab: ArrayLike, true_ab: ArrayLike) -> torch.Tensor:
+    """Per-pixel L2 distance (H*W,) between predicted and true ab, both (2, H, W)."""
     p, t = _as_ab_tensor(pred_ab), _as_ab_tensor(true_ab)
     if p.shape != t.shape:
         raise ValueError(f"prediction {tuple(p.shape)} and truth {tuple(t.shape)} differ in shape")
-    d = (p - t).square().sum(0).sqrt().flatten()
+    return (p - t).square().sum(0).sqrt().flatten()
+
+
+def auc_scores(pred_ab: ArrayLike, true_ab: ArrayLike) -> torch.Tensor:
+    """Per-pixel contribution (H*W,) to the AuC over thresholds 0..150 (1 = exact, 0 = >150 off)."""
+    return _auc_of_distance(ab_distance(pred_ab, true_ab))
+
+
+def _auc_of_distance(d: torch.Tensor) -> torch.Tensor:
     n_thr = AUC_MAX_THRESHOLD + 1
     return ((n_thr - torch.ceil(d)) / n_thr).clamp(0.0, 1.0)
 
@@ -82,7 +108,12 @@ class AucAccumulator:
         classes: torch.Tensor | None = None,
     ) -> None:
         """Add one image; ``classes`` (H*W,) may give :func:`true_classes` of ``true_ab``."""
-        scores = auc_scores(pred_ab, true_ab).double()
+        self.add_distances(ab_distance(pred_ab, true_ab), true_ab, classes)
+
+    def add_distances(self, distance: torch.Tensor, true_ab: np.ndarray | torch.Tensor,
+                      classes: torch.Tensor | None = None) -> None:
+        """:meth:`add` of one image given its per-pixel :func:`ab_distance` (H*W,)."""
+        scores = _auc_of_distance(distance).double()
         if classes is None:
             classes = true_classes(true_ab)
         self.total += float(scores.sum())
@@ -124,6 +155,52 @@ def colourfulness(rgb: np.ndarray) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
+def _zeros_per_threshold() -> dict[int, int]:
+    return dict.fromkeys(WITHIN_THRESHOLDS, 0)
+
+
+@dataclass
+class ErrorTotals:
+    """Streams the per-pixel ab error measures besides AuC over many images (pooled over pixels):
+    harm, photos worse than gray, mean L2 ab distance, shares within :data:`WITHIN_THRESHOLDS`,
+    and the output's mean chroma."""
+
+    pixels: int = 0
+    harmed: int = 0
+    distance_sum: float = 0.0
+    chroma_sum: float = 0.0
+    within: dict[int, int] = field(default_factory=_zeros_per_threshold)
+    photos: int = 0
+    worse_photos: int = 0
+
+    def add_distances(self, distance: torch.Tensor, pred_ab: ArrayLike, true_ab: ArrayLike
+                      ) -> None:
+        """Add one image: its per-pixel :func:`ab_distance` (H*W,) and both ab (2, H, W)."""
+        gray_distance = _as_ab_tensor(true_ab).square().sum(0).sqrt().flatten()
+        chroma = _as_ab_tensor(pred_ab).square().sum(0).sqrt()
+        d = distance.double()
+        self.pixels += d.numel()
+        self.harmed += int((d - gray_distance.double() >= HARM_MARGIN).sum())
+        self.distance_sum += float(d.sum())
+        self.chroma_sum += float(chroma.double().sum())
+        for t in WITHIN_THRESHOLDS:
+            self.within[t] += int((d <= t).sum())
+        self.photos += 1
+        self.worse_photos += int(float(d.mean()) > float(gray_distance.double().mean()))
+
+    def summary(self) -> dict[str, float]:
+        n = max(self.pixels, 1)
+        out = {
+            "harm": 100.0 * self.harmed / n,
+            "worse_than_gray": float(self.worse_photos),
+            "photos": float(self.photos),
+            "l2_ab": self.distance_sum / n,
+        }
+        out.update({f"within_{t}": 100.0 * self.within[t] / n for t in WITHIN_THRESHOLDS})
+        out["chroma"] = self.chroma_sum / n
+        return out
+
+
 @dataclass
 class MetricTotals:
     """Accumulates every metric for one method (the model, or the grayscale baseline)."""
@@ -131,6 +208,7 @@ class MetricTotals:
     auc: AucAccumulator = field(default_factory=AucAccumulator)
     psnrs: list[float] = field(default_factory=list)
     colourfulness: list[float] = field(default_factory=list)
+    errors: ErrorTotals = field(default_factory=ErrorTotals)
 
     def add(
         self,
@@ -142,17 +220,43 @@ class MetricTotals:
     ) -> None:
         """``*_rgb``: (H, W, 3) floats in [0, 1]; ``*_ab``: (2, H, W); ``classes``: see
         :meth:`AucAccumulator.add`."""
-        self.auc.add(pred_ab, true_ab, classes)
+        distance = ab_distance(pred_ab, true_ab)
+        self.auc.add_distances(distance, true_ab, classes)
+        self.errors.add_distances(distance, pred_ab, true_ab)
         self.psnrs.append(psnr(pred_rgb, true_rgb))
         self.colourfulness.append(colourfulness(pred_rgb))
 
     def summary(self) -> dict[str, float]:
+        """Every metric: ``auc_raw``, ``auc_rebalanced``, ``psnr`` (dB, mean over photos),
+        ``colourfulness`` (mean over photos), then :meth:`ErrorTotals.summary`: ``harm`` (% of
+        pixels), ``worse_than_gray`` (photos) of ``photos``, ``l2_ab``, ``within_2``/``_5``/``_10``
+        (% of pixels) and ``chroma`` (mean output |ab|)."""
         finite = [p for p in self.psnrs if math.isfinite(p)]
         return {
             "auc_raw": self.auc.raw,
             "auc_rebalanced": self.auc.rebalanced,
             "psnr": float(np.mean(finite)) if finite else math.inf,
             "colourfulness": float(np.mean(self.colourfulness)) if self.colourfulness else 0.0,
+            **self.errors.summary(),
+        }
+
+
+@dataclass
+class HintedTotals(MetricTotals):
+    """:class:`MetricTotals` of a run with hints, plus the |Δab| between each hint pixel's hint
+    colour and the output there (``hint_obedience`` in the summary: their median)."""
+
+    hint_errors: list[np.ndarray] = field(default_factory=list)
+
+    def add_hint_errors(self, errors: np.ndarray) -> None:
+        self.hint_errors.append(np.asarray(errors, np.float64).reshape(-1))
+
+    def summary(self) -> dict[str, float]:
+        errors = np.concatenate(self.hint_errors) if self.hint_errors else np.zeros(0)
+        return {
+            **super().summary(),
+            "hint_obedience": float(np.median(errors)) if errors.size else math.nan,
+            "hint_pixels": float(errors.size),
         }
 
 
@@ -168,15 +272,36 @@ CONTACT_ROW_HEIGHT = 192
 
 @dataclass
 class ImageResult:
+    """One photo's metrics: the model (0 hints), gray, and per hint count (keys ``"10"``, ...)."""
+
     name: str
     model: dict[str, float]
     gray: dict[str, float]
     truth_colourfulness: float
+    truth_chroma: float = 0.0
+    hinted: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+#: Rows of :meth:`EvaluationReport.format_table`: label, summary key, format.
+_TABLE_ROWS = (
+    ("AuC raw (%)", "auc_raw", "{:.2f}"),
+    ("AuC class-rebalanced (%)", "auc_rebalanced", "{:.2f}"),
+    ("PSNR RGB (dB)", "psnr", "{:.2f}"),
+    ("colourfulness", "colourfulness", "{:.1f}"),
+    ("harm: pixels >=10 worse than gray (%)", "harm", "{:.1f}"),
+    ("photos worse than gray", "worse_than_gray", None),
+    ("mean L2 ab distance", "l2_ab", "{:.2f}"),
+    *((f"pixels within {t} ab (%)", f"within_{t}", "{:.1f}") for t in WITHIN_THRESHOLDS),
+    ("mean chroma |ab|", "chroma", "{:.2f}"),
+)
+_LABEL_WIDTH = 38
+_COLUMN_WIDTH = 10
 
 
 @dataclass
 class EvaluationReport:
-    """Metrics of a model and of the grayscale baseline (ab = 0) over a folder of photos."""
+    """Metrics of a model and of the grayscale baseline (ab = 0) over a folder of photos, and of
+    the model given N sampled hints for each N of ``hint_counts`` (``hinted``, keys ``"N"``)."""
 
     folder: str
     model_name: str
@@ -187,23 +312,55 @@ class EvaluationReport:
     gray: dict[str, float]
     truth_colourfulness: float
     images: list[ImageResult]
+    truth_chroma: float = 0.0
+    hint_counts: list[int] = field(default_factory=list)
+    seed: int = 0
+    hinted: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def columns(self) -> list[tuple[str, dict[str, float]]]:
+        """(header, summary) of each column of the table: gray, the model, each hint count."""
+        cols = [("gray", self.gray), ("model", self.model)]
+        cols += [(f"{n} hint{'s' if n != 1 else ''}", self.hinted[str(n)])
+                 for n in self.hint_counts]
+        return cols
 
     def format_table(self) -> str:
-        """A plain-text table: metric | model | grayscale baseline."""
-        rows = [
-            ("AuC raw (%)", "auc_raw", "{:.2f}"),
-            ("AuC class-rebalanced (%)", "auc_rebalanced", "{:.2f}"),
-            ("PSNR RGB (dB)", "psnr", "{:.2f}"),
-            ("colourfulness", "colourfulness", "{:.1f}"),
-        ]
+        """A plain-text table: one row per metric, one column per method (gray, the model with 0
+        hints, the model with each hint count)."""
         head = (f"{self.count} photos from {self.folder}; model {self.model_name}, "
                 f"T={self.temperature:g}, saturation={self.saturation:g}")
-        lines = [head, f"{'metric':<26}{'model':>10}{'gray':>10}"]
-        for label, key, fmt in rows:
-            lines.append(f"{label:<26}{fmt.format(self.model[key]):>10}"
-                         f"{fmt.format(self.gray[key]):>10}")
-        lines.append(f"{'colourfulness of originals':<26}{self.truth_colourfulness:>10.1f}")
+        if self.hint_counts:
+            head += (f"; hints: {HINT_PATCH_SIZE}x{HINT_PATCH_SIZE} px patches of the true mean "
+                     f"colour at random positions (seed {self.seed})")
+        cols = self.columns()
+        lines = [head, f"{'metric':<{_LABEL_WIDTH}}"
+                 + "".join(f"{name:>{_COLUMN_WIDTH}}" for name, _ in cols)]
+        for label, key, fmt in _TABLE_ROWS:
+            cells = [_cell(summary, key, fmt) for _, summary in cols]
+            lines.append(_row(label, cells))
+            if key == "psnr":
+                lines.append(_row("PSNR vs gray (dB)", ["-"] + [
+                    f"{summary['psnr'] - self.gray['psnr']:+.2f}" for _, summary in cols[1:]]))
+                if self.hint_counts:
+                    lines.append(_row("PSNR vs 0 hints (dB)", ["-", "-"] + [
+                        f"{summary['psnr'] - self.model['psnr']:+.2f}"
+                        for _, summary in cols[2:]]))
+        if self.hint_counts:
+            lines.append(_row("hint obedience: median |Δab|", ["-", "-"] + [
+                f"{summary['hint_obedience']:.2f}" for _, summary in cols[2:]]))
+        lines.append(_row("colourfulness of originals", [f"{self.truth_colourfulness:.1f}"]))
+        lines.append(_row("mean chroma |ab| of originals", [f"{self.truth_chroma:.2f}"]))
         return "\n".join(lines)
+
+
+def _cell(summary: dict[str, float], key: str, fmt: str | None) -> str:
+    if fmt is None:  # a count of photos
+        return f"{int(summary[key])}/{int(summary['photos'])}"
+    return fmt.format(summary[key])
+
+
+def _row(label: str, cells: Sequence[str]) -> str:
+    return f"{label:<{_LABEL_WIDTH}}" + "".join(f"{c:>{_COLUMN_WIDTH}}" for c in cells)
 
 
 def true_classes_chunked(true_ab: torch.Tensor) -> torch.Tensor:
@@ -273,6 +430,52 @@ def write_contact_sheet(
         raise OutputError(f"cannot write {path}: {exc}") from None
 
 
+def hint_seed(seed: int, index: int) -> int:
+    """The seed of the hint positions of the ``index``-th photo (by name) of a run with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def hint_errors(hints: Any, pred_ab: torch.Tensor) -> np.ndarray:
+    """|Δab| (n,) between the hints' colours and the output ab (2, H, W) at each pixel they cover
+    (the last hint where patches overlap, as the pipeline paints them)."""
+    height, width = pred_ab.shape[-2:]
+    indices, ab = hints.full_resolution(int(width), int(height))
+    got = pred_ab.reshape(2, -1)[:, torch.from_numpy(indices)]
+    return (got - ab).square().sum(0).sqrt().numpy()
+
+
+def _checked_hint_counts(hints: Sequence[int]) -> list[int]:
+    from chromatize.errors import ChromatizeError
+
+    counts: list[int] = []
+    for n in hints:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ChromatizeError(f"«hints»: hint counts are whole numbers >= 1, got {n!r}")
+        if int(n) not in counts:
+            counts.append(int(n))
+    return counts
+
+
+def refuse_hints_unless_accepted(options: ColorizeOptions, model: torch.nn.Module | None) -> None:
+    """Raise :class:`~chromatize.models.contract.HintsNotSupportedError` when the model to score
+    (``model``, or the one ``options`` name, read from its class: nothing is loaded) has no hint
+    inputs."""
+    from chromatize.models.contract import HintsNotSupportedError
+    from chromatize.registry import get_spec
+
+    if model is not None:
+        accepts, name = bool(getattr(model, "accepts_hints", False)), str(
+            getattr(model, "name", type(model).__name__))
+    else:
+        spec = get_spec(options.model)
+        accepts, name = bool(spec.accepts_hints), spec.name
+    if not accepts:
+        raise HintsNotSupportedError(
+            f"the {name} model does not accept colour hints, so it cannot be scored with "
+            "«hints»; score it without «hints», or choose a model that accepts them with «model» "
+            "(e.g. mobile)")
+
+
 def evaluate_folder(
     folder: str | os.PathLike[str],
     options: ColorizeOptions | None = None,
@@ -282,6 +485,8 @@ def evaluate_folder(
     contact_sheet: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
+    hints: Sequence[int] = (),
+    seed: int = 0,
 ) -> EvaluationReport:
     """Turn each colour photo of ``folder`` to gray, colorize it, compare with the original.
 
@@ -291,20 +496,30 @@ def evaluate_folder(
     rounding), so the output has exactly the original's lightness and only colour is judged. The
     grayscale baseline (ab = 0) is scored beside the model. ``progress(done, total, name)`` is
     called per photo.
+
+    ``hints``: hint counts N (>= 1); for each, every photo is colorized again with N hint patches
+    of :data:`HINT_PATCH_SIZE` pixels (:func:`chromatize.hints.sample_hints`, positions seeded by
+    :func:`hint_seed` of ``seed`` and the photo's index) through ``Colorizer.colorize(...,
+    hints=...)``. A model without hint inputs is refused before any photo is read.
     """
     from chromatize.pipeline import Colorizer
 
     options = options if options is not None else ColorizeOptions()
+    counts = _checked_hint_counts(hints)
+    if counts:
+        refuse_hints_unless_accepted(options, model)
     if model is not None:
         colorizer = Colorizer(model, device=options.device, options=options)
     else:
         colorizer = Colorizer.from_options(options)
+    if counts:
+        colorizer.refuse_hints_unless_accepted()
     files = list_photos(folder, limit)
-    ours, gray = MetricTotals(), MetricTotals()
+    totals = _FolderTotals(counts)
     results: list[ImageResult] = []
     sheet_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for i, f in enumerate(files):
-        result, row = _score_photo(f, colorizer, options, ours, gray)
+        result, row = _score_photo(f, colorizer, options, totals, hint_seed(seed, i))
         results.append(result)
         if contact_sheet is not None:
             sheet_rows.append(row)
@@ -318,16 +533,48 @@ def evaluate_folder(
         temperature=colorizer.temperature(options),
         saturation=options.saturation,
         count=len(files),
-        model=ours.summary(),
-        gray=gray.summary(),
+        model=totals.ours.summary(),
+        gray=totals.gray.summary(),
         truth_colourfulness=float(np.mean([r.truth_colourfulness for r in results])),
         images=results,
+        truth_chroma=totals.truth_chroma_sum / max(totals.truth_pixels, 1),
+        hint_counts=counts,
+        seed=int(seed),
+        hinted={str(n): t.summary() for n, t in totals.hinted.items()},
     )
 
 
-def _score_photo(path: Path, colorizer: Any, options: ColorizeOptions, ours: MetricTotals,
-                 gray: MetricTotals) -> tuple[ImageResult, tuple[np.ndarray, ...]]:
-    """Score one photo (adding to the running totals); its result and contact-sheet row."""
+@dataclass
+class _FolderTotals:
+    """What :func:`evaluate_folder` accumulates: per method, and the originals' chroma."""
+
+    counts: list[int]
+    ours: MetricTotals = field(default_factory=MetricTotals)
+    gray: MetricTotals = field(default_factory=MetricTotals)
+    hinted: dict[int, HintedTotals] = field(default_factory=dict)
+    truth_chroma_sum: float = 0.0
+    truth_pixels: int = 0
+
+    def __post_init__(self) -> None:
+        self.hinted = {n: HintedTotals() for n in self.counts}
+
+
+@dataclass
+class _Truth:
+    """One photo as evaluation needs it: the original, its true ab and classes, the gray input."""
+
+    rgb: np.ndarray  # (H, W, 3) float32 sRGB in [0, 1]
+    ab: torch.Tensor  # (2, H, W)
+    classes: torch.Tensor  # (H*W,)
+    gray: np.ndarray  # (H, W) float32 sRGB gray with the original's lightness
+
+    def add(self, totals: Sequence[MetricTotals], out: np.ndarray,
+            pred_ab: torch.Tensor) -> None:
+        for acc in totals:
+            acc.add(out, pred_ab, self.rgb, self.ab, self.classes)
+
+
+def _read_truth(path: Path) -> _Truth:
     from chromatize.color import lightness_to_gray, rgb_to_lab
     from chromatize.imagearray import color_float, inspect_image
     from chromatize.imageio import read_image
@@ -337,16 +584,43 @@ def _score_photo(path: Path, colorizer: Any, options: ColorizeOptions, ours: Met
     rgb_t = color_float(pixels, layout).contiguous()  # (3, H, W) float32 sRGB in [0, 1]
     lab = rgb_to_lab(rgb_t)
     true_ab = lab[1:]
-    rgb = rgb_t.permute(1, 2, 0).numpy()
     gray_in = lightness_to_gray(lab[0]).clamp(0, 1).numpy().astype(np.float32)
-    out = np.asarray(colorizer.colorize(gray_in, options), np.float32)[..., :3]
-    pred_ab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1))[1:]
-    classes = true_classes_chunked(true_ab)
-    gray3 = np.repeat(gray_in[..., None], 3, axis=2)
+    return _Truth(rgb_t.permute(1, 2, 0).numpy(), true_ab, true_classes_chunked(true_ab), gray_in)
+
+
+def _colorized(colorizer: Any, truth: _Truth, options: ColorizeOptions,
+               hints: Any = None) -> tuple[np.ndarray, torch.Tensor]:
+    """The colorized gray input (H, W, 3) float32 and its ab (2, H, W)."""
+    from chromatize.color import rgb_to_lab
+
+    out = np.asarray(colorizer.colorize(truth.gray, options, hints=hints), np.float32)[..., :3]
+    return out, rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1))[1:]
+
+
+def _score_photo(path: Path, colorizer: Any, options: ColorizeOptions, totals: _FolderTotals,
+                 seed: int) -> tuple[ImageResult, tuple[np.ndarray, ...]]:
+    """Score one photo (adding to the running totals); its result and contact-sheet row."""
+    from chromatize.hints import sample_hints
+
+    truth = _read_truth(path)
+    out, pred_ab = _colorized(colorizer, truth, options)
+    gray3 = np.repeat(truth.gray[..., None], 3, axis=2)
     one_ours, one_gray = MetricTotals(), MetricTotals()
-    for acc in (ours, one_ours):
-        acc.add(out, pred_ab, rgb, true_ab, classes)
-    for acc in (gray, one_gray):
-        acc.add(gray3, torch.zeros_like(true_ab), rgb, true_ab, classes)
-    result = ImageResult(path.name, one_ours.summary(), one_gray.summary(), colourfulness(rgb))
-    return result, (gray3, out, rgb)
+    truth.add((totals.ours, one_ours), out, pred_ab)
+    truth.add((totals.gray, one_gray), gray3, torch.zeros_like(truth.ab))
+    hinted: dict[str, dict[str, float]] = {}
+    for n, running in totals.hinted.items():
+        hints = sample_hints(truth.rgb, n, seed, size=HINT_PATCH_SIZE)
+        hinted_out, hinted_ab = _colorized(colorizer, truth, options, hints)
+        one = HintedTotals()
+        truth.add((running, one), hinted_out, hinted_ab)
+        errors = hint_errors(hints, hinted_ab)
+        for acc in (running, one):
+            acc.add_hint_errors(errors)
+        hinted[str(n)] = one.summary()
+    chroma = truth.ab.square().sum(0).sqrt()
+    totals.truth_chroma_sum += float(chroma.double().sum())
+    totals.truth_pixels += chroma.numel()
+    result = ImageResult(path.name, one_ours.summary(), one_gray.summary(),
+                         colourfulness(truth.rgb), float(chroma.double().mean()), hinted)
+    return result, (gray3, out, truth.rgb)

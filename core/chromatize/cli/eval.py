@@ -2,7 +2,16 @@
 
 Each photo is turned to gray (its own CIE L), colorized, and compared with the original: AuC of
 per-pixel ab error over thresholds 0-150 (raw and class-rebalanced, ECCV16), PSNR on RGB and
-colourfulness (Hasler & Süsstrunk), always beside the grayscale baseline (ab = 0).
+colourfulness (Hasler & Süsstrunk), harm (% of pixels whose ab is >= 10 units farther from the
+truth than gray's), photos worse than gray (mean |Δab| above gray's), the mean L2 ab distance, the
+share of pixels within 2, 5 and 10 ab units and the mean chroma, always beside the grayscale
+baseline (ab = 0).
+
+--hints N[,N...] also scores the model given N colour hints per photo (Zhang et al. 2017's
+protocol: 5x5-pixel patches of the true mean colour at random positions, seeded by --seed and the
+photo's place in the folder), through the same hint path as `chromatize colorize --hints`: one
+column per N, with the PSNR gain over 0 hints and the hint obedience (median |Δab| between a
+hint's colour and the output at its pixels). Needs a model that accepts hints.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import sys
 from typing import Any
 
 from chromatize.atomic import replacing
-from chromatize.cli.argtypes import positive_int
+from chromatize.cli.argtypes import non_negative_int, positive_int
 from chromatize.cli.settings_args import add_setting_flags, options_from_args
 
 
@@ -38,19 +47,43 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="evaluate only the first N photos (by name)")
+    parser.add_argument("--hints", metavar="N[,N...]", type=hint_counts, default=[],
+                        help="also score with N sampled colour hints per photo (5x5 px, the true "
+                        "mean colour), one column per N, e.g. --hints 1,10,100")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the hint positions (with the photo's index; default 0)")
     parser.set_defaults(func=run)
+
+
+def hint_counts(text: str) -> list[int]:
+    """``"1,10,100"`` -> [1, 10, 100]: whole numbers >= 1, each once, in the order given."""
+    counts: list[int] = []
+    for part in text.split(","):
+        try:
+            n = int(part.strip())
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(
+                "expected hint counts N[,N...] of whole numbers >= 1 (e.g. 1,10,100), "
+                f"got {text!r}")
+        if n not in counts:
+            counts.append(n)
+    return counts
 
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from chromatize.errors import OutputError
+    from chromatize.errors import ChromatizeError, OutputError
     from chromatize.evaluation import evaluate_folder
 
     if args.json and Path(args.json).exists() and not args.overwrite:
         raise OutputError(f"{args.json} already exists; not replacing it (pass --overwrite)")
     if args.sequence:
+        if args.hints:
+            raise ChromatizeError("--hints applies to folders of photos, not to --sequence")
         return _run_sequence(args)
     if not args.folder:
         raise OutputError("pass a FOLDER of colour photos, or --sequence FOLDER_OR_VIDEO")
@@ -65,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         contact_sheet=args.contact_sheet,
         overwrite=args.overwrite,
         progress=progress,
+        hints=args.hints,
+        seed=args.seed,
     )
     print(report.format_table())
     if args.contact_sheet:
