@@ -31,6 +31,8 @@ from chromatize_napari.widget import NEW_LAYER, ColorizeWidget  # noqa: E402
 pytestmark = pytest.mark.napari
 
 GREEN = "#1fa83c"
+#: A live update of a 1-megapixel photo takes well under a second; this is for a loaded CI.
+LIVE_TIMEOUT_MS = 30_000
 HINT_MODEL = "hinttest"
 
 
@@ -273,7 +275,7 @@ def test_a_point_guides_only_its_own_plane_of_a_stack(make_napari_viewer, qtbot,
 # ------------------------------------------------------------------------------ live
 def _wait_for_update(qtbot, controls, before: int) -> None:
     qtbot.waitUntil(lambda: controls.updates > before and not controls.running,
-                    timeout=RUN_TIMEOUT_MS)
+                    timeout=LIVE_TIMEOUT_MS)
 
 
 def test_live_mode_recolorizes_in_place_after_moving_a_point(make_napari_viewer, qtbot,
@@ -284,7 +286,7 @@ def test_live_mode_recolorizes_in_place_after_moving_a_point(make_napari_viewer,
     layer = viewer.add_image(gray, name="photo")
     use_model(widget, layer, HINT_MODEL, hint_model, render_size=256)
     controls = widget.hint_controls
-    first, second, third = (200, 200), (800, 700), (600, 300)
+    first, second, third = (200, 200), (500, 700), (600, 300)  # mid-gray spots of the photo
     points = add_hints(widget, [first], GREEN, size=15)
     plain = colorize_plain(qtbot, widget)  # also the output layer live mode updates
 

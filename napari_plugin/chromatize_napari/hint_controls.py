@@ -117,6 +117,8 @@ class HintControls:
         self._worker: Any = None
         self._cancel: threading.Event | None = None
         self._pending = False
+        #: Counts hint changes: a run started before the latest change is stale.
+        self._generation = 0
         self._changed_at = 0.0
         self._last_error: str | None = None
         self._suggest_worker: Any = None
@@ -233,9 +235,9 @@ class HintControls:
         if not (self.live.value and self.available):
             return
         self._changed_at = time.perf_counter()
+        self._generation += 1
         if self._cancel is not None:  # a run in flight is stale now
             self._cancel.set()
-            self._pending = True
         self._timer.start()
 
     def live_target(self, layer: Any) -> Any:
@@ -279,20 +281,21 @@ class HintControls:
         owner = self.owner
         self._cancel = threading.Event()
         self._pending = False
-        changed_at = self._changed_at
+        changed_at, generation = self._changed_at, self._generation
         owner._watch(owner.input_layer.value)
         worker = create_worker(run_live_job, snapshot, options, owner.cache, owner.prepared,
                                hints, indices, self._cancel.is_set, _start_thread=False)
         worker.returned.connect(lambda outcome: self._on_live_returned(
-            outcome, target, hints, indices, changed_at))
+            outcome, target, hints, indices, changed_at, generation))
         worker.finished.connect(self._on_live_finished)
         self._worker = worker
         owner.status.value = "live: re-colorizing..."
         worker.start()
 
     def _on_live_returned(self, outcome: LiveOutcome, target: Any, hints: HintPoints,
-                          indices: list[tuple[int, ...]], changed_at: float) -> None:
-        if outcome.cancelled or self._pending:  # superseded by a newer change: drop it
+                          indices: list[tuple[int, ...]], changed_at: float,
+                          generation: int) -> None:
+        if outcome.cancelled or generation != self._generation:  # superseded: drop it
             self.dropped += 1
             return
         if outcome.error is not None:

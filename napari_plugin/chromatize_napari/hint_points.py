@@ -110,8 +110,8 @@ def image_ndim(image: Any) -> int:
 def read_hint_points(points: Any, image: Any) -> HintPoints:
     """The points of napari Points layer ``points`` in the data coordinates of Image layer
     ``image``. Call on the GUI thread (reads layer state); the layers are only read."""
-    data = np.asarray(points.data, dtype=float).reshape(len(points.data), -1)
-    n, ndim = len(data), image_ndim(image)
+    n, ndim = len(points.data), image_ndim(image)
+    data = np.asarray(points.data, dtype=float).reshape(n, int(points.ndim))
     planes_ndim = max(ndim - 2, 0)
     coords = np.zeros((n, ndim))
     every = np.zeros(n, bool)
@@ -122,7 +122,7 @@ def read_hint_points(points: Any, image: Any) -> HintPoints:
             world = np.concatenate([origin[: ndim - len(world)], world])
             every[i] = True
         coords[i] = np.asarray(image.world_to_data(world[-ndim:]), dtype=float)
-    colours = np.asarray(points.face_color, dtype=np.float32).reshape(n, -1)[:, :3]
+    colours = np.asarray(points.face_color, dtype=np.float32).reshape(n, 4)[:, :3]
     sizes = np.asarray(points.size, dtype=float).reshape(-1) * _size_factor(points, image)
     return HintPoints(
         layer_name=str(points.name),
