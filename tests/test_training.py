@@ -233,10 +233,11 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
     held-out scene metrics, resume from last.pt, and export to loadable fp16 safetensors."""
     pytest.importorskip("tflite", reason="training needs the 'train' extra (tflite)")
     from safetensors import safe_open
+    from safetensors.torch import load_file
 
+    from chromatize.models.mobile import build_mobile
     from chromatize.training import averaging, export, logit_adjustment, train
     from chromatize.training.logit_adjustment import HEAD_BIAS, bias_shift
-    from chromatize.weights import load_model
 
     data = tmp_path / "data"
     make_photos(data, {"caltech101": 12, "bsds432": 12})
@@ -270,8 +271,10 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
     assert len(json.loads(meta["prior_counts"])) == 313
     assert json.loads(meta["colour_loss"]) == {"weight": 2.0, "rebalance_lambda": 0.25}
     assert float(meta["default_temperature"]) in TEMPERATURES
-    model = load_model("mobile", weights=weights)
-    logits = model(torch.full((1, 1, 64, 64), 50.0))
+    v1 = build_mobile()  # a run without --hints trains v1 (no hint inputs)
+    v1.load_state_dict({k: v.float() if v.is_floating_point() else v
+                        for k, v in load_file(weights).items()}, strict=True)
+    logits = v1(torch.full((1, 1, 64, 64), 50.0))
     assert logits.shape == (1, 313, 16, 16) and torch.isfinite(logits).all()
     with pytest.raises(SystemExit, match="exists"):
         export.export(out / "best.pt", weights, temperature=None, overwrite=False)
@@ -319,6 +322,71 @@ def test_tiny_training_run_resumes_and_exports(tmp_path: Path, shared_dir: Path)
     meta = export.export(averaged_path, tmp_path / "averaged.safetensors", None, False)
     assert json.loads(meta["averaged_from"]) == averaged["averaged_from"]
     assert averaging.main(cli) == 2
+
+
+@pytest.mark.slow
+def test_tiny_hint_training_run_scores_hints_and_exports_v2(tmp_path: Path,
+                                                            shared_dir: Path) -> None:
+    """--hints trains mobile v2 on simulated hints: each evaluation scores PSNR with 0/1/10/100
+    hints through the public hint path, and the export loads as a model whose hints move its
+    logits."""
+    pytest.importorskip("tflite", reason="training needs the 'train' extra (tflite)")
+    from safetensors import safe_open
+
+    from chromatize.training import export, train
+    from chromatize.weights import load_model
+
+    data = tmp_path / "data"
+    make_photos(data, {"caltech101": 6, "bsds432": 10})
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--data", str(data), "--backbone",
+            str(shared_dir / "models" / "mobilenet_v2_1.0_224_quant.tflite"), "--hints",
+            "--hint-free-share", "0", "--hint-val-limit", "2", "--scene-val-fraction", "0.3",
+            "--crop", "64", "--batch", "4", "--workers", "0", "--budget-minutes", "0.05",
+            "--eval-minutes", "1", "--warmup-steps", "2", "--hint-lr", "0.05"]
+    assert train.main(args) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    hint_psnr = metrics[-1]["hint_psnr"]
+    assert set(hint_psnr) == {"0", "1", "10", "100"} and all(np.isfinite(list(hint_psnr.values())))
+    gain = hint_psnr["10"] - hint_psnr["0"]
+    assert metrics[-1]["score"] == pytest.approx(metrics[-1]["automatic_score"] + gain)
+
+    weights = tmp_path / "v2.safetensors"
+    export.export(out / "best.pt", weights, temperature=None, overwrite=False)
+    with safe_open(weights, "pt") as fh:
+        assert fh.metadata()["format"] == "chromatize-mobile-2"
+    model = load_model("mobile", weights=weights)
+    lightness = torch.full((1, 1, 64, 64), 50.0)
+    hints = torch.zeros(1, 3, 64, 64)
+    hints[0, 0, 28:36, 28:36], hints[0, 2, 28:36, 28:36] = 0.6, 1.0
+    with torch.inference_mode():
+        assert not torch.allclose(model(lightness, hints), model(lightness))
+
+
+def test_hint_simulation_follows_the_paper() -> None:
+    """Hint-free share, geometric counts, patch sizes 1..9 and the patch's mean true ab."""
+    import random
+
+    from chromatize.training.data import HintSimulation
+
+    sim = HintSimulation(free_share=0.25)
+    rng = random.Random(0)
+    counts = [sim.count(rng) for _ in range(4000)]
+    assert 0.22 < counts.count(0) / len(counts) < 0.28
+    drawn = [c for c in counts if c]
+    assert min(drawn) == 1 and 7.0 < np.mean(drawn) < 9.0  # geometric, p = 1/8: mean 8
+    ab = torch.zeros(2, 64, 64)
+    ab[0, :, 32:] = 40.0  # right half a = 40
+    hints = sim(ab, random.Random(3)).float()
+    mask = hints[2] > 0
+    for _ in range(10):
+        one = HintSimulation(free_share=0.0, max_count=1)(ab, random.Random(_)).float()
+        ys, xs = torch.nonzero(one[2], as_tuple=True)
+        side = int(ys.max() - ys.min() + 1)
+        assert 1 <= side <= 9 and int(xs.max() - xs.min() + 1) <= 9
+        patch = ab[0, ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        assert torch.allclose(one[0][one[2] > 0] * 110.0, patch.mean().expand(len(ys)), atol=0.05)
+    assert torch.all(hints[:2][:, ~mask] == 0)
 
 
 @pytest.mark.slow
@@ -430,7 +498,7 @@ def test_recipe_matches_the_model_cards_commands() -> None:
     scan = next(s for s in chain if s.module == "logit_adjustment")
     assert list(scan.args[scan.args.index("--alphas") :]) == card_commands(
         "logit_adjustment")[0][4:] + ["--json", str(runs / "mobile10" / "scan.json")]
-    assert [s.module for s in chain][-2:] == ["logit_adjustment", "export"]
+    assert [s.module for s in chain][-4:] == ["logit_adjustment", "export", "train", "export"]
 
 
 @pytest.mark.slow
@@ -456,14 +524,20 @@ def test_recipe_runs_the_whole_chain_and_resumes(tmp_path: Path, shared_dir: Pat
         assert recipe.training_done(runs / name), name
     assert (runs / "mobile3" / "soup.pt").exists() and (runs / "mobile5" / "wise.pt").exists()
     scan = json.loads((runs / "mobile10" / "scan.json").read_text())
-    with safe_open(out, "pt") as fh:
+    v1 = runs / "mobile10" / "v1.safetensors"
+    with safe_open(v1, "pt") as fh:
         meta = fh.metadata()
     folded = json.loads(meta["logit_adjustment"])["alpha"] if "logit_adjustment" in meta else 0.0
     assert folded == scan["alpha"]  # export records the adjustment only when alpha > 0
     assert meta["continued_from"] == str(runs / "mobile9" / "best.pt")
+    assert meta["format"] == "chromatize-mobile-1"
     init = torch.load(runs / "mobile5" / "last.pt", weights_only=False)["args"]["init"]
     assert init == str(runs / "mobile3" / "soup.pt")
-    assert load_model("mobile", weights=out)(torch.full((1, 1, 64, 64), 50.0)).shape[1] == 313
+    with safe_open(out, "pt") as fh:  # v2: the hint run from v1's export
+        meta = fh.metadata()
+    assert meta["format"] == "chromatize-mobile-2" and meta["continued_from"] == str(v1)
+    model = load_model("mobile", weights=out)
+    assert model.accepts_hints and model(torch.full((1, 1, 64, 64), 50.0)).shape[1] == 313
     capfd.readouterr()
 
     before = out.read_bytes()
@@ -473,5 +547,5 @@ def test_recipe_runs_the_whole_chain_and_resumes(tmp_path: Path, shared_dir: Pat
     stamp = (runs / "mobile8" / "last.pt").stat().st_mtime_ns
     assert recipe.main([*cli, "--overwrite"]) == 0
     printed = capfd.readouterr().out
-    assert printed.count(": done (") == 9, printed  # 6 runs, 2 averages, the scan
+    assert printed.count(": done (") == 11, printed  # 7 runs, 2 averages, the scan, v1
     assert (runs / "mobile8" / "last.pt").stat().st_mtime_ns == stamp

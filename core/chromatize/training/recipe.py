@@ -3,16 +3,17 @@
     python -m chromatize.training.recipe --runs RUNS \\
         [--data ../shared/data/train] [--out mobile.safetensors] [--dry-run] [--overwrite]
 
-Runs, in order, the steps ``shipped/MODEL_CARD.md`` lists: six training runs (each starting from
-the one before or from a weight average), two weight averages, the logit-adjustment scan and the
-export, each as its own ``python -m chromatize.training.…`` process. The scan's chosen alpha (its
-documented rule) is what the export folds in. Every step writes under ``RUNS`` (one folder per
-run, named as in the model card); a finished step is skipped and an interrupted training run is
-resumed from its ``last.pt``, so the command can simply be run again after a crash or in the next
-session. ``--data`` (the training photos) goes to every step that reads photos; the first run
+Runs, in order, the steps ``shipped/MODEL_CARD.md`` lists: v1's six training runs (each starting
+from the one before or from a weight average), two weight averages, the logit-adjustment scan and
+v1's export (the scan's chosen alpha, its documented rule, is what that export folds in); then v2's
+training run with simulated colour hints from those v1 weights, and its export to ``--out``. Each
+step is its own ``python -m chromatize.training.…`` process. Every step writes under ``RUNS`` (one
+folder per run, named as in the model card); a finished step is skipped and an interrupted training
+run is resumed from its ``last.pt``, so the command can simply be run again after a crash or in the
+next session. ``--data`` (the training photos) goes to every step that reads photos; the first run
 starts from the ImageNet encoder in ``--backbone``. The runs after the first reuse its bin prior.
 
-About 5.5 hours of 2-core CPU time (the training budgets add up to 325 minutes). The budgets are
+About 7 hours of 2-core CPU time (the training budgets add up to 405 minutes). The budgets are
 wall-clock minutes, so another machine trains a different number of steps: the chain is
 reproduced, not the exact weights. ``--time-scale`` multiplies every budget and evaluation
 interval (the tests run the whole chain in seconds with it); ``--train-arg`` passes an extra
@@ -63,9 +64,20 @@ CHAIN: tuple[tuple[str, str, tuple[str, ...]], ...] = (
                            *COMMON, "--colour-loss", "8", "--colour-loss-lambda", "0.05",
                            "--seed", "10")),
 )
-TRAINING_RUNS = tuple(name for kind, name, _ in CHAIN if kind == "train")
-#: The run whose best checkpoint is scanned for the logit adjustment and exported.
-SHIPPED_RUN = "mobile10"
+#: v1's last run, whose best checkpoint is scanned for the logit adjustment and exported as v1.
+V1_RUN = "mobile10"
+#: v2 (hint inputs): one run from the exported v1 weights with simulated hints on the data as it
+#: is now; its best checkpoint is exported as the shipped weights.
+V2_RUN = ("mobile11", ("--hints", "--budget-minutes", "80", "--eval-minutes", "11",
+                       "--val-limit", "300", "--hint-val-limit", "100", "--lr", "3e-4",
+                       "--warmup-steps", "100", "--hint-lr", "1e-3", "--rebalance-lambda", "0.8",
+                       "--max-weight", "3", "--colour-loss", "4", "--colour-loss-lambda", "0.5",
+                       "--unfreeze-at", "0.4", "--unfreeze-from", "10", "--encoder-lr", "5e-5",
+                       "--object-share", "0.2", "--batch", "32", "--seed", "11"))
+TRAINING_RUNS = (*(name for kind, name, _ in CHAIN if kind == "train"), V2_RUN[0])
+SHIPPED_RUN = V2_RUN[0]
+#: Where the chain writes v1 (the v2 run's starting point).
+V1_WEIGHTS = "{runs}/mobile10/v1.safetensors"
 SCAN_ALPHAS = ("0", "0.025", "0.05", "0.075", "0.1", "0.125", "0.15")
 #: The first run computes the bin prior of the training split; the others reuse it.
 PRIOR = "{runs}/mobile2/prior.json"
@@ -138,22 +150,30 @@ def steps(runs: Path, data: Path, backbone: Path, out: Path, time_scale: float =
         else:
             chain.append(_training_step(runs, name, options, data, backbone, time_scale,
                                         train_args))
-    best = runs / SHIPPED_RUN / "best.pt"
-    scan = runs / SHIPPED_RUN / "scan.json"
+    best = runs / V1_RUN / "best.pt"
+    scan = runs / V1_RUN / "scan.json"
+    v1 = Path(V1_WEIGHTS.format(runs=runs))
     chain.append(Step("logit_adjustment", ("--checkpoint", str(best), "--data", str(data),
                                            "--alphas", *SCAN_ALPHAS, "--json", str(scan)),
                       scan, (best,)))
+    chain.append(Step("export", ("--checkpoint", str(best), "--out", str(v1),
+                                 "--choose-temperature-on", str(data)),
+                      v1, (best, scan), alpha_from=scan))
+    name, options = V2_RUN
+    chain.append(_training_step(runs, name, ("--init", str(v1), *options), data, backbone,
+                                time_scale, train_args))
+    best = runs / name / "best.pt"
     chain.append(Step("export", ("--checkpoint", str(best), "--out", str(out),
                                  "--choose-temperature-on", str(data),
                                  *(["--overwrite"] if overwrite else [])),
-                      out, (best, scan), alpha_from=scan))
+                      out, (best,)))
     return chain
 
 
-def _done(step: Step) -> bool:
+def _done(step: Step, out: Path) -> bool:
     if step.module == "train":
         return training_done(step.product.parent)
-    if step.module == "export":
+    if step.product == out:
         return False  # main refuses an existing --out up front unless --overwrite
     return step.product.exists()
 
@@ -185,9 +205,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _run(step: Step, head: str) -> int:
+def _run(step: Step, head: str, out: Path) -> int:
     """Run one step unless it is done; returns its exit code."""
-    if _done(step):
+    if _done(step, out):
         print(f"{head}: done ({step.product})", flush=True)
         return 0
     missing = [str(f) for f in step.needs if not f.exists()]
@@ -214,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(head + ": " + shlex.join(step.command), flush=True)
             continue
-        code = _run(step, head)
+        code = _run(step, head, args.out.resolve())
         if code:
             return code
     return 0
