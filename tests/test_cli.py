@@ -482,21 +482,28 @@ def _hint_json(path: Path, points: list[dict]) -> Path:
     return path
 
 
-def test_hints_with_the_shipped_model_are_refused_and_nothing_is_written(
+def test_hints_guide_mobile_and_eccv16_refuses_them_writing_nothing(
         tmp_path: Path, cli_env: dict[str, str], eccv16_weights: Path) -> None:
     photo = _hint_photo(tmp_path)
     hints = _hint_json(tmp_path / "hints.json", [{"x": 3, "y": 4, "color": "#2e8b57"}])
     out = tmp_path / "out.png"
-    result = run_cli(cli_env, "colorize", photo, "--hints", hints, "-o", out)
-    assert result.returncode == 1
-    assert "the mobile model does not accept colour hints yet" in result.stderr
-    assert "Traceback" not in result.stderr and not out.exists()
     result = run_cli(cli_env, "colorize", photo, "--hints", hints, "-o", out,
                      *model_args(eccv16_weights))
-    assert result.returncode == 1 and "the eccv16 model does not accept colour hints yet" in \
+    assert result.returncode == 1 and "the eccv16 model does not accept colour hints" in \
         result.stderr
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [
-        "hints.json", "photo.png"]
+    assert "Traceback" not in result.stderr and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hints.json", "photo.png"]
+    result = run_cli(cli_env, "colorize", photo, "--hints", hints, "-o", out)  # mobile: v2
+    assert result.returncode == 0, result.stderr
+    rgb = np.asarray(Image.open(out).convert("RGB"), np.float32)[4, 3] / 255.0
+    import torch
+
+    from chromatize.color import rgb_to_lab
+
+    ab = rgb_to_lab(torch.from_numpy(rgb)[:, None, None])[1:, 0, 0]
+    want = rgb_to_lab(torch.tensor([0x2E, 0x8B, 0x57], dtype=torch.float32)[:, None, None]
+                      / 255.0)[1:, 0, 0]
+    assert torch.allclose(ab, want, atol=4.0), (ab, want)
 
 
 def test_hint_options_that_cannot_work_are_refused_before_any_work(

@@ -240,7 +240,7 @@ def test_models_without_hint_inputs_refuse_hints_with_a_clear_message() -> None:
     gray = _gray_of(_scene(64, 64))
     hints = Hints.from_points([(1, 1, "#ff0000")])
     assert not eccv16.accepts_hints
-    with pytest.raises(HintsNotSupportedError, match="does not accept colour hints yet"):
+    with pytest.raises(HintsNotSupportedError, match="does not accept colour hints; colorize"):
         eccv16.colorize(gray, hints=hints)
     with pytest.raises(HintsNotSupportedError, match="does not accept colour hints"):
         eccv16.predict(eccv16.prepare(gray), hints=hints)

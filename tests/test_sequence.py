@@ -152,6 +152,34 @@ def test_hints_follow_the_motion_until_a_cut() -> None:
     assert model.seen[3] is None  # dropped at the cut
 
 
+def test_key_frame_hints_in_image_pixels_are_obeyed_and_carried() -> None:
+    """chromatize Hints on a key frame (image pixel coordinates, at twice the render size) are
+    written exactly at their pixels with the frame's lightness, and reach the next frame's model
+    input carried along the motion."""
+    from chromatize.color import rgb_to_lab
+    from chromatize.hints import Hints
+
+    model = HintEcho()
+    colorizer = Colorizer(model, device="cpu")
+    base = _texture(128, 128, seed=4)
+    frames = [_shifted(base, 4 * i, 0) for i in range(2)]
+    runner = SequenceColorizer(colorizer, ColorizeOptions(render_size=64), temporal="on")
+    key = Hints.from_points([{"x": 40, "y": 60, "color": "#2e8b57", "size": 4}])
+    first = runner.process(frames[0], key)
+    second = runner.process(frames[1])
+    assert first.image.dtype == np.uint8  # the caller's dtype
+    lab = rgb_to_lab(torch.from_numpy(first.image.astype(np.float32) / 255).permute(2, 0, 1))
+    want = key.ab()[0]
+    assert torch.allclose(lab[1:, 58:62, 38:42].mean((1, 2)), want, atol=2.0)
+    gray = torch.from_numpy(frames[0].astype(np.float32) / 255)[None].expand(3, -1, -1)
+    assert torch.allclose(lab[0, 58:62, 38:42], rgb_to_lab(gray)[0, 58:62, 38:42], atol=1.0)
+    carried = model.seen[1]
+    assert carried is not None and carried[0, 2].sum() > 0, "the hint reached the next frame"
+    assert not second.cut
+    with pytest.raises(Exception, match="outside"):
+        runner.process(frames[0], Hints.from_points([{"x": 500, "y": 5, "color": "#ff0000"}]))
+
+
 def test_hints_of_the_wrong_shape_are_refused() -> None:
     from chromatize.errors import ChromatizeError
 

@@ -193,3 +193,96 @@ def test_cli_sequence_folder(tmp_path: Path) -> None:
     assert main(["colorize", str(frames), "--sequence", "--temporal", "off", "-q"]) == 0
     assert sorted(p.name for p in (tmp_path / "frames_color").iterdir()) == \
         ["0000.png", "0001.png", "0002.png"]
+
+
+def _ab_at(rgb: np.ndarray, y: int, x: int, side: int) -> np.ndarray:
+    import torch
+
+    from chromatize.color import rgb_to_lab
+
+    patch = rgb[y - side // 2:y + side // 2 + 1, x - side // 2:x + side // 2 + 1, :3]
+    lab = rgb_to_lab(torch.from_numpy(patch.astype(np.float32) / 255.0).permute(2, 0, 1))
+    return lab[1:].reshape(2, -1).mean(1).numpy()
+
+
+def test_cli_video_hints_name_a_frame(tmp_path: Path, capsys) -> None:
+    """JSON hints with a "frame" guide that frame of a real H.264 clip: its pixels there carry
+    the hint's colour (within the codec's 4:2:0 chroma loss), other frames before it do not."""
+    import json
+
+    from chromatize.cli import main
+    from chromatize.color import rgb_to_lab
+
+    src = make_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+    hints = tmp_path / "hints.json"
+    hints.write_text(json.dumps([{"frame": 2, "x": 30, "y": 24, "color": "#1f9e3a",
+                                  "size": 9}]))
+    out = tmp_path / "guided.mp4"
+    assert main(["colorize", str(src), "-o", str(out), "--hints", str(hints), "-q",
+                 "--device", "cpu", "--temporal", "off"]) == 0
+    frames = [f for f in read_video(out)]
+    import torch
+
+    green = rgb_to_lab(torch.tensor([0x1F, 0x9E, 0x3A], dtype=torch.float32)[:, None, None]
+                       / 255.0)[1:, 0, 0].numpy()
+    guided = _ab_at(frames[2], 24, 30, 5)
+    assert np.abs(guided - green).max() < 12, (guided, green)
+    assert np.abs(_ab_at(frames[0], 24, 30, 5) - green).max() > 20
+
+    hints.write_text(json.dumps([{"frame": 9, "x": 30, "y": 24, "color": "#1f9e3a"}]))
+    bad = tmp_path / "bad.mp4"
+    assert main(["colorize", str(src), "-o", str(bad), "--hints", str(hints), "-q"]) == 1
+    assert "hints name frame 9 but clip.mp4 has 4 frames" in capsys.readouterr().err
+    assert not bad.exists()
+
+
+def test_cli_sequence_hints_dir_per_frame_and_bad_hints(tmp_path: Path, capsys) -> None:
+    from chromatize.cli import main
+    from chromatize.imageio import read_image, write_image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        write_image(frames / f"f{i}.png", _frame(i))
+    hint_dir = tmp_path / "hints"
+    hint_dir.mkdir()
+    rgba = np.zeros((48, 64, 4), np.uint8)
+    rgba[20:27, 40:47] = (200, 40, 160, 255)  # a magenta dot on the first frame
+    write_image(hint_dir / "f0.png", rgba)
+    assert main(["colorize", str(frames), "--sequence", "--hints-dir", str(hint_dir), "-q",
+                 "--device", "cpu"]) == 0
+    first = read_image(tmp_path / "frames_color" / "f0.png").pixels
+    import torch
+
+    from chromatize.color import rgb_to_lab
+
+    magenta = rgb_to_lab(torch.tensor([200.0, 40.0, 160.0])[:, None, None] / 255.0)[1:, 0, 0]
+    assert np.abs(_ab_at(first, 23, 43, 5) - magenta.numpy()).max() < 3
+
+    # A hint image of the wrong size fails the sequence clearly and writes nothing.
+    write_image(hint_dir / "f0.png", np.zeros((10, 10, 4), np.uint8) + 255, overwrite=True)
+    target = tmp_path / "again"
+    assert main(["colorize", str(frames), "--sequence", "--hints-dir", str(hint_dir),
+                 "--out-dir", str(target), "-q"]) == 1
+    assert "10x10" in capsys.readouterr().err
+    assert not (target / "frames").exists()
+    # A folder whose files name no frame says how to name them.
+    (hint_dir / "f0.png").unlink()
+    write_image(hint_dir / "other.png", rgba)
+    assert main(["colorize", str(frames), "--sequence", "--hints-dir", str(hint_dir),
+                 "-o", str(tmp_path / "x"), "-q"]) == 1
+    assert "names a frame" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_models_without_hints_refuse_sequence_hints_before_any_frame(tmp_path: Path) -> None:
+    from chromatize.errors import ChromatizeError
+
+    src = make_clip(tmp_path / "clip.mp4", frames=3, audio=False)
+    hints = tmp_path / "h.json"
+    hints.write_text('[{"x": 3, "y": 3, "color": "#ff0000"}]')
+    colorizer = Colorizer(TinyColourModel(), device="cpu")
+    with pytest.raises(ChromatizeError, match="does not accept colour hints"):
+        colorize_sequence_file(SequenceJob(src, tmp_path / "o.mp4", hints=hints),
+                               ColorizeOptions(), colorizer=colorizer)
+    assert not (tmp_path / "o.mp4").exists()

@@ -42,8 +42,8 @@ from chromatize.models.contract import HINT_AB_SCALE, HINT_CHANNELS, HintsNotSup
 
 __all__ = [
     "DEFAULT_HINT_SIZE", "MAX_HINT_SIZE", "ColourSuggestion", "HintError", "Hints",
-    "load_hints", "parse_colour", "refuse_hints", "sample_hints", "stored_orientation",
-    "suggest_colours",
+    "frame_hint_files", "load_frame_hints", "load_hints", "parse_colour", "refuse_hints",
+    "sample_hints", "stored_orientation", "suggest_colours",
 ]
 
 #: Side of a hint patch in pixels when none is given.
@@ -64,8 +64,8 @@ def refuse_hints(model_name: str) -> None:
     """Raise :class:`~chromatize.models.contract.HintsNotSupportedError` for a model that has no
     hint inputs (front ends grey out their hint controls for such models instead)."""
     raise HintsNotSupportedError(
-        f"the {model_name} model does not accept colour hints yet (none of the shipped models "
-        "does); colorize without hints, or use a model that accepts them"
+        f"the {model_name} model does not accept colour hints; colorize without hints, or use a "
+        "model that accepts them (mobile does)"
     )
 
 
@@ -507,3 +507,62 @@ def sample_hints(rgb: np.ndarray, count: int, seed: int, size: int = 5) -> Hints
                         for x, y in zip(x0, y0, strict=True)]) if count else np.zeros((0, 3))
     return Hints(x0 + side // 2, y0 + side // 2, np.clip(colours, 0.0, 1.0),
                  np.full(count, side), (w, h))
+
+
+def load_frame_hints(path: str | os.PathLike[str]) -> dict[int, Hints]:
+    """Hints for the frames of a sequence from one file: JSON whose hints may carry a ``"frame"``
+    (0-based index; default 0), e.g. ``[{"frame": 12, "x": 120, "y": 45, "color": "#2e8b57"}]``,
+    or a hint image (it guides frame 0). Returns frame index -> that frame's hints."""
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        return {0: load_hints(path)}
+    if not path.is_file():
+        raise HintError(f"{path}: no such hints file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {0: Hints.from_json(path)}  # raises the same clear message as for a photo
+    if isinstance(data, dict) and "hints" in data:
+        data = data["hints"]
+    if not isinstance(data, list):
+        return {0: Hints.from_json(path)}  # raises: not a list
+    by_frame: dict[int, list[Any]] = {}
+    for i, point in enumerate(data):
+        frame = point.get("frame", 0) if isinstance(point, Mapping) else 0
+        frame = _integer(frame, "frame", f"{path}: hint {i + 1}")
+        if frame < 0:
+            raise HintError(f"{path}: hint {i + 1}: frame must be 0 or more, got {frame}")
+        rest = ({k: v for k, v in point.items() if k != "frame"} if isinstance(point, Mapping)
+                else point)
+        by_frame.setdefault(frame, []).append(rest)
+    return {frame: Hints.from_points(items, where=f"{path} (frame {frame})")
+            for frame, items in sorted(by_frame.items())}
+
+
+def frame_hint_files(folder: str | os.PathLike[str], frame_stems: Sequence[str]
+                     ) -> dict[int, Path]:
+    """Hint files in ``folder`` for the frames of a sequence: ``<frame stem>.png`` or ``.json``
+    for a folder of frames (``frame_stems`` their stems, in order), or ``<index>.png`` /
+    ``.json`` (the 0-based frame number, zero padding allowed) for any sequence. Raises
+    :class:`HintError` when no file matches a frame, or two files name the same frame."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HintError(f"{folder} is not a folder of hint files")
+    by_stem = {stem: i for i, stem in enumerate(frame_stems)}
+    found: dict[int, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in (".png", ".json", ".tif", ".tiff") or not path.is_file():
+            continue
+        index = by_stem.get(path.stem)
+        if index is None and path.stem.isdigit():
+            index = int(path.stem)
+        if index is None:
+            continue
+        if index in found:
+            raise HintError(f"{found[index].name} and {path.name} in {folder} both give hints "
+                            f"for frame {index}; keep one")
+        found[index] = path
+    if not found:
+        raise HintError(f"no hint file in {folder} names a frame: name them after the frame "
+                        "files (<frame stem>.png or .json) or by frame number (0.png, 12.json)")
+    return found

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from chromatize import bins
 from chromatize.errors import ChromatizeError
 from chromatize.flow import FlowEstimator, Motion, estimate_motion, lightness_u8, resize_flow, warp
+from chromatize.hints import Hints
 from chromatize.options import ColorizeOptions
 from chromatize.pipeline import Colorizer, Prediction, Prepared
 from chromatize.progress import CancelCallback, Progress
@@ -51,8 +52,10 @@ __all__ = ["TEMPORAL_CHOICES", "FrameResult", "SequenceColorizer", "TemporalSett
 
 Temporal = Literal["on", "off"]
 TEMPORAL_CHOICES: tuple[str, ...] = ("on", "off")
-#: Per-frame hints: a mapping frame index -> hint tensor, or a function of the index.
-HintSource = Mapping[int, torch.Tensor] | Callable[[int], torch.Tensor | None]
+#: Per-frame hints: a mapping frame index -> hints (:class:`~chromatize.hints.Hints` or a hint
+#: tensor), or a function of the index.
+FrameHints = Hints | torch.Tensor
+HintSource = Mapping[int, FrameHints] | Callable[[int], FrameHints | None]
 
 
 @dataclass(frozen=True)
@@ -168,18 +171,26 @@ class SequenceColorizer:
         self._state = None
         self._index = 0
 
-    def process(self, image: np.ndarray, hints: torch.Tensor | None = None, *,
+    def process(self, image: np.ndarray, hints: Hints | torch.Tensor | None = None, *,
                 mask: np.ndarray | None = None) -> FrameResult:
-        """Colorize the next frame; ``hints`` are this frame's (3, h, w) hints at its render
-        shape (or None)."""
+        """Colorize the next frame. ``hints`` are this frame's: :class:`~chromatize.hints.Hints`
+        in its pixel coordinates (then also obeyed exactly at their pixels, as for a photo) or
+        the model contract's (3, h, w) tensor at its render shape; None for none."""
         index, self._index = self._index, self._index + 1
         opts = self.options
+        exact = hints if isinstance(hints, Hints) else None
+        if hints is not None:
+            self.colorizer.refuse_hints_unless_accepted()
         prepared = self.colorizer.prepare(image, opts, mask=mask)
+        if exact is not None:
+            exact.validate(prepared.layout, where=f"hints for frame {index}")
+        tensor = exact.to_tensor(prepared) if exact is not None else hints
+        given = None if tensor is None else _as_hint_plane(tensor, prepared.render)
         if self.temporal == "off":
-            given = None if hints is None else _as_hint_plane(hints, prepared.render)[None]
-            prediction = self.colorizer.predict(prepared, opts, hints=given)
-            return FrameResult(index, self.colorizer.finish(prepared, prediction, opts), True, 0.0)
-        given = None if hints is None else _as_hint_plane(hints, prepared.render)
+            prediction = self.colorizer.predict(prepared, opts,
+                                                hints=None if given is None else given[None])
+            out = self.colorizer.finish(prepared, prediction, opts, hints=exact)
+            return FrameResult(index, out, True, 0.0)
         with _single_threaded():
             lightness = _render_lightness(prepared)
             motion = self._motion(prepared.render, lightness)
@@ -192,7 +203,7 @@ class SequenceColorizer:
         with _single_threaded():
             blended, distribution, fraction = self._blend(prediction, motion)
         self._state = _State(prepared.render, lightness, distribution, used)
-        out = self.colorizer.finish(prepared, blended, opts)
+        out = self.colorizer.finish(prepared, blended, opts, hints=exact)
         return FrameResult(index, out, motion is None, fraction)
 
     def _motion(self, render: tuple[int, int], lightness: np.ndarray) -> Motion | None:
@@ -241,7 +252,7 @@ class SequenceColorizer:
                 progress(i + 1)
 
 
-def _hints_for(hints: HintSource | None, index: int) -> torch.Tensor | None:
+def _hints_for(hints: HintSource | None, index: int) -> FrameHints | None:
     if hints is None:
         return None
     if callable(hints):

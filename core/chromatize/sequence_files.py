@@ -15,6 +15,7 @@ import numpy as np
 
 from chromatize import video
 from chromatize.errors import InputImageError
+from chromatize.hints import HintError, Hints, frame_hint_files, load_frame_hints, load_hints
 from chromatize.options import ColorizeOptions
 from chromatize.pipeline import Colorizer
 from chromatize.sequence import SequenceColorizer, Temporal
@@ -53,6 +54,10 @@ class SequenceJob:
     crf: int | None = None
     overwrite: bool = False
     max_pixels: int | None = None
+    #: one hints file for the sequence (JSON whose hints may name a "frame", or a hint image for
+    #: frame 0), or a folder of per-frame hint files (:func:`chromatize.hints.frame_hint_files`)
+    hints: Path | None = None
+    hints_dir: Path | None = None
 
 
 def frame_count(path: str | os.PathLike[str], max_pixels: int | None = None) -> int:
@@ -65,6 +70,28 @@ def frame_count(path: str | os.PathLike[str], max_pixels: int | None = None) -> 
     return video.tiff_pages(path)
 
 
+def frame_hints(job: SequenceJob, files: list[Path], frames: int) -> dict[int, Hints]:
+    """Every frame's hints from ``job.hints`` or ``job.hints_dir``, loaded (and so checked) before
+    any frame is colorized: frame index -> hints. ``files`` are the frame files of a folder
+    sequence (their names match the hint files; EXIF orientation applied as for photos) and
+    ``frames`` the frame count (0 when unknown)."""
+    if job.hints is not None and job.hints_dir is not None:
+        raise HintError("give --hints or --hints-dir, not both")
+    if job.hints is not None:
+        table = load_frame_hints(job.hints)
+    elif job.hints_dir is not None:
+        paths = frame_hint_files(job.hints_dir, [f.stem for f in files])
+        table = {i: load_hints(p, image_path=files[i] if i < len(files) else None)
+                 for i, p in paths.items()}
+    else:
+        return {}
+    beyond = [i for i in table if frames and i >= frames]
+    if beyond:
+        raise HintError(f"hints name frame {max(beyond)} but {job.source.name} has {frames} "
+                        "frames (frames count from 0)")
+    return table
+
+
 def colorize_sequence_file(job: SequenceJob, options: ColorizeOptions, *,
                            colorizer: Colorizer | None = None,
                            progress: Callable[[int], None] | None = None) -> int:
@@ -74,14 +101,18 @@ def colorize_sequence_file(job: SequenceJob, options: ColorizeOptions, *,
     if kind is None:
         raise InputImageError(f"{job.source} is not a video, a folder of frames or a "
                               "multi-page TIFF")
+    files = video.frame_files(job.source) if kind == "folder" else []
+    hints = frame_hints(job, files, frame_count(job.source, job.max_pixels))
     colorizer = colorizer if colorizer is not None else Colorizer.from_options(
         options, max_pixels=job.max_pixels or 2**62)
+    if hints:
+        colorizer.refuse_hints_unless_accepted()
     runner = SequenceColorizer(colorizer, options, temporal=job.temporal)
     done = 0
 
     def one(frame: np.ndarray) -> np.ndarray:
         nonlocal done
-        out = runner.process(frame).image
+        out = runner.process(frame, hints.get(done)).image
         done += 1
         if progress is not None:
             progress(done)
@@ -92,7 +123,6 @@ def colorize_sequence_file(job: SequenceJob, options: ColorizeOptions, *,
                                      codec=job.codec, crf=job.crf, overwrite=job.overwrite,
                                      max_pixels=job.max_pixels)
     if kind == "folder":
-        files = video.frame_files(job.source)
         frames = video.read_frames(files, job.max_pixels)
         named = ((f.name, one(frame)) for f, frame in zip(files, frames, strict=True))
         return video.write_frame_folder(job.target, named, overwrite=job.overwrite)

@@ -2,7 +2,10 @@
 multi-page TIFF stacks, with colour carried along the motion (``--temporal on``, the default).
 
 ``clip.mp4`` -> ``clip_color.mp4`` (or ``-o OUT`` / ``--out-dir DIR``); ``frames/`` with
-``--sequence`` -> ``frames_color/`` holding the same file names. See :mod:`chromatize.video` for
+``--sequence`` -> ``frames_color/`` holding the same file names. ``--hints FILE`` (JSON whose
+hints may name a ``"frame"``, 0-based; a hint image guides frame 0) or ``--hints-dir DIR``
+(``<frame stem>.png``/``.json`` or ``<frame number>.png``/``.json``) guide key frames; their colour
+is carried along the motion to the following frames until a cut. See :mod:`chromatize.video` for
 what is kept and :mod:`chromatize.sequence` for the temporal algorithm.
 """
 
@@ -59,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output and len(args.inputs) != 1:
         raise ChromatizeError("-o names one output; with several inputs use --out-dir")
+    if args.hints and len(args.inputs) != 1:
+        raise ChromatizeError("--hints names the hints of one input; for several, give each "
+                              "its own run or use --hints-dir")
     if args.out_dir:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -86,7 +92,9 @@ def _one(args: argparse.Namespace, source: Path) -> None:
     if sequence_kind(source) is None:
         raise InputImageError(f"{source} is not a video, a folder of frames or a multi-page TIFF")
     job = SequenceJob(source, _target(args, source), temporal=args.temporal, codec=args.codec,
-                      crf=args.crf, overwrite=args.overwrite, max_pixels=args.max_pixels or None)
+                      crf=args.crf, overwrite=args.overwrite, max_pixels=args.max_pixels or None,
+                      hints=Path(args.hints) if args.hints else None,
+                      hints_dir=Path(args.hints_dir) if args.hints_dir else None)
     total = frame_count(source, job.max_pixels) or None
     bar: Any = tqdm(total=total, unit="frame", desc=source.name, file=sys.stderr,
                     disable=True if args.quiet else None, dynamic_ncols=True)
