@@ -232,6 +232,7 @@ def test_green_point_gives_its_colour_there_and_nothing_far_away(make_napari_vie
     run_and_wait(qtbot, widget)
 
     assert widget.last_outcome == "done"
+    assert viewer.layers[-1] == points  # the hints stay visible above the new output layer
     out = widget.last_output.data
     record = widget.last_output.metadata["chromatize"]
     assert record["hints"] == 1 and record["hints_layer"] == points.name
@@ -270,6 +271,33 @@ def test_a_point_guides_only_its_own_plane_of_a_stack(make_napari_viewer, qtbot,
     patch = square((120, 100), 3, stack.shape[1:])
     delta = np.linalg.norm(lab(out[1])[..., 1:][patch] - hint_ab(GREEN), axis=-1)
     assert np.median(delta) <= 6
+
+
+def test_with_temporal_consistency_a_point_guides_the_planes_after_it(make_napari_viewer,
+                                                                     qtbot, hint_model):
+    from chromatize_napari.colorize_job import temporal_available
+
+    if not temporal_available():
+        pytest.skip("Temporal consistency needs OpenCV (the video extra)")
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    stack = np.stack([photo(256)] * 3)  # a still scene: the motion is zero everywhere
+    layer = viewer.add_image(stack, name="frames")
+    use_model(widget, layer, HINT_MODEL, hint_model, render_size=128)
+    widget.temporal.value = True
+    centre = (120, 100)
+    add_hints(widget, [(0, *centre)], GREEN, size=7)
+    plain = colorize_plain(qtbot, widget)
+
+    run_and_wait(qtbot, widget)
+
+    assert widget.last_outcome == "done"
+    assert widget.last_output.metadata["chromatize"]["temporal"] == "on"
+    out = widget.last_output.data
+    around = ring(centre, 4, 16, stack.shape[1:])
+    for plane in range(3):  # the hint on plane 0, carried to planes 1 and 2
+        assert is_greenish(np.median(lab(out[plane])[..., 1:][around], axis=0)), plane
+        assert not is_greenish(np.median(lab(plain[plane])[..., 1:][around], axis=0))
 
 
 # ------------------------------------------------------------------------------ live

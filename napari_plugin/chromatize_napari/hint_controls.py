@@ -179,6 +179,10 @@ class HintControls:
     def written(self, output: Any, snapshot: Any, hints: HintPoints | None) -> None:
         """Colorize wrote ``output`` with ``hints``: later live changes update it in place."""
         self.planner.reset(id(output), hints, snapshot.stack_shape)
+        layers, points = self.owner._viewer.layers, self.hints.value
+        if points is not None and points in layers and output in layers \
+                and layers.index(points) < layers.index(output):
+            layers.move(layers.index(points), len(layers))  # keep the hints visible on top
 
     def after_run(self) -> None:
         """A Colorize run ended: apply the hint changes made meanwhile."""
