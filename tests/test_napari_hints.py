@@ -362,6 +362,63 @@ def test_live_mode_recolorizes_in_place_after_moving_a_point(make_napari_viewer,
     np.testing.assert_array_equal(np.asarray(output.data), plain)
 
 
+def test_live_redoes_only_the_planes_whose_hints_changed():
+    from chromatize_napari.hint_points import read_hint_points
+    from chromatize_napari.live_hints import LivePlanner
+
+    image = napari.layers.Image(np.zeros((4, 30, 40), np.uint8), name="stack")
+    points = napari.layers.Points(np.array([[1, 5, 5], [3, 10, 10]]), ndim=3, name="hints",
+                                  face_color="red", size=3)
+    planner = LivePlanner()
+    planner.reset("output", None, (4,))
+    hints = read_hint_points(points, image)
+    assert planner.changed(hints, (4,)) == [(1,), (3,)]
+    planner.written(hints, [(1,), (3,)])
+    assert planner.changed(read_hint_points(points, image), (4,)) == []
+    points.selected_data = {0}  # selecting changes nothing
+    assert planner.changed(read_hint_points(points, image), (4,)) == []
+    colours = np.array(points.face_color)
+    colours[1, :3] = (0.0, 1.0, 0.0)
+    points.face_color = colours  # recolouring the point on plane 3
+    assert planner.changed(read_hint_points(points, image), (4,)) == [(3,)]
+    points.data = np.array([[2, 5, 5], [3, 10, 10]])  # moving the first to plane 2
+    assert planner.changed(read_hint_points(points, image), (4,)) == [(1,), (2,), (3,)]
+
+
+def test_live_point_off_the_image_is_explained_and_changes_nothing(make_napari_viewer,
+                                                                        qtbot, hint_model):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    layer = viewer.add_image(photo(256), name="photo")
+    use_model(widget, layer, HINT_MODEL, hint_model, render_size=128)
+    controls = widget.hint_controls
+    points = add_hints(widget, [(100, 100)], GREEN, size=7)
+    run_and_wait(qtbot, widget)
+    before = np.array(widget.last_output.data)
+    controls.live.value = True
+    notes = len(notification_manager.records)
+
+    points.data = np.array([[100.0, 300.0]])  # x = 300 on a 256-pixel-wide image
+    qtbot.waitUntil(lambda: "outside" in widget.status.value, timeout=LIVE_TIMEOUT_MS)
+    points.data = np.array([[100.0, 310.0]])
+    qtbot.waitUntil(lambda: "x=310" in widget.status.value, timeout=LIVE_TIMEOUT_MS)
+
+    assert "hint point 1 of 'photo hints' (x=310, y=100) lies outside input layer 'photo' " \
+        "(256x256 pixels); move or delete it" in widget.status.value
+    messages = [str(n.message) for n in notification_manager.records[notes:]]
+    assert len(messages) == 1 and "lies outside input layer" in messages[0]
+    np.testing.assert_array_equal(widget.last_output.data, before)
+
+    updates = controls.updates  # back on the image: updated, and a new failure is told again
+    points.data = np.array([[100.0, 200.0]])
+    qtbot.waitUntil(lambda: controls.updates > updates, timeout=LIVE_TIMEOUT_MS)
+    points.data = np.array([[-5.0, 200.0]])
+    qtbot.waitUntil(lambda: "outside" in widget.status.value, timeout=LIVE_TIMEOUT_MS)
+    assert len(notification_manager.records) == notes + 2
+
+
 def test_gui_stays_responsive_during_live_updates(make_napari_viewer, qtbot, hint_model):
     from qtpy.QtCore import QTimer
 

@@ -332,9 +332,10 @@ class HintControls:
             self.update_live()
 
     def _report(self, message: str) -> None:
-        """A live failure: in the status line, and as a notification once per message."""
+        """A live failure: in the status line, and as a notification for the first failure
+        since the last update (dragging a point off the image fails at every step)."""
         self.owner.status.value = f"live: {message}"
-        if message != self._last_error:
+        if self._last_error is None:
             show_error(f"chromatize: {message}")
         self._last_error = message
 

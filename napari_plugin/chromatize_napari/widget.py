@@ -11,6 +11,10 @@ only shows in the widget's model line (no notification): pressing Colorize then 
 usual. The last layer's prepared planes are kept (:class:`~chromatize_napari.colorize_job.
 PreparedCache`) and dropped when that layer's data or contrast limits change or it is removed.
 
+Colour hints (the Hints field, Add hints layer, Live, colour suggestions) are
+:class:`chromatize_napari.hint_controls.HintControls`; Colorize passes the hints layer's points
+to the run.
+
 The controls' labels, tooltips, ranges and choices come from :data:`chromatize.options.SETTINGS`
 and their initial values from :class:`chromatize.options.ColorizeOptions` (one table feeds the
 widget and the engine); failures are worded by :func:`chromatize.failures.describe_failure` for
@@ -498,6 +502,7 @@ class ColorizeWidget(Container):
         """Start colorizing the chosen input layer in a worker thread (no-op while running)."""
         if self.running:
             return
+        self.hint_controls.cancel()  # a live update in flight would only repeat this run's work
         self._pressed = time.perf_counter()
         layer = self.input_layer.value
         if layer is None:
