@@ -118,9 +118,11 @@ def lab(rgb_u8: np.ndarray) -> np.ndarray:
     return rgb2lab(rgb_u8[..., :3].astype(np.float64) / 255.0)
 
 
-def hint_ab(colour: str) -> np.ndarray:
-    rgb = np.array([[[int(colour[i:i + 2], 16) for i in (1, 3, 5)]]], np.uint8)
-    return lab(rgb)[0, 0, 1:]
+def hint_ab(colour: str | np.ndarray) -> np.ndarray:
+    """The ab of a hex colour or of an RGB triple in 0..255."""
+    values = [int(colour[i:i + 2], 16) for i in (1, 3, 5)] if isinstance(colour, str) \
+        else np.rint(colour)
+    return lab(np.array([[values]], np.uint8))[0, 0, 1:]
 
 
 def is_greenish(ab: np.ndarray) -> bool:
@@ -360,6 +362,31 @@ def test_live_mode_recolorizes_in_place_after_moving_a_point(make_napari_viewer,
     points.data = np.zeros((0, 2))
     _wait_for_update(qtbot, controls, updates)
     np.testing.assert_array_equal(np.asarray(output.data), plain)
+
+
+def test_live_without_an_output_yet_runs_colorize_then_updates_it(make_napari_viewer, qtbot,
+                                                                  hint_model):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    layer = viewer.add_image(photo(256), name="photo")
+    use_model(widget, layer, HINT_MODEL, hint_model, render_size=128)
+    controls = widget.hint_controls
+    points = controls.add_hints_layer()
+    controls.live.value = True
+    assert widget.last_output is None
+
+    points.add(np.array([[100.0, 80.0]]))  # as a click in add mode does
+    qtbot.waitUntil(lambda: widget.last_outcome == "done" and not widget.running,
+                    timeout=LIVE_TIMEOUT_MS)
+    output = widget.last_output
+    assert output.name == "photo (colorized)" and output.metadata["chromatize"]["hints"] == 1
+    points.add(np.array([[40.0, 160.0]]))  # (mid-gray spots: dark ones cannot show colour)
+    _wait_for_update(qtbot, controls, 0)
+    assert widget.last_output == output
+    assert len([lyr for lyr in viewer.layers if lyr.name.endswith("(colorized)")]) == 1
+    patch = square((40, 160), 3, (256, 256))
+    assert np.median(np.linalg.norm(lab(output.data[patch])[..., 1:] - hint_ab(
+        points.face_color[1, :3] * 255), axis=-1)) <= 6
 
 
 def test_live_redoes_only_the_planes_whose_hints_changed():
