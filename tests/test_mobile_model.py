@@ -121,3 +121,22 @@ def test_registry_matches_the_shipped_weights(shipped_state):
     _, meta = shipped_state
     assert spec.default_temperature == pytest.approx(float(meta["default_temperature"]))
     assert file_sha256(spec.shipped_path()) == spec.sha256
+
+
+def test_hint_fields_spread_a_hint_colour_with_falling_confidence():
+    """One 4x4 hint: every spread's colour field carries its ab (where confident enough), and
+    confidence is highest at the hint and falls with distance; no hint, no field."""
+    from chromatize.models.mobile import HINT_SPREADS, hint_fields
+
+    hints = torch.zeros(1, 3, 64, 64)
+    hints[0, 0, 32:36, 32:36], hints[0, 1, 32:36, 32:36], hints[0, 2, 32:36, 32:36] = 0.4, -0.2, 1
+    fields = hint_fields(torch.full((1, 1, 64, 64), 50.0), hints)[0]
+    assert fields.shape == (4 + 3 * len(HINT_SPREADS), 16, 16)
+    assert fields[0, 8, 8] == 1.0 and fields[0].sum() == 1.0  # coverage of the hint's cell
+    for k in range(len(HINT_SPREADS)):
+        colour, confidence = fields[4 + 3 * k: 6 + 3 * k], fields[6 + 3 * k]
+        assert confidence[8, 8] > confidence[8, 11] > confidence[8, 15] >= 0
+        ab = colour[:, 8, 8] / confidence[8, 8]
+        assert torch.allclose(ab, torch.tensor([0.4, -0.2]), atol=1e-4)
+    assert torch.count_nonzero(hint_fields(torch.full((1, 1, 64, 64), 50.0),
+                                           torch.zeros(1, 3, 64, 64))[0, 4:]) == 0

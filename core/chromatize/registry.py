@@ -115,7 +115,7 @@ MODELS: dict[str, ModelSpec] = {
             url=None,
             # Checked on every load, so a damaged installation fails clearly instead of
             # colorizing with garbage; update it together with shipped/mobile.safetensors.
-            sha256="fa5980d2f3be97f9643eeb4173a9a0963e36a9c5cb215db380eccea5e73c2c9c",
+            sha256="9867c1ffa5d015627ebea0523960fed8245bc509dea49575cc6617e38ad0ff2c",
             filename="mobile.safetensors",
             weights_format="safetensors",
             shipped="shipped/mobile.safetensors",

@@ -13,6 +13,8 @@ sees exactly what it would see for a grayscale JPEG.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -196,33 +198,72 @@ def _plus(x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
     return x if extra is None else x + extra
 
 
-#: Widths of :class:`HintEncoder`'s levels at strides 2, 4, 8, 16 and 32.
-HINT_WIDTHS: tuple[int, int, int, int, int] = (16, 32, 48, 64, 96)
+#: Widths of :class:`HintEncoder`'s levels at strides 4, 8, 16 and 32.
+HINT_WIDTHS: tuple[int, int, int, int] = (32, 48, 64, 96)
 #: The decoder's widths after fuse32, up16, up8 and up4, where the hint features are added.
 DECODER_WIDTHS: tuple[int, int, int, int] = (256, 192, 128, 64)
+#: Spreads (Gaussian sigma, in cells of 4 pixels) of the hint colour fields: about 6, 16 and
+#: 48 pixels of the model's input.
+HINT_SPREADS: tuple[float, ...] = (1.5, 4.0, 12.0)
+#: Channels of the stride-4 hint features: coverage, mean hint ab, the lightness, and per spread a
+#: colour field (2) and its confidence.
+HINT_FEATURES = 4 + 3 * len(HINT_SPREADS)
 
 
 def _conv_relu(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride, padding=1), nn.ReLU(inplace=True))
 
 
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur with zero padding (the sum of weights falls off at the border,
+    which normalised convolution wants)."""
+    radius = max(1, round(3 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    x = F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
+
+
+def hint_fields(lightness: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:
+    """The stride-4 features :class:`HintEncoder` starts from (N, HINT_FEATURES, H/4, W/4):
+    hint coverage, mean hint ab (/110) and lightness per 4x4 cell, and for each of
+    :data:`HINT_SPREADS` a normalised convolution of the hints: the distance-weighted mean hint
+    colour around every cell times its confidence (1 - exp(-2 x the weight of hints there
+    relative to one hint cell)), and that confidence. Dense fields let a few convolutions carry a
+    sparse hint's colour over its region instead of learning the spreading from scratch."""
+    def pool(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, 4, ceil_mode=True)
+
+    mask = pool(hints[:, 2:3])
+    colour = pool(hints[:, :2])  # ab is zero where the mask is
+    features = [mask, colour, pool(lightness / 50.0 - 1.0)]
+    for sigma in HINT_SPREADS:
+        blurred = _gaussian_blur(torch.cat([mask, colour], dim=1), sigma)
+        weight = blurred[:, :1]
+        confidence = 1.0 - torch.exp(-2.0 * weight * (2 * math.pi * sigma * sigma))
+        mean = blurred[:, 1:] / weight.clamp_min(1e-6)
+        features += [mean * confidence, confidence]
+    return torch.cat(features, dim=1)
+
+
 class HintEncoder(nn.Module):
     """Local colour hints (Zhang et al. 2017) to additive decoder features.
 
     Input: the contract's hint tensor (ab / 110, mask) and the lightness, at the model's input
-    resolution. A small plain CNN halves the resolution five times (strides 2..32); at strides 32,
-    16, 8 and 4 a 1x1 projection, initialised to zero, maps its features to the decoder's width.
-    Seeing the lightness lets it learn to spread a hint's colour over its region and to stop at
-    lightness edges; entering the decoder at every stride lets a hint act both locally (stride 4)
-    and over a whole object (stride 32). The zero projections make a fresh encoder a no-op, so
-    training starts from the automatic model unchanged.
+    resolution, turned into dense hint colour fields at stride 4 (:func:`hint_fields`). A small
+    plain CNN sees them with the lightness (so it can stop a colour at lightness edges) and
+    halves the resolution three times; at strides 32, 16, 8 and 4 a 1x1 projection, initialised
+    to zero, maps its features to the decoder's width there, so a hint acts both locally and
+    over a whole object. The zero projections make a fresh encoder a no-op: training starts
+    from the automatic model unchanged.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        w2, w4, w8, w16, w32 = HINT_WIDTHS
-        self.down2 = _conv_relu(4, w2, 2)
-        self.down4 = _conv_relu(w2, w4, 2)
+        w4, w8, w16, w32 = HINT_WIDTHS
+        self.stem = nn.Sequential(_conv_relu(HINT_FEATURES, w4), _conv_relu(w4, w4))
         self.down8 = nn.Sequential(_conv_relu(w4, w8, 2), _conv_relu(w8, w8))
         self.down16 = nn.Sequential(_conv_relu(w8, w16, 2), _conv_relu(w16, w16))
         self.down32 = nn.Sequential(_conv_relu(w16, w32, 2), _conv_relu(w32, w32))
@@ -236,8 +277,7 @@ class HintEncoder(nn.Module):
 
     def forward(self, lightness: torch.Tensor, hints: torch.Tensor) -> list[torch.Tensor]:
         """Features to add at strides 32, 16, 8 and 4 (matching the encoder's SAME sizes)."""
-        x = torch.cat([hints.to(lightness.dtype), lightness / 50.0 - 1.0], dim=1)
-        x4 = self.down4(self.down2(x))
+        x4 = self.stem(hint_fields(lightness, hints.to(lightness.dtype)))
         x8 = self.down8(x4)
         x16 = self.down16(x8)
         x32 = self.down32(x16)
