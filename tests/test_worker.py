@@ -30,6 +30,7 @@ from worker_helpers import (
     lightness_of_gray,
     mean_chroma,
     random_eccv16_weights,
+    random_mobile_weights,
 )
 
 from chromatize import worker
@@ -51,6 +52,11 @@ import chromatize_client  # noqa: E402
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return random_eccv16_weights(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def mobile_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_mobile_weights(tmp_path_factory.getbasetemp())
 
 
 def parse_output(out: bytes) -> tuple[list[dict[str, Any]], bytes | None]:
@@ -187,6 +193,15 @@ def test_info_lists_models_and_devices() -> None:
     [
         (b"this is not json\n", "not valid JSON"),
         (b'{"protocol": 99, "op": "colorize"}\n', "chromatize gimp install"),
+        (b'{"protocol": 1, "op": "colorize", "width": 4, "height": 4, "channels": 1, '
+         b'"hints": {"channels": 4}}\n', "colour hints need worker protocol 2"),
+        (b'{"protocol": 2, "op": "colorize", "width": 4, "height": 4, "channels": 1, '
+         b'"hints": {"channels": 3}}\n', "hints.channels must be 4 (RGBA) or 2"),
+        (b'{"protocol": 2, "op": "colorize", "width": 4, "height": 4, "channels": 1, '
+         b'"hints": {"channels": 4, "depth": 8}}\n', "unknown field(s) in hints: depth"),
+        (b'{"protocol": 2, "op": "colorize", "width": 2, "height": 2, "channels": 1, '
+         b'"dtype": "uint8", "hints": {"channels": 4}}\n' + b"\0" * 4 + b"\0" * 6,
+         "truncated hint data: expected 16 bytes, got 6"),
         (b'{"protocol": 1, "op": "colorize", "width": 4, "height": 4, "channels": 5}\n',
          "channels must be 1 to 4"),
         (b'{"protocol": 1, "op": "colorize", "width": 4, "height": 4, "channels": 1, '
@@ -520,3 +535,140 @@ def test_die_with_parent_is_set_on_linux() -> None:
         assert out == ["True", str(int(signal.SIGTERM))]
     else:
         assert out == ["False"]
+
+
+# ---------------------------------------------------------------- protocol 2: colour hints
+
+#: Hint dots: (x, y), side, 8-bit sRGB colour (colours that exist at the photo's lightness
+#: there: a hint's colour is kept as far as the gamut allows at the photo's own lightness).
+HINT_DOTS = [((6, 5), 3, (70, 150, 70)), ((22, 16), 3, (185, 70, 60))]
+
+
+def smooth_gray(height: int = 24, width: int = 32) -> np.ndarray:
+    """A float32 gray ramp around mid-gray (L about 45 to 60)."""
+    x = np.arange(width, dtype=np.float32)[None, :]
+    return np.repeat(0.42 + 0.16 * x / (width - 1), height, axis=0).astype(np.float32)
+
+
+def hint_image(height: int = 24, width: int = 32, dots: Any = HINT_DOTS) -> np.ndarray:
+    """An RGBA uint8 hint image: transparent, with square dots painted."""
+    image = np.zeros((height, width, 4), np.uint8)
+    for (x, y), side, rgb in dots:
+        top, left = y - side // 2, x - side // 2
+        image[top:top + side, left:left + side] = (*rgb, 255)
+    return image
+
+
+def hints_header(weights: Path, image: np.ndarray, hints: np.ndarray, **extra: Any
+                 ) -> dict[str, Any]:
+    header = colorize_header(weights, image, "float32", model="mobile", engine="torch",
+                             **extra)
+    header["hints"] = {"width": hints.shape[1], "height": hints.shape[0],
+                       "channels": hints.shape[2], "dtype": "uint8"}
+    return header
+
+
+def assert_hint_colours(out: np.ndarray, gray: np.ndarray, hints: np.ndarray) -> None:
+    """Hint pixels carry the hint's colour (median |delta ab| <= 6) with the gray's lightness."""
+    painted = hints[..., 3] > 0
+    out_lab, hint_lab = lab(out), lab(hints[..., :3] / 255.0)
+    delta_ab = np.hypot(*(out_lab[painted][:, 1:] - hint_lab[painted][:, 1:]).T)
+    assert np.median(delta_ab) <= 6.0, delta_ab
+    assert np.abs(out_lab[painted][:, 0] - lightness_of_gray(gray)[painted]).max() < 0.05
+
+
+def test_hello_and_info_announce_protocol_2_and_hint_models() -> None:
+    messages, _, code = run_worker(request({"protocol": 2, "op": "info"}))
+    assert code == 0
+    assert messages[0]["protocol"] == PROTOCOL_VERSION == 2
+    assert messages[0]["protocols"] == [1, 2]
+    accepts = {m["name"]: m["accepts_hints"] for m in messages[-1]["models"]}
+    assert accepts["mobile"] is True and accepts["eccv16"] is False
+
+
+def test_v2_request_with_a_hint_image_gets_the_hint_colours(mobile_weights: Path) -> None:
+    gray = smooth_gray()
+    hints = hint_image()
+    header = hints_header(mobile_weights, gray, hints)
+    messages, payload, code = run_worker(request(header, gray, hints))
+    assert code == 0, messages
+    assert messages[-1]["hints"] == int((hints[..., 3] > 0).sum()) == 18
+    out = np.frombuffer(payload, dtype="<f4").reshape(24, 32, 3)
+    assert_hint_colours(out, gray, hints)
+    # the same request without hints gives other colours at those pixels
+    del header["hints"]
+    messages, plain_payload, code = run_worker(request(header, gray))
+    assert code == 0 and messages[-1]["hints"] == 0
+    plain = np.frombuffer(plain_payload, dtype="<f4").reshape(24, 32, 3)
+    painted = hints[..., 3] > 0
+    assert np.abs(lab(plain)[painted][:, 1:] - lab(out)[painted][:, 1:]).max() > 10.0
+
+
+def test_v2_hints_with_a_mask_and_gray_alpha_hints(mobile_weights: Path) -> None:
+    """Gray+alpha hint images work too, and masked-out pixels stay the input even at a hint."""
+    gray = smooth_gray()
+    rgba = hint_image(dots=[((6, 5), 3, (90, 90, 90)), ((22, 16), 3, (200, 30, 25))])
+    gray_alpha = np.stack([rgba[..., 0], rgba[..., 3]], axis=2)  # first dot neutral gray
+    mask = np.ones(gray.shape, np.float32)
+    mask[:, 16:] = 0.0  # the red dot lies in the kept half
+    header = hints_header(mobile_weights, gray, gray_alpha, mask=True)
+    messages, payload, code = run_worker(request(header, gray, mask, gray_alpha))
+    assert code == 0, messages
+    out = np.frombuffer(payload, dtype="<f4").reshape(24, 32, 3)
+    np.testing.assert_array_equal(out[:, 16:], np.repeat(gray[:, 16:, None], 3, axis=2))
+    dot = lab(out[4:7, 5:8])
+    assert np.hypot(dot[..., 1], dot[..., 2]).max() < 3.0  # a gray hint: gray there
+
+
+def test_v1_requests_still_work_without_hints(weights: Path) -> None:
+    gray = smooth_gray()
+    header = colorize_header(weights, gray, "float32", protocol=1)
+    messages, payload, code = run_worker(request(header, gray))
+    assert code == 0, messages
+    assert messages[-1]["type"] == "result" and payload is not None
+    out = np.frombuffer(payload, dtype="<f4").reshape(24, 32, 3)
+    assert np.abs(lab(out)[..., 0] - lightness_of_gray(gray)).max() < 0.05
+
+
+@pytest.mark.parametrize(("case", "needle"), [
+    ("eccv16", "the eccv16 model does not accept colour hints"),
+    ("wrong size", "the hints layer: the hint image is 16x12 pixels but the image is 32x24"),
+])
+def test_unusable_hints_are_refused_clearly(weights: Path, mobile_weights: Path, case: str,
+                                            needle: str) -> None:
+    gray = smooth_gray()
+    if case == "eccv16":
+        hints = hint_image()
+        header = colorize_header(weights, gray, "float32")
+        header["hints"] = {"channels": 4, "dtype": "uint8"}  # width/height: the image's
+    else:
+        hints = hint_image(12, 16, dots=[((3, 3), 1, (0, 255, 0))])
+        header = hints_header(mobile_weights, gray, hints)
+    messages, payload, code = run_worker(request(header, gray, hints))
+    assert code == 1 and payload is None
+    assert messages[-1]["type"] == "error" and messages[-1]["kind"] == "failed"
+    assert needle in messages[-1]["message"]
+
+
+def test_a_hint_image_without_hint_pixels_is_no_hints(weights: Path) -> None:
+    gray = smooth_gray()
+    empty = np.zeros((24, 32, 4), np.uint8)
+    header = colorize_header(weights, gray, "float32")  # eccv16: would refuse real hints
+    header["hints"] = {"channels": 4, "dtype": "uint8"}
+    messages, _, code = run_worker(request(header, gray, empty))
+    assert code == 0, messages
+    assert messages[-1]["hints"] == 0
+
+
+def test_client_sends_hints(mobile_weights: Path) -> None:
+    gray = smooth_gray()
+    hints = hint_image()
+    options = {"model": "mobile", "weights": str(mobile_weights), "render_size": 32,
+               "device": "cpu", "engine": "torch"}
+    data, channels = client().colorize(gray.astype("<f4").tobytes(), 32, 24, 1, "float32",
+                                       options, hints=(hints.tobytes(), 4, "uint8"))
+    assert channels == 3
+    assert_hint_colours(np.frombuffer(data, dtype="<f4").reshape(24, 32, 3), gray, hints)
+    with pytest.raises(chromatize_client.WorkerError, match="hint bytes"):
+        client().colorize(gray.astype("<f4").tobytes(), 32, 24, 1, "float32", options,
+                          hints=(hints.tobytes()[:-4], 4, "uint8"))

@@ -31,6 +31,25 @@ def random_eccv16_weights(directory: Path) -> Path:
     return path
 
 
+def random_mobile_weights(directory: Path) -> Path:
+    """A randomly initialised (seeded) ``mobile`` state dict (the registry's class as it is in
+    this checkout, so it accepts hints) saved to ``directory``, made once. Hints are obeyed at
+    their own pixels whatever the weights (``finish`` writes them), which is what tests of the
+    hint plumbing assert."""
+    path = directory / "mobile_random.pth"
+    if not path.is_file():
+        import torch
+
+        from chromatize.registry import get_spec
+
+        torch.manual_seed(0)
+        state = get_spec("mobile").model_type()().state_dict()
+        partial = path.with_suffix(".part")
+        torch.save(state, partial)
+        os.replace(partial, path)
+    return path
+
+
 def gray_test_image(height: int = 24, width: int = 32) -> np.ndarray:
     """A float32 gray image in [0.1, 0.9] with structure in both directions."""
     y, x = np.mgrid[0:height, 0:width]

@@ -5,20 +5,28 @@ plug-ins stay thin: they start this worker with the Python that has chromatize i
 one request, and read the answer. The worker never opens a window and never prints anything but
 protocol messages on stdout (stray output of libraries is redirected to stderr).
 
-Protocol, version 1 (``PROTOCOL_VERSION``)
+Protocol, version 2 (``PROTOCOL_VERSION``)
 ==========================================
+
+Version 2 adds colour hints (a hint image block after the pixels, step 2). Version 1 requests
+(``"protocol": 1``, no hints) are still served exactly as before; a version 1 request that
+carries ``hints`` is refused as a ``bad_request`` that says to update the plug-in.
 
 All JSON is UTF-8, one object per line, terminated by ``\\n``. Raw pixel blocks are little-endian,
 row-major, channels interleaved, without padding.
 
 1. On start the worker writes a hello line before importing anything heavy::
 
-       {"type": "hello", "protocol": 1, "chromatize": "0.1.0", "pid": 1234,
-        "cancel_on_eof": true}
+       {"type": "hello", "protocol": 2, "protocols": [1, 2], "chromatize": "0.1.0",
+        "pid": 1234, "cancel_on_eof": true}
+
+   ``protocol`` is the newest version the worker speaks, ``protocols`` every version whose
+   requests it serves (``SUPPORTED_PROTOCOLS``). A client that only speaks version 1 and
+   insists on ``"protocol": 1`` here should tell its user to update the plug-in.
 
 2. The client writes ONE request header line, then the raw blocks it announces.
 
-   ``{"protocol": 1, "op": "colorize", ...}`` with the image's geometry
+   ``{"protocol": 2, "op": "colorize", ...}`` with the image's geometry
 
    ============== ==========================================================================
    width, height  image size in pixels (positive integers)
@@ -26,6 +34,11 @@ row-major, channels interleaved, without padding.
    dtype          ``"float32"`` (values in [0, 1]; others are clamped, NaN counts as 0),
                   ``"uint8"`` or ``"uint16"``
    mask           true when a mask block follows the pixels (default false)
+   hints          (protocol 2) null/absent for none, or the geometry of a hint image block
+                  that follows the pixels (and the mask):
+                  ``{"width": W, "height": H, "channels": 4, "dtype": "uint8"}`` with the
+                  image's width and height, ``channels`` 4 (R'G'B'A) or 2 (Y'A), ``dtype``
+                  one of the image dtypes (it need not be the image's)
    ============== ==========================================================================
 
    and the colorization settings, the fields of :class:`chromatize.options.ColorizeOptions`
@@ -46,9 +59,16 @@ row-major, channels interleaved, without padding.
 
    followed by ``width*height*channels`` samples of ``dtype`` and, when ``mask`` is true,
    ``width*height`` mask samples of the same dtype (0 = keep input, 1 = colorized, between =
-   blend; pixels with mask 0 are returned bit-identical to the input).
+   blend; pixels with mask 0 are returned bit-identical to the input), and, when ``hints`` is
+   given, ``W*H*channels`` hint samples of its own dtype: every pixel whose alpha is above 0
+   is a one-pixel colour hint of its colour (:meth:`chromatize.hints.Hints.from_image`),
+   obeyed at full resolution (that pixel gets the hint's colour with the image's own
+   lightness). A hint block without any hint pixel is the same as no hints. Hints for a model
+   that does not accept them (``eccv16``) are refused with kind ``failed`` and a message
+   that says so; a hint image of another size than the image with kind ``failed`` too.
 
-   ``{"protocol": 1, "op": "info"}`` (no payload) asks for versions, models and devices.
+   ``{"protocol": 2, "op": "info"}`` (no payload) asks for versions, models (with
+   ``accepts_hints``) and devices.
 
 3. After the payload the client keeps stdin open until the final message. It may write
    ``{"op": "cancel"}`` on stdin; the worker then stops at the next checkpoint and answers with
@@ -81,13 +101,14 @@ row-major, channels interleaved, without padding.
    - success (exit code 0)::
 
        {"type": "result", "width": W, "height": H, "channels": 3|4, "dtype": "...",
-        "nbytes": N, "model": "mobile", "device": "cpu"}
+        "nbytes": N, "model": "mobile", "device": "cpu", "hints": 3}
 
      immediately followed by N raw bytes: the colorized image, same dtype as the request,
      3 channels (RGB) or 4 (RGBA; alpha passed through unchanged). Gray input gives RGB,
-     gray+alpha gives RGBA.
+     gray+alpha gives RGBA. ``hints`` (protocol 2; a version 1 client ignores it) is the number
+     of hint pixels used.
 
-   - ``{"type": "info", "protocol": 1, "chromatize": ..., "models": [...], "devices": [...]}``
+   - ``{"type": "info", "protocol": 2, "chromatize": ..., "models": [...], "devices": [...]}``
      for the ``info`` op (exit code 0);
 
    - failure (exit code 1)::
@@ -132,7 +153,11 @@ from chromatize.failures import Failure, describe_failure
 from chromatize.options import ColorizeOptions, OptionError
 from chromatize.progress import CancelCallback, Progress, ProgressCallback
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+#: Every protocol version whose requests this worker serves (version 1: no hints).
+SUPPORTED_PROTOCOLS: tuple[int, ...] = (1, 2)
+#: The first protocol version whose requests may carry hints.
+HINTS_PROTOCOL = 2
 #: The error kinds of the protocol (step 4), the kinds of chromatize.failures.FailureKind.
 ERROR_KINDS: tuple[str, ...] = (
     "bad_request",
@@ -148,7 +173,7 @@ ERROR_KINDS: tuple[str, ...] = (
 DTYPES: dict[str, str] = {"float32": "<f4", "uint8": "|u1", "uint16": "<u2"}
 #: Header fields that describe the request and its payload, not the colorization settings.
 REQUEST_FIELDS: tuple[str, ...] = ("protocol", "op", "width", "height", "channels", "dtype",
-                                   "mask")
+                                   "mask", "hints")
 MAX_HEADER_BYTES = 64 * 1024
 #: Largest accepted image (pixels); far beyond any photo, it only stops nonsense headers.
 MAX_PIXELS = 1 << 31
@@ -195,6 +220,19 @@ class Request:
     dtype: str = "float32"
     mask: bool = False
     options: ColorizeOptions = field(default_factory=ColorizeOptions)
+    #: the hint image block's geometry (width, height, channels, dtype), or None for no hints
+    hints: HintBlock | None = None
+    protocol: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class HintBlock:
+    """The geometry of a request's hint image block (protocol 2)."""
+
+    width: int
+    height: int
+    channels: int
+    dtype: str
 
 
 class Channel:
@@ -302,13 +340,51 @@ def _load_header(line: bytes) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise RequestError("the request header must be a JSON object")
     protocol = header.get("protocol")
-    if protocol != PROTOCOL_VERSION:
+    if isinstance(protocol, bool) or protocol not in SUPPORTED_PROTOCOLS:
         raise RequestError(
             f"the plug-in speaks worker protocol {protocol!r} but this chromatize "
-            f"({__version__}) speaks {PROTOCOL_VERSION}; reinstall the plug-in with "
-            "`chromatize gimp install` from the same environment"
+            f"({__version__}) speaks {', '.join(map(str, SUPPORTED_PROTOCOLS))}; reinstall the "
+            "plug-in with `chromatize gimp install` from the same environment"
         )
     return header
+
+
+def _positive(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise RequestError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _hint_block(header: dict[str, Any], width: int, height: int) -> HintBlock | None:
+    """The checked ``hints`` field of a colorize request (protocol 2), or None."""
+    spec = header.get("hints")
+    if spec is None:
+        return None
+    if header["protocol"] < HINTS_PROTOCOL:
+        raise RequestError(
+            f"colour hints need worker protocol {HINTS_PROTOCOL}, but the request says "
+            f"protocol {header['protocol']}; reinstall the plug-in with `chromatize gimp "
+            "install` from the same environment"
+        )
+    if not isinstance(spec, dict):
+        raise RequestError(f"hints must be null or an object with width, height, channels "
+                           f"and dtype, got {spec!r}")
+    unknown = sorted(set(spec) - {"width", "height", "channels", "dtype"})
+    if unknown:
+        raise RequestError(f"unknown field(s) in hints: {', '.join(unknown)}")
+    block = HintBlock(_positive(spec.get("width", width), "hints.width"),
+                      _positive(spec.get("height", height), "hints.height"),
+                      _positive(spec.get("channels", 4), "hints.channels"),
+                      spec.get("dtype", "uint8"))
+    if block.channels not in (2, 4):
+        raise RequestError(f"hints.channels must be 4 (RGBA) or 2 (gray+alpha): a hint image "
+                           f"needs alpha; got {block.channels}")
+    if block.dtype not in DTYPES:
+        raise RequestError(f"hints.dtype must be one of {', '.join(DTYPES)}, got "
+                           f"{block.dtype!r}")
+    if block.width * block.height > MAX_PIXELS:
+        raise RequestError(f"hint image of {block.width}x{block.height} pixels is too large")
+    return block
 
 
 def _geometry(header: dict[str, Any]) -> dict[str, Any]:
@@ -353,8 +429,11 @@ def parse_header(line: bytes) -> Request:
     if op not in ("colorize", "info"):
         raise RequestError(f"unknown op {op!r}; expected 'colorize' or 'info'")
     if op == "info":
-        return Request(op)
-    return Request(op, **_geometry(header), options=request_options(header))
+        return Request(op, protocol=header["protocol"])
+    geometry = _geometry(header)
+    hints = _hint_block(header, geometry["width"], geometry["height"])
+    return Request(op, **geometry, options=request_options(header), hints=hints,
+                   protocol=header["protocol"])
 
 
 def describe(exc: BaseException) -> Failure:
@@ -371,11 +450,13 @@ def _info() -> dict[str, Any]:
 
     models = [
         {"name": spec.name, "description": spec.description, "status": model_status(spec.name),
+         "accepts_hints": spec.accepts_hints,
          "default_temperature": spec.default_temperature,
          "default_input_size": spec.default_input_size}
         for spec in list_models()
     ]
-    return {"type": "info", "protocol": PROTOCOL_VERSION, "chromatize": __version__,
+    return {"type": "info", "protocol": PROTOCOL_VERSION,
+            "protocols": list(SUPPORTED_PROTOCOLS), "chromatize": __version__,
             "python": sys.executable, "models": models, "devices": available_devices()}
 
 
@@ -432,8 +513,9 @@ class CancelWatcher:
         return self.flag.is_set()
 
 
-def _read_payload(request: Request, stdin: BinaryIO) -> tuple[Any, Any]:
-    """The pixels (H, W, C) of the request's dtype and the mask (H, W) float32 in [0, 1]."""
+def _read_payload(request: Request, stdin: BinaryIO) -> tuple[Any, Any, Any]:
+    """The pixels (H, W, C) of the request's dtype, the mask (H, W) float32 in [0, 1] (or
+    None) and the hints (:class:`chromatize.hints.Hints`, or None for none)."""
     import numpy as np
 
     width, height, channels = request.width, request.height, request.channels
@@ -447,7 +529,28 @@ def _read_payload(request: Request, stdin: BinaryIO) -> tuple[Any, Any]:
         if dtype.kind == "u":
             mask /= float(np.iinfo(dtype).max)
         mask = np.clip(np.nan_to_num(mask, nan=0.0), 0.0, 1.0)
-    return pixels, mask
+    return pixels, mask, _read_hints(request, stdin)
+
+
+def _read_hints(request: Request, stdin: BinaryIO) -> Any:
+    """The request's hint image block as :class:`chromatize.hints.Hints` (None when the request
+    has none or it holds no hint pixel), checked against the image's size."""
+    import numpy as np
+
+    block = request.hints
+    if block is None:
+        return None
+    dtype = np.dtype(DTYPES[block.dtype])
+    raw = _read_exact(stdin, block.width * block.height * block.channels * dtype.itemsize,
+                      "hint data")
+    array = np.frombuffer(raw, dtype=dtype).reshape(block.height, block.width, block.channels)
+    if dtype.kind == "f":
+        array = np.clip(np.nan_to_num(array, nan=0.0), 0.0, 1.0)
+    from chromatize.hints import Hints
+
+    hints = Hints.from_image(array, where="the hints layer")
+    hints.validate(request, where="the hints layer")
+    return hints if len(hints) else None
 
 
 def _model_input(pixels: Any, mask: Any) -> Any:
@@ -489,7 +592,7 @@ def _model_seconds(render: tuple[int, int], device: Any) -> float:
 def _colorize(request: Request, stdin: BinaryIO, channel: Channel) -> None:
     import numpy as np
 
-    pixels, mask = _read_payload(request, stdin)
+    pixels, mask, hints = _read_payload(request, stdin)
     cancel: CancelCallback = CancelWatcher(stdin, channel)
     channel.tracker.cancel = cancel
     image = _model_input(pixels, mask)
@@ -500,14 +603,16 @@ def _colorize(request: Request, stdin: BinaryIO, channel: Channel) -> None:
         from chromatize.pipeline import Colorizer
 
         colorizer = Colorizer.from_options(request.options)
+    if hints is not None:
+        colorizer.refuse_hints_unless_accepted()
     channel.tracker.check()
     prepared = colorizer.prepare(image, mask=mask, cancel=cancel,
                                  progress=channel.span("preparing"))
     channel.tracker.check()
     with channel.estimating("colorizing", _model_seconds(prepared.render, colorizer.device)):
-        prediction = colorizer.predict(prepared)
+        prediction = colorizer.predict(prepared, hints=hints)
     channel.tracker.check()
-    out = colorizer.finish(prepared, prediction, cancel=cancel,
+    out = colorizer.finish(prepared, prediction, hints=hints, cancel=cancel,
                            progress=channel.span("finishing"))
     del prepared, prediction
     out = np.ascontiguousarray(out, dtype=pixels.dtype)
@@ -517,7 +622,8 @@ def _colorize(request: Request, stdin: BinaryIO, channel: Channel) -> None:
     channel.final(
         {"type": "result", "width": request.width, "height": request.height,
          "channels": int(out.shape[2]), "dtype": request.dtype, "nbytes": int(out.nbytes),
-         "model": colorizer.model_name, "device": str(colorizer.device)},
+         "model": colorizer.model_name, "device": str(colorizer.device),
+         "hints": 0 if hints is None else len(hints)},
         memoryview(out).cast("B"),
     )
 
@@ -543,7 +649,8 @@ def _error_context(failure: Failure, request: Request | None) -> dict[str, Any]:
 def serve(stdin: BinaryIO, stdout: BinaryIO, log: IO[str] | None = None) -> int:
     """Answer one request read from ``stdin`` on ``stdout``; returns the exit code."""
     channel = Channel(stdout)
-    channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "chromatize": __version__,
+    channel.send({"type": "hello", "protocol": PROTOCOL_VERSION,
+                  "protocols": list(SUPPORTED_PROTOCOLS), "chromatize": __version__,
                   "pid": os.getpid(), "cancel_on_eof": True})
     request: Request | None = None
     try:

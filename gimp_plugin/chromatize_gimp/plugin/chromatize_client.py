@@ -33,7 +33,7 @@ try:  # Python 3
 except ImportError:  # Python 2.7
     import Queue as queue  # noqa: N813  # novm
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 CONFIG_NAME = "chromatize-worker.json"
 DEFAULT_TIMEOUT = 1800.0
 DEFAULT_STARTUP_TIMEOUT = 120.0
@@ -282,7 +282,7 @@ class WorkerClient(object):
         return message
 
     def colorize(self, pixels, width, height, channels, dtype, options, progress=None,
-                 stage=None):
+                 stage=None, hints=None):
         """Colorize raw pixels; returns ``(result_bytes, result_channels)``.
 
         ``pixels`` holds ``width*height*channels`` little-endian samples of ``dtype``
@@ -290,7 +290,9 @@ class WorkerClient(object):
         (JSON values by setting name, null = the default; the worker checks them);
         ``progress`` is called with fractions in [0, 1], ``stage`` with the words of each new
         stage ("Loading the model", "Colorizing", ...). The editor applies its selection
-        itself, so no mask is sent.
+        itself, so no mask is sent. ``hints`` is None or ``(data, channels, dtype)``: a hint
+        image of the same size (``channels`` 4 = R'G'B'A or 2 = Y'A), whose pixels with alpha
+        above 0 are colour hints (protocol 2).
         """
         itemsize = {"float32": 4, "uint8": 1, "uint16": 2}[dtype]
         expected = width * height * channels * itemsize
@@ -302,6 +304,18 @@ class WorkerClient(object):
         header.update({"protocol": PROTOCOL_VERSION, "op": "colorize", "width": int(width),
                        "height": int(height), "channels": int(channels), "dtype": dtype})
         blocks = [pixels]
+        if hints is not None:
+            hint_data, hint_channels, hint_dtype = hints
+            hint_expected = width * height * hint_channels * {
+                "float32": 4, "uint8": 1, "uint16": 2}[hint_dtype]
+            if len(hint_data) != hint_expected:
+                raise WorkerError("bad_request", "internal error: %d hint bytes for a %dx%dx%d "
+                                  "%s hint image (expected %d)" % (
+                                      len(hint_data), width, height, hint_channels, hint_dtype,
+                                      hint_expected))
+            header["hints"] = {"width": int(width), "height": int(height),
+                               "channels": int(hint_channels), "dtype": hint_dtype}
+            blocks.append(hint_data)
         message, payload = self._run(header, blocks, progress, "result", stage)
         out_channels = int(message.get("channels", 0))
         if (message.get("width") != width or message.get("height") != height
@@ -348,7 +362,8 @@ class WorkerClient(object):
                 mtype = message.get("type")
                 if mtype == "hello":
                     said_hello = True
-                    if message.get("protocol") != PROTOCOL_VERSION:
+                    if PROTOCOL_VERSION not in (message.get("protocols")
+                                                or [message.get("protocol")]):
                         raise WorkerError(
                             "protocol",
                             "The chromatize worker speaks protocol %r but this plug-in speaks "
