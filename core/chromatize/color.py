@@ -302,13 +302,16 @@ def _fit_into_gamut(
     sel_y = _f_inv(sel_fy)
     scale = _table_scale(sel_l, sel_a, sel_b)
     rgb = _linear_rgb_from_fab(sel_fy, sel_a * scale, sel_b * scale, sel_y)
-    failed = _outside(rgb, tolerance)
-    if bool(failed.any()):
-        hi = scale[failed]
-        scale[failed] = _bisect_scale(
-            sel_fy[failed], sel_y[failed], sel_a[failed], sel_b[failed],
-            torch.zeros_like(hi), hi, 14, tolerance,
-        )  # fmt: skip
+    failed = _outside(rgb, tolerance).nonzero().squeeze(1)
+    if failed.numel():
+        def bad(t: torch.Tensor) -> torch.Tensor:
+            return t.index_select(0, failed)
+
+        hi = bad(scale)
+        scale.index_copy_(0, failed, _bisect_scale(
+            bad(sel_fy), bad(sel_y), bad(sel_a), bad(sel_b), torch.zeros_like(hi), hi, 14,
+            tolerance,
+        ))  # fmt: skip
         _linear_rgb_from_fab(sel_fy, sel_a * scale, sel_b * scale, sel_y, out=rgb)
     for channel, values in zip(linear, rgb, strict=True):
         channel.reshape(-1).index_copy_(0, idx, values)  # channels of `linear` are contiguous
@@ -322,10 +325,27 @@ def _gamut_mapped(
     result) for Lab (..., 3, H, W)."""
     _check_channels(lab, 3, "Lab")
     lab = _as_float(lab)
-    lightness = lab.select(-3, 0).clamp(0.0, 100.0)
-    a, b = lab.select(-3, 1), lab.select(-3, 2)
+    return _gamut_mapped_parts(lab.select(-3, 0), lab.select(-3, 1), lab.select(-3, 2),
+                               tolerance)
+
+
+def _gamut_mapped_parts(
+    lightness: torch.Tensor, a: torch.Tensor, b: torch.Tensor, tolerance: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple | None]:
+    """:func:`_gamut_mapped` of L, a and b given apart (same shapes)."""
+    lightness = _as_float(lightness).clamp(0.0, 100.0)
+    a, b = _as_float(a), _as_float(b)
     linear = _linear_rgb_from_fab((lightness + 16.0) / 116.0, a, b)
     return lightness, a, b, linear, _fit_into_gamut(lightness, a, b, linear, tolerance)
+
+
+def lightness_ab_to_linear_rgb(lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """:func:`lab_to_linear_rgb` with ``gamut="chroma"`` of L (H, W) and ab (2, H, W) given
+    apart: linear sRGB (3, H, W) in [0, 1], without joining them into one Lab tensor first."""
+    if ab.ndim != lightness.ndim + 1 or ab.shape[0] != 2 or ab.shape[1:] != lightness.shape:
+        raise ValueError(f"expected L (H, W) and ab (2, H, W), got {tuple(lightness.shape)} "
+                         f"and {tuple(ab.shape)}")
+    return _gamut_mapped_parts(lightness, ab[0], ab[1], 1e-6)[3].clamp_(0.0, 1.0)
 
 
 def gamut_map_chroma(lab: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:

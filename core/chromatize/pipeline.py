@@ -673,7 +673,7 @@ class Colorizer:
             else:
                 ab = ab * m[None]
             keep = (m == 0).cpu().numpy()
-        linear = color.lab_to_linear_rgb(torch.cat((lightness[None], ab)), gamut="chroma")
+        linear = color.lightness_ab_to_linear_rgb(lightness, ab)
         imagearray.write_linear_rgb(out, rows, linear, imagearray.alpha(image, layout, rows))
         if keep is not None and keep.any():  # unselected pixels stay exactly as given
             original = imagearray.color_values(image, layout, rows)

@@ -188,7 +188,8 @@ class ABUpsampler:
             elif (*guide.shape, guide.radius) != key:
                 raise ValueError(f"guide statistics for {(*guide.shape, guide.radius)}, "
                                  f"this upsampling needs {key}")
-            self._coefficients = self._fit(self.ab_low, guide, eps)
+            coefficients = self._fit(self.ab_low, guide, eps)
+            self._a, self._b = coefficients[:2], coefficients[2:]  # contiguous halves
 
     @staticmethod
     def _fit(ab: torch.Tensor, guide: GuideStatistics, eps: float) -> torch.Tensor:
@@ -210,6 +211,7 @@ class ABUpsampler:
             return resize_bilinear_rows(self.ab_low, self.height, self.width, rows)
         if lightness_rows is None:
             raise ValueError("guided upsampling needs the lightness of the requested rows")
-        coefficients = resize_bilinear_rows(self._coefficients, self.height, self.width, rows)
-        a, out = coefficients[:2], coefficients[2:]
+        # A and B resized apart: two 2-channel resizes are faster than one of 4 channels
+        a = resize_bilinear_rows(self._a, self.height, self.width, rows)
+        out = resize_bilinear_rows(self._b, self.height, self.width, rows)
         return out.addcmul_(a, lightness_rows.to(a.device, torch.float32)[None])
