@@ -186,3 +186,15 @@ def test_uint8_table_matches_exact_rounding():
     levels = torch.arange(256, dtype=torch.float32) / 255
     assert torch.equal(color.linear_to_srgb_uint8(color.srgb_to_linear(levels)).long(),
                        torch.arange(256))  # fmt: skip
+
+
+def test_lightness_and_ab_apart_convert_as_one_lab_tensor():
+    from chromatize.color import lab_to_linear_rgb, lightness_ab_to_linear_rgb
+
+    gen = torch.Generator().manual_seed(3)
+    lightness = torch.rand(40, 50, generator=gen) * 100
+    ab = (torch.rand(2, 40, 50, generator=gen) - 0.5) * 260  # many colours outside sRGB
+    joined = lab_to_linear_rgb(torch.cat((lightness[None], ab)), gamut="chroma")
+    assert torch.equal(lightness_ab_to_linear_rgb(lightness, ab), joined)
+    with pytest.raises(ValueError, match=r"L \(H, W\) and ab \(2, H, W\)"):
+        lightness_ab_to_linear_rgb(lightness, ab[:, :10])
