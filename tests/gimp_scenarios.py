@@ -18,12 +18,36 @@ WORK = CHROMATIZE_GIMP_WORK  # noqa: F821  (defined by the -b code before exec)
 with open(os.path.join(WORK, "plan.json")) as _handle:
     PLAN = json.load(_handle)
 CONFIG_PATH = PLAN["worker_config"]
+#: Only these scenarios (all when the plan names none): for quick runs while developing.
+ONLY = set(PLAN.get("only") or ())
 results = {}
 
 
 def load(name):
     return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE,
                           Gio.File.new_for_path(os.path.join(WORK, name)))
+
+
+def layer_state(layer):
+    """A layer's pixels (raw "R'G'B'A float" bytes, hashed), offsets and visibility."""
+    import hashlib
+
+    width, height = layer.get_width(), layer.get_height()
+    data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0,
+                                  "R'G'B'A float", Gegl.AbyssPolicy.CLAMP)
+    ok, x, y = layer.get_offsets()
+    return {"sha256": hashlib.sha256(bytes(data)).hexdigest(), "offsets": [x, y],
+            "size": [width, height], "visible": bool(layer.get_visible()),
+            "name": layer.get_name()}
+
+
+def thumbnail(layer, width, height):
+    """The layer's thumbnail as GIMP makes it for the Layers dialog: (width, height, bpp,
+    list of byte values)."""
+    answer = layer.get_thumbnail_data(width, height)
+    data, actual_w, actual_h, bpp = answer
+    raw = data.get_data() if hasattr(data, "get_data") else bytes(data)
+    return {"width": actual_w, "height": actual_h, "bpp": bpp, "data": list(bytes(raw))}
 
 
 def dump(scenario, index, layer):
@@ -53,9 +77,10 @@ def run(image, drawables, **options):
     config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
-    config.set_property("model", "eccv16")
-    config.set_property("weights", Gio.File.new_for_path(options.pop("weights", PLAN["weights"])))
-    config.set_property("render-size", 32)
+    config.set_property("model", options.pop("model", "eccv16"))
+    weights = options.pop("weights", PLAN["weights"])
+    config.set_property("weights", Gio.File.new_for_path(weights) if weights else None)
+    config.set_property("render-size", options.pop("render-size", 32))
     config.set_property("device", "cpu")
     for key, value in options.items():
         config.set_property(key, value)
@@ -65,8 +90,15 @@ def run(image, drawables, **options):
     return {"status": status.value_nick, "error": error}
 
 
+def run_mobile(image, drawables, **options):
+    """:func:`run` with ``mobile`` (accepts hints; seeded random weights of this checkout)."""
+    return run(image, drawables, model="mobile", weights=PLAN["mobile_weights"], **options)
+
+
 def scenario(function):
     name = function.__name__
+    if ONLY and name not in ONLY:
+        return function
     try:
         results[name] = function(name)
     except Exception:
@@ -95,7 +127,7 @@ def registration(name):
     config = proc.create_config()
     defaults = {key: config.get_property(key) for key in (
         "model", "weights", "temperature", "saturation", "detail", "render-size", "device",
-        "output", "allow-download")}
+        "output", "allow-download", "hints-layer", "hide-hints")}
     defaults["weights"] = defaults["weights"].get_path() if defaults["weights"] else None
     help_id = proc.get_help_id() if hasattr(proc, "get_help_id") else None
     return {"label": proc.get_menu_label(), "menu_paths": list(proc.get_menu_paths()),
@@ -235,6 +267,93 @@ def worker_crash_leaves_image(name):
     outcome = with_worker_command(["/bin/sh", "-c", "kill -9 $$"],
                                   lambda: run(image, image.get_layers(), output="in-place"))
     return {"run": outcome, "after": describe(name, image)}
+
+
+#: The dots painted on the hints layer: image (x, y), side, sRGB colour.
+HINT_DOTS = PLAN.get("hint_dots") or []
+HINTS_OFFSETS = (12, 10)
+HINTS_SIZE = (30, 24)
+
+
+def add_hints_layer(image):
+    """A transparent RGBA layer "hints" at HINTS_OFFSETS, on top, with HINT_DOTS painted."""
+    width, height = HINTS_SIZE
+    layer = Gimp.Layer.new(image, "hints", width, height, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                           Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    layer.set_offsets(*HINTS_OFFSETS)
+    import struct
+
+    pixels = [0.0] * (width * height * 4)
+    for x, y, side, rgb in HINT_DOTS:
+        for yy in range(y - side // 2, y - side // 2 + side):
+            for xx in range(x - side // 2, x - side // 2 + side):
+                lx, ly = xx - HINTS_OFFSETS[0], yy - HINTS_OFFSETS[1]
+                at = (ly * width + lx) * 4
+                pixels[at:at + 4] = [rgb[0], rgb[1], rgb[2], 1.0]
+    layer.get_buffer().set(Gegl.Rectangle.new(0, 0, width, height), "R'G'B'A float",
+                           struct.pack(f"<{len(pixels)}f", *pixels))
+    return layer
+
+
+def photo_layer(image):
+    return [layer for layer in image.get_layers() if layer.get_name() != "hints"][0]
+
+
+@scenario
+def mobile_in_place(name):
+    image = load("smooth-rgb.png")
+    outcome = run_mobile(image, image.get_layers(), output="in-place")
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def hints_in_place(name):
+    image = load("smooth-rgb.png")
+    hints = add_hints_layer(image)
+    before = layer_state(hints)
+    outcome = run_mobile(image, [photo_layer(image)], output="in-place", **{"hints-layer": hints})
+    return {"run": outcome, "hints_before": before, "hints_after": layer_state(hints),
+            "after": describe(name, image)}
+
+
+@scenario
+def hints_hidden_new_layer(name):
+    image = load("smooth-rgb.png")
+    hints = add_hints_layer(image)
+    before = layer_state(hints)
+    outcome = run_mobile(image, [photo_layer(image)], **{"hints-layer": hints, "hide-hints": True})
+    return {"run": outcome, "hints_before": before, "hints_after": layer_state(hints),
+            "after": describe(name, image)}
+
+
+@scenario
+def hints_refused_for_eccv16(name):
+    image = load("smooth-rgb.png")
+    hints = add_hints_layer(image)
+    before = layer_state(hints)
+    outcome = run(image, [photo_layer(image)], output="in-place", **{"hints-layer": hints})
+    return {"run": outcome, "hints_before": before, "hints_after": layer_state(hints),
+            "after": describe(name, image)}
+
+
+@scenario
+def hints_layer_also_selected_refused(name):
+    image = load("smooth-rgb.png")
+    hints = add_hints_layer(image)
+    outcome = run_mobile(image, image.get_layers(), **{"hints-layer": hints})
+    return {"run": outcome, "after": describe(name, image)}
+
+
+@scenario
+def thumbnail_after_in_place_gray(name):
+    image = load("gray.png")
+    layer = image.get_layers()[0]
+    before = thumbnail(layer, 48, 40)  # the Layers dialog has one before the run
+    outcome = run(image, [layer], output="in-place")
+    return {"run": outcome, "thumbnail_before": before,
+            "thumbnail_after": thumbnail(image.get_layers()[0], 48, 40),
+            "after": describe(name, image)}
 
 
 with open(os.path.join(WORK, "results.json"), "w") as _handle:

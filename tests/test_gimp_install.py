@@ -195,4 +195,7 @@ def test_install_writes_a_help_page_and_model_availability(tmp_path: Path) -> No
     assert by_name["mobile"]["status"] in ("shipped", "cached")
     assert by_name["eccv16"]["downloadable"] is True
     assert by_name["mobile"]["default_input_size"] == 224
+    assert by_name["mobile"]["accepts_hints"] is True
+    assert by_name["eccv16"]["accepts_hints"] is False
+    assert "Hints layer" in page and "Guiding the colours" in page
     assert all(entry["weights_files"] for entry in models)

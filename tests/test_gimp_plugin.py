@@ -26,7 +26,13 @@ import gimp_chroot
 import numpy as np
 import pytest
 from PIL import Image
-from worker_helpers import gray_test_image, lab, lightness_of_gray, random_eccv16_weights
+from worker_helpers import (
+    gray_test_image,
+    lab,
+    lightness_of_gray,
+    random_eccv16_weights,
+    random_mobile_weights,
+)
 
 from chromatize_gimp.install import install
 
@@ -34,6 +40,11 @@ pytestmark = pytest.mark.gimp
 
 HERE = Path(__file__).resolve().parent
 GIMP_TIMEOUT = 900
+#: Dots painted on the scenarios' hints layer: image (x, y), side in pixels, sRGB colour.
+HINT_DOTS = [(16, 14, 3, (0.27, 0.6, 0.27)), (30, 20, 3, (0.72, 0.27, 0.23)),
+             (36, 28, 3, (0.3, 0.4, 0.72))]
+#: ``CHROMATIZE_GIMP_SCENARIOS=a,b`` runs only those scenarios (quick runs while developing).
+ONLY = [name for name in os.environ.get("CHROMATIZE_GIMP_SCENARIOS", "").split(",") if name]
 
 
 def _gray8() -> np.ndarray:
@@ -53,6 +64,12 @@ def _gray16() -> np.ndarray:
     return np.round(smooth * 65535).astype(np.uint16)
 
 
+def _smooth8() -> np.ndarray:
+    """A gray ramp around mid-gray (L about 45 to 60), where the hint colours exist."""
+    x = np.arange(48, dtype=np.float64)[None, :]
+    return np.round(np.repeat(0.42 + 0.16 * x / 47, 40, axis=0) * 255).astype(np.uint8)
+
+
 def _patch_ya() -> np.ndarray:
     y, x = np.mgrid[0:16, 0:20]
     value = 0.2 + 0.6 * x / 19
@@ -62,6 +79,8 @@ def _patch_ya() -> np.ndarray:
 
 def _write_inputs(work: Path) -> None:
     Image.fromarray(_gray8(), "L").save(work / "gray.png")
+    Image.fromarray(np.repeat(_smooth8()[..., None], 3, axis=2), "RGB").save(
+        work / "smooth-rgb.png")
     Image.fromarray(_rgb8(), "RGB").save(work / "rgb.png")
     Image.fromarray(_gray16()).save(work / "gray16.png")
     Image.fromarray(_gray8(), "L").convert("P").quantize(16).save(work / "indexed.png")
@@ -91,12 +110,17 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # inside the folder GIMP sees: the weights argument is a file GIMP checks exists
     weights = work / "eccv16_random.pth"
     shutil.copyfile(random_eccv16_weights(tmp_path_factory.getbasetemp()), weights)
+    # mobile as this checkout builds it (accepts hints), seeded random weights
+    mobile_weights = work / "mobile_random.pth"
+    shutil.copyfile(random_mobile_weights(tmp_path_factory.getbasetemp()), mobile_weights)
     _write_inputs(work)
     (work / "home").mkdir()
     installed = install("3", work / "plug-ins", command_prefix=gimp_chroot.HOST_WORKER_PREFIX)
     shutil.copyfile(HERE / "gimp_scenarios.py", work / "gimp_scenarios.py")
     (work / "plan.json").write_text(json.dumps({"weights": str(weights),
-                                                "worker_config": str(installed.config)}))
+                                                "worker_config": str(installed.config),
+                                                "mobile_weights": str(mobile_weights),
+                                                "hint_dots": HINT_DOTS, "only": ONLY}))
     (work / "gimprc").write_text(
         f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins:{work}/plug-ins")\n')
     code = (f"w = {str(work)!r}; p = w + '/gimp_scenarios.py'; "
@@ -118,6 +142,8 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def scenario(gimp_run: dict[str, Any], name: str) -> dict[str, Any]:
+    if name not in gimp_run["results"] and ONLY:
+        pytest.skip(f"scenario {name} not in CHROMATIZE_GIMP_SCENARIOS")
     result = gimp_run["results"][name]
     assert "exception" not in result, result.get("exception", "") + gimp_run["output"]
     return result
@@ -149,10 +175,12 @@ def test_procedure_is_registered_under_colors(gimp_run: dict[str, Any]) -> None:
     assert r["menu_paths"] == ["<Image>/Colors"]
     assert r["label"].replace("_", "") == "Colorize (AI)…"  # GIMP's own is "Colorize…"
     assert r["image_types"] == "*"
-    assert r["arguments"][:4] == ["run-mode", "image", "drawables", "model"]
+    assert r["arguments"][:6] == ["run-mode", "image", "drawables", "model", "hints-layer",
+                                  "hide-hints"]
     assert r["defaults"] == {"model": "mobile", "weights": None, "temperature": 0.0,
                              "saturation": 1.0, "detail": "standard", "render-size": 0,
-                             "device": "auto", "output": "new-layer", "allow-download": False}
+                             "device": "auto", "output": "new-layer", "allow-download": False,
+                             "hints-layer": None, "hide-hints": False}
     # one Alt+letter per control, none taken from the dialog's buttons (_Help, _Reset, ...)
     letters = [nick[nick.index("_") + 1].lower() for nick in r["nicks"].values() if "_" in nick]
     assert len(letters) == len(set(letters)) and not set(letters) & set("hrco")
@@ -287,3 +315,96 @@ def test_failures_report_and_leave_the_image_as_it_was(gimp_run: dict[str, Any],
     assert r["after"]["base_type"] == "gray"  # not even converted to RGB
     (layer,) = r["after"]["layers"]
     np.testing.assert_array_equal(stored_8bit(pixels(layer)), np.repeat(_gray8()[..., None], 3, 2))
+
+
+# ------------------------------------------------------------------ colour hints
+
+
+def _hint_pixels() -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each painted dot: its pixels (boolean mask over the 40x48 image) and its colour."""
+    dots = []
+    for x, y, side, rgb in HINT_DOTS:
+        mask = np.zeros((40, 48), bool)
+        mask[y - side // 2:y - side // 2 + side, x - side // 2:x - side // 2 + side] = True
+        dots.append((mask, np.array(rgb, np.float64)))
+    return dots
+
+
+def _assert_hints_obeyed(out: np.ndarray) -> None:
+    """At every dot the output has the hint's colour (ab) with the photo's own lightness."""
+    source_l = lightness_of_gray(_smooth8() / 255.0)
+    out_lab = lab(out)
+    for mask, rgb in _hint_pixels():
+        hint_ab = lab(rgb[None, None])[0, 0, 1:]
+        delta_ab = np.hypot(*(out_lab[mask][:, 1:] - hint_ab).T)
+        assert np.median(delta_ab) <= 6.0, (rgb, delta_ab)
+        assert np.abs(out_lab[mask][:, 0] - source_l[mask]).max() < 1.0
+
+
+def _assert_hints_layer_untouched(r: dict[str, Any], visible: bool) -> None:
+    before, after = r["hints_before"], r["hints_after"]
+    assert before["visible"] is True and after["visible"] is visible
+    assert {k: v for k, v in after.items() if k != "visible"} == \
+        {k: v for k, v in before.items() if k != "visible"}
+
+
+def test_hints_layer_sets_the_colours_at_its_dots_in_place(gimp_run: dict[str, Any]) -> None:
+    r = scenario(gimp_run, "hints_in_place")
+    assert r["run"]["status"] == "success", r["run"]
+    assert [layer["name"] for layer in r["after"]["layers"]][0] == "hints"
+    assert len(r["after"]["layers"]) == 2
+    out = pixels(r["after"]["layers"][1])[..., :3]
+    _assert_hints_obeyed(out)
+    # without hints the model gives other colours at the dots: the hints made the difference
+    plain = pixels(scenario(gimp_run, "mobile_in_place")["after"]["layers"][0])[..., :3]
+    moved = [np.median(np.hypot(*(lab(out)[mask][:, 1:] - lab(plain)[mask][:, 1:]).T))
+             for mask, _ in _hint_pixels()]
+    assert max(moved) > 15.0, moved
+    _assert_hints_layer_untouched(r, visible=True)  # not hidden unless asked
+
+
+def test_hints_layer_hidden_only_when_asked(gimp_run: dict[str, Any]) -> None:
+    r = scenario(gimp_run, "hints_hidden_new_layer")
+    assert r["run"]["status"] == "success", r["run"]
+    names = [layer["name"] for layer in r["after"]["layers"]]
+    assert names[0] == "hints" and names[1] == names[2] + " (colorized)"
+    _assert_hints_obeyed(pixels(r["after"]["layers"][1])[..., :3])
+    # the source is untouched; the hints layer keeps its pixels and is only hidden
+    np.testing.assert_array_equal(stored_8bit(pixels(r["after"]["layers"][2])),
+                                  np.repeat(_smooth8()[..., None], 3, 2))
+    _assert_hints_layer_untouched(r, visible=False)
+
+
+def test_hints_with_a_model_without_hint_inputs_are_refused(gimp_run: dict[str, Any]) -> None:
+    r = scenario(gimp_run, "hints_refused_for_eccv16")
+    assert r["run"]["status"] == "execution-error"
+    assert "'eccv16' does not accept colour hints" in r["run"]["error"]
+    assert "'Hints layer'" in r["run"]["error"]
+    np.testing.assert_array_equal(stored_8bit(pixels(r["after"]["layers"][1])),
+                                  np.repeat(_smooth8()[..., None], 3, 2))
+    _assert_hints_layer_untouched(r, visible=True)
+
+
+def test_hints_layer_cannot_also_be_colorized(gimp_run: dict[str, Any]) -> None:
+    r = scenario(gimp_run, "hints_layer_also_selected_refused")
+    assert r["run"]["status"] == "execution-error"
+    assert "is the hints layer and also selected" in r["run"]["error"]
+    assert len(r["after"]["layers"]) == 2
+
+
+def test_layers_thumbnail_is_coloured_after_an_in_place_run(gimp_run: dict[str, Any]) -> None:
+    """Issue 18 item 9: after an in-place run on a gray image (converted to RGB in the undo
+    group) the Layers dialog's thumbnail must show the colours, not the old gray."""
+    r = scenario(gimp_run, "thumbnail_after_in_place_gray")
+    assert r["run"]["status"] == "success", r["run"]
+    assert chroma(pixels(r["after"]["layers"][0])).mean() > 2.0  # the canvas is colour
+
+    def spread(thumb: dict[str, Any]) -> float:
+        data = np.array(thumb["data"], np.float64).reshape(thumb["height"], thumb["width"],
+                                                           thumb["bpp"])
+        if thumb["bpp"] < 3:
+            return 0.0
+        return float((data[..., :3].max(axis=2) - data[..., :3].min(axis=2)).mean())
+
+    assert spread(r["thumbnail_before"]) < 1.0
+    assert spread(r["thumbnail_after"]) > 3.0

@@ -32,6 +32,7 @@ from worker_helpers import (
     lightness_of_gray,
     mean_chroma,
     random_eccv16_weights,
+    random_mobile_weights,
 )
 
 from chromatize_gimp.install import install, plugin_settings
@@ -68,7 +69,7 @@ class RecordingHost(chromatize_shim.Host):
     """An in-memory image (float32 layers) that records every call and can undo one group."""
 
     sample_dtype = "float32"
-    MUTATING = ("convert_to_rgb", "add_layer_above", "write_pixels")
+    MUTATING = ("convert_to_rgb", "add_layer_above", "write_pixels", "set_visible")
 
     def __init__(self, mode: str, layers: list[dict[str, Any]],
                  selection: tuple[int, int, int, int] | None = None) -> None:
@@ -127,6 +128,31 @@ class RecordingHost(chromatize_shim.Host):
 
     def drawable_size(self, drawable: dict[str, Any]) -> tuple[int, int]:
         return drawable["pixels"].shape[1], drawable["pixels"].shape[0]
+
+    def drawable_id(self, drawable: dict[str, Any]) -> int:
+        return id(drawable)
+
+    def has_alpha(self, drawable: dict[str, Any]) -> bool:
+        return drawable["pixels"].shape[2] in (2, 4)
+
+    def hint_pixels(self, hints_layer: dict[str, Any], drawable: dict[str, Any]) -> bytes:
+        """The hints layer (float RGBA) as 8-bit RGBA over ``drawable``, transparent beyond."""
+        self._record("hint_pixels")
+        width, height = self.drawable_size(drawable)
+        out = np.zeros((height, width, 4), np.uint8)
+        source = np.round(hints_layer["pixels"] * 255).astype(np.uint8)
+        dx = hints_layer["offsets"][0] - drawable["offsets"][0]
+        dy = hints_layer["offsets"][1] - drawable["offsets"][1]
+        sh, sw = source.shape[:2]
+        x0, y0 = max(0, dx), max(0, dy)
+        x1, y1 = min(width, dx + sw), min(height, dy + sh)
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = source[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
+        return out.tobytes()
+
+    def set_visible(self, drawable: dict[str, Any], visible: bool) -> None:
+        self._record("set_visible")
+        drawable["visible"] = visible
 
     def read_pixels(self, drawable: dict[str, Any]) -> tuple[bytes, int]:
         self._record("read_pixels")
@@ -264,13 +290,143 @@ def test_flow_refuses_a_selection_that_misses_the_layers() -> None:
         chromatize_flow.colorize_drawables(host, [], settings("unused.pth"), client=None)
 
 
+# ------------------------------------------------------------------ colour hints
+
+
+@pytest.fixture(scope="session")
+def mobile_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_mobile_weights(tmp_path_factory.getbasetemp())
+
+
+#: Dots on the hints layer, in image coordinates: (x, y), 8-bit sRGB colour (2x2 each).
+HINT_DOTS = [((10, 8), (70, 150, 70)), ((17, 12), (185, 70, 60))]
+
+
+def rgb_photo(name: str = "photo") -> dict[str, Any]:
+    """A gray ramp around mid-gray in an RGB layer (where the hint colours exist)."""
+    x = np.arange(32, dtype=np.float32)[None, :]
+    gray = np.repeat(0.42 + 0.16 * x / 31, 24, axis=0)
+    return {"name": name, "kind": chromatize_shim.KIND_LAYER, "offsets": (0, 0),
+            "pixels": np.repeat(gray[..., None], 3, axis=2).astype(np.float32)}
+
+
+def hints_layer(offsets: tuple[int, int] = (8, 6)) -> dict[str, Any]:
+    """A transparent 30x24 RGBA layer at ``offsets`` with HINT_DOTS painted."""
+    pixels = np.zeros((24, 30, 4), np.float32)
+    for (x, y), rgb in HINT_DOTS:
+        lx, ly = x - offsets[0], y - offsets[1]
+        pixels[ly:ly + 2, lx:lx + 2] = (*(np.array(rgb) / 255.0), 1.0)
+    return {"name": "hints", "kind": chromatize_shim.KIND_LAYER, "offsets": offsets,
+            "pixels": pixels, "visible": True}
+
+
+def hint_settings(weights: Path, layer: Any, **extra: Any) -> dict[str, Any]:
+    return chromatize_flow.make_settings(SCHEMA, model="mobile", weights=str(weights),
+                                         render_size=32, device="cpu", hints_layer=layer,
+                                         **extra)
+
+
+def test_flow_hints_layer_sets_colours_in_one_undo_group(mobile_weights: Path) -> None:
+    photo, hints = rgb_photo(), hints_layer()
+    host = RecordingHost(chromatize_shim.MODE_RGB, [hints, photo])
+    original = host.state()
+    settings_ = hint_settings(mobile_weights, hints, output="in-place", hide_hints=True)
+    assert chromatize_flow.colorize_drawables(host, [photo], settings_, worker_client()) == 1
+    out = photo["pixels"]
+    source_l = lab(original[1][1]["pixels"])[..., 0]
+    for (x, y), rgb in HINT_DOTS:  # the hint's colour, the photo's lightness
+        got = lab(out[y:y + 2, x:x + 2])
+        hint_ab = lab(np.array(rgb, np.float64)[None, None] / 255.0)[0, 0, 1:]
+        assert np.median(np.hypot(*(got[..., 1:] - hint_ab).reshape(-1, 2).T)) <= 6.0
+        assert np.abs(got[..., 0] - source_l[y:y + 2, x:x + 2]).max() < 0.05
+    # the hints layer keeps its pixels; hidden (asked for) inside the one undo group
+    np.testing.assert_array_equal(hints["pixels"], original[1][0]["pixels"])
+    assert hints["visible"] is False
+    assert host.groups == 1 and host.outside_group == []
+    group = host.calls[host.calls.index("undo_group_start"):host.calls.index("undo_group_end")]
+    assert group[-1] == "set_visible" and "hint_pixels" not in group
+    host.undo()
+    mode, layers = host.state()
+    assert layers[0]["visible"] is True
+    for got, expected in zip(layers, original[1], strict=True):
+        np.testing.assert_array_equal(got["pixels"], expected["pixels"])
+
+
+def test_flow_hints_layer_stays_visible_unless_asked(mobile_weights: Path) -> None:
+    photo, hints = rgb_photo(), hints_layer(offsets=(-4, -2))  # partly outside the photo
+    host = RecordingHost(chromatize_shim.MODE_RGB, [hints, photo])
+    chromatize_flow.colorize_drawables(host, [photo], hint_settings(mobile_weights, hints),
+                                       worker_client())
+    assert hints["visible"] is True and "set_visible" not in host.calls
+    assert [layer["name"] for layer in host.layers] == ["hints", "photo (colorized)", "photo"]
+
+
+@pytest.mark.parametrize(("case", "needle"), [
+    ("gray image", "This is a grayscale image, so the hints layer \"hints\" cannot hold colors"),
+    ("no alpha", "has no transparency"),
+    ("also selected", "\"hints\" is the hints layer and also selected for colorizing"),
+    ("a group", "The hints layer \"hints\" is not a pixel layer"),
+    ("nothing painted over the layer", "has no painted pixels over the layer(s)"),
+])
+def test_flow_refuses_unusable_hints_layers_before_anything_changes(case: str,
+                                                                     needle: str) -> None:
+    photo, hints = rgb_photo(), hints_layer()
+    mode, selected = chromatize_shim.MODE_RGB, [photo]
+    if case == "gray image":
+        mode = chromatize_shim.MODE_GRAY
+    elif case == "no alpha":
+        hints["pixels"] = hints["pixels"][..., :3].copy()
+    elif case == "also selected":
+        selected = [photo, hints]
+    elif case == "a group":
+        hints["kind"] = chromatize_shim.KIND_GROUP
+    else:
+        hints["offsets"] = (100, 100)
+    host = RecordingHost(mode, [hints, photo])
+    with pytest.raises(chromatize_shim.PluginError) as info:
+        chromatize_flow.colorize_drawables(host, selected, hint_settings("unused.pth", hints),
+                                           client=None)
+    assert needle in info.value.message and info.value.kind == "bad_hints"
+    assert not any(call in RecordingHost.MUTATING for call in host.calls)
+
+
+def test_hints_with_a_model_without_hint_inputs_are_refused_in_the_dialog_s_words() -> None:
+    with pytest.raises(chromatize_shim.PluginError) as info:
+        chromatize_flow.make_settings(SCHEMA, model="eccv16", hints_layer=object())
+    assert info.value.message == ("The model 'eccv16' does not accept colour hints: choose a "
+                                  "model that does (mobile) in 'Model', or set 'Hints layer' "
+                                  "to none.")
+    # without a hints layer eccv16 is fine, and the checkbox alone changes nothing
+    assert chromatize_flow.make_settings(SCHEMA, model="eccv16", hide_hints=True)[
+        "hide_hints"] is False
+    # an older installation that does not say which models accept hints: the worker decides
+    old = json.loads(json.dumps(SCHEMA))
+    for entry in old["model"]["models"]:
+        del entry["accepts_hints"]
+    assert chromatize_flow.make_settings(old, model="eccv16", hints_layer="layer")[
+        "hints_layer"] == "layer"
+
+
+def test_hints_controls_in_the_dialog() -> None:
+    fields = {f["name"]: f for f in chromatize_flow.dialog_fields(SCHEMA)}
+    assert fields["hints_layer"]["kind"] == "layer" and fields["hints_layer"]["default"] is None
+    assert "(mobile does)" in fields["hints_layer"]["help"]
+    assert "transparent layer" in fields["hints_layer"]["help"]
+    assert fields["hide_hints"]["kind"] == "bool" and fields["hide_hints"]["default"] is False
+    assert chromatize_flow.hint_models(SCHEMA) == ["mobile"]
+    # GIMP 2.10's variant has no layer argument for it
+    assert not {"hints_layer", "hide_hints"} & {
+        f["name"] for f in chromatize_flow.dialog_fields(SCHEMA, hints=False)}
+
+
 def test_make_settings_maps_dialog_values() -> None:
     made = chromatize_flow.make_settings(SCHEMA, model="eccv16", weights="  ", temperature=0.0,
                                          saturation=1.5, render_size=0, device="cpu",
                                          output="in-place", allow_download=1)
     assert made == {"output": "in-place", "worker": {
         "model": "eccv16", "weights": None, "temperature": None, "saturation": 1.5,
-        "render_size": None, "device": "cpu", "allow_download": True}}
+        "render_size": None, "device": "cpu", "allow_download": True},
+        "hints_layer": None, "hide_hints": False}
     assert chromatize_flow.make_settings(SCHEMA, temperature=0.5, render_size=64.0)["worker"][
         "temperature"] == 0.5
     with pytest.raises(chromatize_shim.PluginError):
@@ -286,7 +442,7 @@ def test_make_settings_maps_dialog_values() -> None:
 def test_dialog_fields_come_from_the_installed_schema() -> None:
     fields = {f["name"]: f for f in chromatize_flow.dialog_fields(SCHEMA)}
     assert list(fields) == list(chromatize_flow.DIALOG_SETTINGS)
-    for name in fields.keys() - {"output", "detail"}:
+    for name in fields.keys() - set(chromatize_flow.PLUGIN_FIELDS):
         label, help_text = chromatize_flow.GIMP_WORDING.get(name, (SCHEMA[name]["label"],
                                                                    SCHEMA[name]["help"]))
         assert fields[name]["label"] == label
@@ -303,7 +459,7 @@ def test_dialog_fields_come_from_the_installed_schema() -> None:
     assert fields["allow_download"]["default"] is False
     assert fields["detail"]["default"] == "standard"
     for name, field in fields.items():
-        if name not in ("output", "detail"):
+        if name not in chromatize_flow.PLUGIN_FIELDS:
             stand_in = field["default"]
             default = chromatize_flow.worker_value(SCHEMA[name], stand_in)
             assert default == SCHEMA[name]["default"], name

@@ -120,6 +120,7 @@ def worker_command(python: str | os.PathLike[str] | None = None, flatpak: bool =
 
 def _model_entries() -> list[dict[str, Any]]:
     """The registry's models as the dialog needs them: name, description, defaults, whether
+    they accept colour hints (``accepts_hints``), whether
     their weights are here (``status`` of :func:`chromatize.weights.model_status` at install
     time) and the files that make them ready (``weights_files``: the user cache, the shipped
     copy), which the plug-in checks again each time its dialog opens."""
@@ -136,6 +137,7 @@ def _model_entries() -> list[dict[str, Any]]:
             "weights_files": [str(cached_path(spec))] + ([str(shipped)] if shipped else []),
             "default_temperature": round(float(spec.default_temperature), 4),
             "default_input_size": int(spec.default_input_size),
+            "accepts_hints": spec.accepts_hints,
         })
     return entries
 

@@ -6,7 +6,15 @@
    failure (worker missing, model missing, out of memory, crash, timeout) leaves the image
    exactly as it was.
 3. In ONE undo group: convert a grayscale or indexed image to RGB, then write every result,
-   either into a new layer above its source (default) or in place, through the selection.
+   either into a new layer above its source (default) or in place, through the selection
+   (and hide the hints layer when the user asked for it).
+
+Colour hints: the user paints dots with any brush and colour on a transparent layer and picks
+it as the "Hints layer". Every pixel of it with alpha above 0 that lies over the layer being
+colorized is a hint (read in that layer's coordinates, whatever the two layers' offsets), sent
+to the worker as a hint image (protocol 2); the whole layer guides the model, the selection
+still limits what changes. The hints layer itself is never changed; it is hidden in the result
+only when "Hide the hints layer" is ticked.
 
 The dialog's controls come from the settings schema ``chromatize gimp install`` writes into
 ``chromatize-worker.json`` (chromatize's own defaults, labels, help texts, ranges and choices;
@@ -31,6 +39,7 @@ from chromatize_shim import (
     KIND_GROUP,
     KIND_LAYER,
     KIND_LAYER_MASK,
+    MODE_GRAY,
     MODE_RGB,
     SAMPLE_SIZES,
     PluginError,
@@ -72,8 +81,25 @@ DETAIL_FIELD = {
 }
 #: The dialog's controls, in order: chromatize settings (described by the installed schema),
 #: the detail choice and the output.
-DIALOG_SETTINGS = ("model", "weights", "temperature", "saturation", DETAIL, "render_size",
-                   "device", OUTPUT, "allow_download")
+HINTS_LAYER = "hints_layer"
+HIDE_HINTS = "hide_hints"
+#: The plug-in's own controls for colour hints (a layer chooser and a checkbox).
+HINTS_FIELDS = (
+    {"name": HINTS_LAYER, "kind": "layer", "label": "Hints layer",
+     "help": "Optional: a layer with colour hints. Paint dots with any brush and color on a "
+             "transparent layer (an RGB image: Image > Mode > RGB first for a grayscale "
+             "one), then choose it here: the colorized photo takes those colors where you "
+             "painted, with its own lightness. None = no hints. Only models that accept "
+             "hints use it (%s).",
+     "default": None, "minimum": None, "maximum": None, "hint": "", "choices": []},
+    {"name": HIDE_HINTS, "kind": "bool", "label": "Hide the hints layer afterwards",
+     "help": "Hide the hints layer in the result (it is never changed; off by default).",
+     "default": False, "minimum": None, "maximum": None, "hint": "", "choices": []},
+)
+DIALOG_SETTINGS = ("model", HINTS_LAYER, HIDE_HINTS, "weights", "temperature", "saturation",
+                   DETAIL, "render_size", "device", OUTPUT, "allow_download")
+#: The dialog's own controls (not chromatize settings).
+PLUGIN_FIELDS = (OUTPUT, DETAIL, HINTS_LAYER, HIDE_HINTS)
 #: The plug-in's own words for chromatize's settings (label, tooltip): plain words, GIMP's
 #: terms, the defaults said. ``%(defaults)s`` is replaced by the models' own values.
 GIMP_WORDING = {
@@ -128,7 +154,7 @@ def settings_schema(config):
     schema = config.get("settings") if isinstance(config, dict) else None
     if not isinstance(schema, dict) or not all(
             isinstance(schema.get(name), dict) for name in DIALOG_SETTINGS
-            if name not in (OUTPUT, DETAIL)):
+            if name not in PLUGIN_FIELDS):
         raise PluginError(NOT_INSTALLED, kind="not_installed")
     return schema
 
@@ -163,6 +189,21 @@ def model_availability(schema, exists=os.path.isfile, visible=os.path.isdir):
         else:
             availability[entry["name"]] = "missing"
     return availability
+
+
+def hint_models(schema):
+    """The names of the installed models that accept colour hints (``accepts_hints`` as the
+    installer recorded it; an older installation records none)."""
+    return [entry["name"] for entry in installed_models(schema) if entry.get("accepts_hints")]
+
+
+def _hints_fields(schema):
+    fields = [dict(field) for field in HINTS_FIELDS]
+    models = hint_models(schema)
+    fields[0]["help"] = fields[0]["help"] % (
+        ", ".join(models) + (" does" if len(models) == 1 else " do") if models
+        else "none of the installed models does")
+    return fields
 
 
 def _choice_label(value, note):
@@ -219,18 +260,23 @@ def _detail_field(schema):
     return field
 
 
-def dialog_fields(schema, availability=None):
+def dialog_fields(schema, availability=None, hints=True):
     """The dialog's controls in order, as dicts: ``name`` (the setting), ``kind`` ("choice",
-    "text", "file", "float", "int" or "bool"), ``label``, ``help``, ``hint`` (what 0 or an empty
-    text means, or ""), ``default``, ``minimum``, ``maximum`` and ``choices`` ((value, label)
-    pairs; the model's labels say when its weights are not here, see
-    :func:`model_availability`, computed now unless ``availability`` is given).
+    "text", "file", "float", "int", "bool" or "layer"), ``label``, ``help``, ``hint`` (what 0
+    or an empty text means, or ""), ``default``, ``minimum``, ``maximum`` and ``choices``
+    ((value, label) pairs; the model's labels say when its weights are not here, see
+    :func:`model_availability`, computed now unless ``availability`` is given). ``hints=False``
+    leaves out the hints controls (for an editor variant without them).
     """
     if availability is None:
         availability = model_availability(schema)
+    hint_fields = dict((field["name"], field) for field in _hints_fields(schema))
     fields = []
     for name in DIALOG_SETTINGS:
-        if name == OUTPUT:
+        if name in hint_fields:
+            if hints:
+                fields.append(hint_fields[name])
+        elif name == OUTPUT:
             fields.append(OUTPUT_FIELD)
         elif name == DETAIL:
             fields.append(_detail_field(schema))
@@ -326,11 +372,13 @@ def _detail_size(schema, detail, model):
 
 def make_settings(schema, **values):
     """Turn dialog values (by setting name, plus ``output`` and ``detail``) into flow settings:
-    ``{"output": ..., "worker": {setting: JSON value}}``; settings not given are left to the
-    worker's defaults. A "Detail" other than standard sets the render size unless an exact
+    ``{"output": ..., "worker": {setting: JSON value}, "hints_layer": handle or None,
+    "hide_hints": bool}``; settings not given are left to the worker's defaults. A "Detail" other than standard sets the render size unless an exact
     render size is given."""
     output = values.pop(OUTPUT, OUTPUT_NEW_LAYER)
     detail = values.pop(DETAIL, DETAIL_STANDARD)
+    hints_layer = values.pop(HINTS_LAYER, None)
+    hide_hints = bool(values.pop(HIDE_HINTS, False))
     if output not in OUTPUT_CHOICES:
         raise PluginError("Unknown output %r; choose %s." % (output, " or ".join(OUTPUT_CHOICES)))
     worker = {}
@@ -343,7 +391,14 @@ def make_settings(schema, **values):
         size = _detail_size(schema, detail, worker.get("model"))
         if size is not None:
             worker["render_size"] = size
-    return {"output": output, "worker": worker}
+    if hints_layer is not None:
+        model = worker.get("model") or schema.get("model", {}).get("default")
+        known = [entry["name"] for entry in installed_models(schema)
+                 if "accepts_hints" in entry]
+        if model in known and model not in hint_models(schema):
+            raise PluginError(hints_refused(model, hint_models(schema)), kind="bad_hints")
+    return {"output": output, "worker": worker, HINTS_LAYER: hints_layer,
+            HIDE_HINTS: hide_hints and hints_layer is not None}
 
 
 def explain_failure(error, settings):
@@ -389,6 +444,55 @@ def preview_settings(settings):
     return dict(settings["worker"])
 
 
+def hints_refused(model, models):
+    """Why a hints layer cannot be used with ``model``, in the dialog's words."""
+    others = " (%s)" % ", ".join(models) if models else ""
+    return ("The model '%s' does not accept colour hints: choose a model that does%s in "
+            "'Model', or set 'Hints layer' to none." % (model, others))
+
+
+#: The sample type of the hint image sent to the worker (8 bits say a colour well enough).
+HINTS_DTYPE = "uint8"
+
+
+def check_hints_layer(host, hints_layer, drawables):
+    """Refuse a hints layer that cannot work, before anything happens: not a pixel layer, one
+    of the layers to colorize, without transparency, or in a grayscale image (whose layers
+    cannot hold colours)."""
+    name = host.drawable_name(hints_layer)
+    if host.drawable_kind(hints_layer) != KIND_LAYER:
+        raise PluginError("The hints layer \"%s\" is not a pixel layer: paint the hints on a "
+                          "normal transparent layer." % name, kind="bad_hints")
+    if any(host.drawable_id(drawable) == host.drawable_id(hints_layer)
+           for drawable in drawables):
+        raise PluginError("\"%s\" is the hints layer and also selected for colorizing: select "
+                          "only the photo's layer(s), or choose another 'Hints layer'." % name,
+                          kind="bad_hints")
+    if host.image_mode() == MODE_GRAY:
+        raise PluginError("This is a grayscale image, so the hints layer \"%s\" cannot hold "
+                          "colors: convert the image with Image > Mode > RGB, paint the hints "
+                          "in color, then run Colorize (AI) again." % name, kind="bad_hints")
+    if not host.has_alpha(hints_layer):
+        raise PluginError("The hints layer \"%s\" has no transparency, so every pixel of it "
+                          "would be a hint: paint the hints on a transparent layer (Layer > "
+                          "New Layer, fill with Transparency)." % name, kind="bad_hints")
+
+
+def read_hints(host, hints_layer, jobs):
+    """The hint image of each job's drawable: ``(bytes, 4, HINTS_DTYPE)`` in that drawable's
+    coordinates, or None where no hint pixel lies over it. Raises when no hint lies over any."""
+    blocks = []
+    for drawable, _ in jobs:
+        data = host.hint_pixels(hints_layer, drawable)
+        blocks.append((data, 4, HINTS_DTYPE) if data[3::4].strip(b"\0") else None)
+    if not any(blocks):
+        raise PluginError("The hints layer \"%s\" has no painted pixels over the layer(s) "
+                          "being colorized: paint dots of color on it where you want those "
+                          "colors (or set 'Hints layer' to none)."
+                          % host.drawable_name(hints_layer), kind="bad_hints")
+    return blocks
+
+
 def check_drawables(host, drawables):
     """Refuse anything that is not a pixel layer, naming each offender."""
     if not drawables:
@@ -407,6 +511,9 @@ def check_drawables(host, drawables):
 def colorize_drawables(host, drawables, settings, client):
     """Run the whole flow; raises :class:`PluginError` with a user message on any failure."""
     check_drawables(host, drawables)
+    hints_layer = settings.get(HINTS_LAYER)
+    if hints_layer is not None:
+        check_hints_layer(host, hints_layer, drawables)
     jobs = []
     for drawable in drawables:
         rect = host.selection_bounds(drawable)
@@ -416,6 +523,8 @@ def colorize_drawables(host, drawables, settings, client):
         raise PluginError("The selection does not touch the selected layer(s); nothing to "
                           "colorize.", kind="bad_input")
 
+    hint_blocks = read_hints(host, hints_layer, jobs) if hints_layer is not None else \
+        [None] * len(jobs)
     itemsize = SAMPLE_SIZES[host.sample_dtype]
     host.progress_start(PROCEDURE_LABEL + "…")
     try:
@@ -435,11 +544,12 @@ def colorize_drawables(host, drawables, settings, client):
             try:
                 data, out_channels = client.colorize(
                     pixels, width, height, channels, host.sample_dtype, settings["worker"],
-                    progress=report, stage=stage)
+                    progress=report, stage=stage, hints=hint_blocks[index])
             except WorkerError as exc:
                 raise PluginError(_with_layer(explain_failure(exc, settings), host, drawable,
                                               len(jobs)), kind=exc.kind)
             del pixels
+            hint_blocks[index] = None
             results.append((drawable, rect,
                             crop_rows(data, width, out_channels, itemsize, rect), out_channels))
             del data
@@ -458,6 +568,8 @@ def colorize_drawables(host, drawables, settings, client):
                 host.write_pixels(target, rect, block, out_channels)
                 written += 1
                 host.progress_update(WORKER_SHARE + (1.0 - WORKER_SHARE) * written / count)
+            if hints_layer is not None and settings.get(HIDE_HINTS):
+                host.set_visible(hints_layer, False)
         finally:
             host.undo_group_end()
     finally:

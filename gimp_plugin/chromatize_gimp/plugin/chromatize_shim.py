@@ -67,6 +67,13 @@ class Host(object):
     def drawable_name(self, drawable):
         raise NotImplementedError
 
+    def drawable_id(self, drawable):
+        """A number that identifies ``drawable`` in its image (to compare two handles)."""
+        raise NotImplementedError
+
+    def has_alpha(self, drawable):
+        raise NotImplementedError
+
     def drawable_size(self, drawable):
         """``(width, height)`` in pixels."""
         raise NotImplementedError
@@ -89,6 +96,16 @@ class Host(object):
 
     def add_layer_above(self, drawable, name):
         """Insert a copy of ``drawable`` (same offsets, alpha, mode) just above it; return it."""
+        raise NotImplementedError
+
+    def hint_pixels(self, hints_layer, drawable):
+        """``hints_layer`` as 8-bit R'G'B'A ``bytes`` covering ``drawable`` exactly (its size,
+        in its coordinates: the layers' offsets taken into account; transparent where the
+        hints layer does not reach). Reading never changes the image."""
+        raise PluginError("This editor's plug-in cannot read a hints layer.", kind="bad_hints")
+
+    def set_visible(self, drawable, visible):
+        """Show or hide a layer, undoably (called inside the undo group)."""
         raise NotImplementedError
 
     def write_pixels(self, drawable, rect, data, channels):

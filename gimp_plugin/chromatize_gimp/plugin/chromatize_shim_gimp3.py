@@ -66,6 +66,12 @@ class Gimp3Host(Host):
     def drawable_name(self, drawable):
         return drawable.get_name()
 
+    def drawable_id(self, drawable):
+        return drawable.get_id()
+
+    def has_alpha(self, drawable):
+        return bool(drawable.has_alpha())
+
     def drawable_size(self, drawable):
         return drawable.get_width(), drawable.get_height()
 
@@ -92,6 +98,18 @@ class Gimp3Host(Host):
         if not self.image.insert_layer(layer, parent, position):
             raise RuntimeError("GIMP could not add the new layer")
         return layer
+
+    def hint_pixels(self, hints_layer, drawable):
+        _, x, y = drawable.get_offsets()
+        _, hx, hy = hints_layer.get_offsets()
+        width, height = self.drawable_size(drawable)
+        # Abyss NONE: transparent (no hint) where the hints layer does not reach.
+        data = hints_layer.get_buffer().get(Gegl.Rectangle.new(x - hx, y - hy, width, height),
+                                            1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
+        return bytes(data)
+
+    def set_visible(self, drawable, visible):
+        drawable.set_visible(bool(visible))
 
     def write_pixels(self, drawable, rect, data, channels):
         x, y, width, height = rect

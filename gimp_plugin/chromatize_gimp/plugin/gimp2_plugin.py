@@ -48,7 +48,8 @@ def _installed():
         schema = chromatize_flow.settings_schema(chromatize_client.load_config(_HERE))
     except (PluginError, chromatize_client.WorkerError) as exc:
         return None, [], exc
-    return schema, chromatize_flow.dialog_fields(schema), None
+    # no hints layer in GIMP 2.10's variant (see chromatize_flow.HINTS_FIELDS)
+    return schema, chromatize_flow.dialog_fields(schema, hints=False), None
 
 
 SCHEMA, FIELDS, NOT_INSTALLED = _installed()

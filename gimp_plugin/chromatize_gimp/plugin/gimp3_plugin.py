@@ -81,6 +81,8 @@ def _add_argument(procedure, field, label):
                                    int(field["maximum"]), int(default), _FLAGS)
     elif kind == "bool":
         procedure.add_boolean_argument(name, label, help_text, bool(default), _FLAGS)
+    elif kind == "layer":  # none allowed: no hints
+        procedure.add_layer_argument(name, label, help_text, True, _FLAGS)
     else:
         raise PluginError("The installed settings describe an unknown kind of control %r; "
                           "run `chromatize gimp install` again." % (kind,))
@@ -225,10 +227,36 @@ class Preview(object):
                 pass
 
 
-def _show_dialog(procedure, config, failure, preview_source=None):
+def _value_array(strings):
+    values = Gimp.ValueArray.new(len(strings))
+    for text in strings:
+        value = GObject.Value(GObject.TYPE_STRING)
+        value.set_string(text)
+        values.append(value)
+    return values
+
+
+def _grey_out_hints(dialog, schema):
+    """The hints controls are greyed out while the chosen model does not accept hints (when
+    the installation says which do)."""
+    if schema is None or not any("accepts_hints" in entry
+                                 for entry in chromatize_flow.installed_models(schema)):
+        return
+    models = chromatize_flow.hint_models(schema)
+    try:
+        for field in (chromatize_flow.HINTS_LAYER, chromatize_flow.HIDE_HINTS):
+            # a new array each time: the dialog takes ownership of it
+            dialog.set_sensitive_if_in(_argument(field), None, "model", _value_array(models),
+                                       True)
+    except Exception:  # greying out is a nicety; the flow refuses hints for such models
+        traceback.print_exc()
+
+
+def _show_dialog(procedure, config, failure, preview_source=None, schema=None):
     """Run the dialog (with the last failure's message on top); True when OK was pressed. The
     values stay in ``config``, so after a failure the user finds their choices again.
-    ``preview_source`` = (schema, worker config, drawable) adds the live preview."""
+    ``preview_source`` = (schema, worker config, drawable) adds the live preview; with
+    ``schema`` the hints controls follow the chosen model."""
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Colorize (AI)")
     if failure:
         from gi.repository import Gtk
@@ -249,6 +277,7 @@ def _show_dialog(procedure, config, failure, preview_source=None):
         box.pack_start(frame, False, False, 0)
         box.reorder_child(frame, 0)
     dialog.fill(None)
+    _grey_out_hints(dialog, schema)
     preview = None
     if preview_source is not None:
         try:
@@ -288,7 +317,7 @@ def run(procedure, run_mode, image, drawables, config, data):
             if drawables and drawables[0].is_layer() and not drawables[0].is_group():
                 preview_source = (schema, worker_config, drawables[0])
             while True:  # after a failure the dialog comes back with the user's values
-                if not _show_dialog(procedure, config, failure, preview_source):
+                if not _show_dialog(procedure, config, failure, preview_source, schema):
                     return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
                 try:
                     _colorize(image, drawables, config, schema, worker_config)
@@ -332,8 +361,10 @@ class ChromatizeColorize(Gimp.PlugIn):
             "Predicts plausible colors for the selected layers and writes them into a new layer "
             "above each (or in place). Lightness, alpha and precision are kept; the selection "
             "limits and blends the change; grayscale and indexed images are converted to RGB "
-            "in the same undo step. The computation runs in chromatize's own Python "
-            "(`chromatize gimp install` records it).",
+            "in the same undo step. Optional colour hints: a 'Hints layer' whose painted "
+            "(non-transparent) pixels give the colors there; it is never changed. The "
+            "computation runs in chromatize's own Python (`chromatize gimp install` records "
+            "it).",
             name)  # GIMP prefixes the plug-in's help domain (set_help_domain)
         procedure.set_attribution("chromatize developers", "chromatize developers (BSD-3-Clause)",
                                   "2026")
