@@ -20,7 +20,14 @@ napari = pytest.importorskip("napari")
 torch = pytest.importorskip("torch")
 
 # (the Qt probe, skip reasons and shared helpers live in the plug-in's main test module)
-from test_napari_plugin import RUN_TIMEOUT_MS, dock, lightness, run_and_wait  # noqa: E402
+from test_napari_plugin import (  # noqa: E402
+    RUN_TIMEOUT_MS,
+    _few_torch_threads,  # noqa: F401  (autouse: one torch thread, as the plug-in tests run)
+    _isolated_cache,  # noqa: F401  (autouse: no weights cached by the developer's runs)
+    dock,
+    lightness,
+    run_and_wait,
+)
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -205,6 +212,16 @@ def test_add_hints_layer_sits_over_the_input_and_maps_to_its_pixels(make_napari_
     world = viewer.add_points(np.array([[1, 10 + 2 * 5, -4 + 0.5 * 7]]), name="world", size=2)
     hints = read_hint_points(world, image)
     assert (hints.planes.tolist(), hints.x.tolist(), hints.y.tolist()) == ([[1]], [7], [5])
+
+    # An RGB input: a 2D hints layer, the colour axis is not a plane axis.
+    rgb = viewer.add_image(np.zeros((20, 30, 3), np.uint8), name="rgb", rgb=True)
+    widget.input_layer.value = rgb
+    over_rgb = widget.hint_controls.add_hints_layer()
+    assert over_rgb.ndim == 2
+    over_rgb.add(np.array([[4.0, 25.0]]))
+    hints = read_hint_points(over_rgb, rgb)
+    assert (hints.x.tolist(), hints.y.tolist(), hints.planes.shape) == ([25], [4], (1, 0))
+    assert len(hints.for_plane(())) == 1
 
     # A point off the image says which point, where, and what to do.
     from chromatize.hints import HintError

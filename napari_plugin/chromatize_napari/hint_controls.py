@@ -340,6 +340,8 @@ class HintControls:
         self._last_error = message
 
     def cancel(self) -> None:
+        """Drop a live update in flight and any waiting to start."""
+        self._pending = False
         if self._cancel is not None:
             self._cancel.set()
         self._timer.stop()

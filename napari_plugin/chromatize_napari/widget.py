@@ -694,9 +694,9 @@ class ColorizeWidget(Container):
         self._destroyed = True
         if self._cancel_event is not None:
             self._cancel_event.set()
-        self.hint_controls.cancel()
         self.prepared.forget()
         try:  # (at interpreter exit Qt may have deleted the timer, napari the layers, already)
+            self.hint_controls.cancel()
             self._preload_timer.stop()
             self._unwatch()
             self.hint_controls.unwatch()
