@@ -15,12 +15,14 @@ applied to the hints as to the pixels). Bad hints fail their file and write noth
 without hint inputs (the shipped ones, for now) refuses the whole run before any work.
 
 Planning, the output folder's manifest, and the overlapped execution live in
-:mod:`chromatize.batch`; this module is its command-line front end.
+:mod:`chromatize.batch`; this module is its command-line front end. ``--scheduler`` runs the
+same plan on a Dask cluster (:mod:`chromatize.batch_cluster`, the ``cluster`` extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any
@@ -70,10 +72,13 @@ def register(subparsers: Any) -> None:
                             "> 0 marks hint pixels, RGB their colour) or a JSON file "
                             '[{"x": 120, "y": 45, "color": "#2e8b57", "size": 5}, ...]; pixel '
                             "coordinates of the input as stored, before any EXIF rotation "
-                            "(needs a model that accepts hints)")
+                            '(needs a model that accepts hints); for a video or sequence, JSON '
+                            'hints may name a 0-based "frame" (default 0)')
     hint_files.add_argument("--hints-dir", metavar="DIR",
                             help="for folders: hints for each input from DIR/<stem>.png or "
-                            "DIR/<stem>.json where present (as --hints)")
+                            "DIR/<stem>.json where present (as --hints); for a video or "
+                            "sequence: per frame, DIR/<frame stem> or DIR/<frame number> .png or "
+                            ".json, carried along the motion to the following frames")
     parser.add_argument("--max-pixels", type=non_negative_int, default=DEFAULT_MAX_PIXELS,
                         metavar="N", help="refuse images larger than N pixels (default: "
                         f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
@@ -87,6 +92,11 @@ def register(subparsers: Any) -> None:
                         f"(its {MANIFEST_NAME} records each output's settings)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print only failures (no progress bar, output names or notes)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on a Dask cluster: its scheduler (tcp://HOST:PORT) or "
+                        "scheduler file (.json), or local:N for N worker processes on this "
+                        "machine; workers read and write the same paths (a shared file system) "
+                        "and need this chromatize version with the cluster extra")
     colorize_sequence.add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -129,9 +139,9 @@ class _Reporter:
 
 def run(args: argparse.Namespace) -> int:
     if colorize_sequence.applies(args):  # videos, --sequence folders, multi-page TIFF stacks
-        if args.hints or args.hints_dir:
-            raise ChromatizeError("--hints and --hints-dir apply to photos; videos, sequences "
-                                  "and TIFF stacks do not take hint files yet")
+        if args.scheduler:
+            raise ChromatizeError("--scheduler applies to photos; videos, sequences and TIFF "
+                                  "stacks run in this process")
         return colorize_sequence.run(args)
     if "torch" not in sys.modules:  # this process is the command: OpenMP threads that sleep
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # cope with busy cores
@@ -145,21 +155,37 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for note in work.notes:
             print(f"chromatize: note: {note}", file=sys.stderr, flush=True)
-    batch.prepare_outputs(work, args.out_dir)
-    failures = list(work.failures)
-    succeeded = 0
-    if work.jobs:
-        reporter = _Reporter(len(work.jobs), args.quiet)
-        try:
-            outcomes = batch.execute(work.jobs, options, settings, manifest=work.manifest,
-                                     on_outcome=reporter.outcome, on_progress=reporter.position)
-        finally:
-            reporter.close()
-            if work.manifest is not None:
-                work.manifest.close()
-        succeeded = sum(1 for o in outcomes if o.status == "done")
-        failures += [Failure(o.job.source, o.message) for o in outcomes if o.status == "failed"]
+    with _cluster(args.scheduler if work.jobs else None, options, settings) as cluster:
+        batch.prepare_outputs(work, args.out_dir)  # after connecting: nothing touched before
+        failures = list(work.failures)
+        succeeded = 0
+        if work.jobs:
+            reporter = _Reporter(len(work.jobs), args.quiet)
+            execute = batch.execute if cluster is None else cluster.execute
+            try:
+                outcomes = execute(work.jobs, options, settings, manifest=work.manifest,
+                                   on_outcome=reporter.outcome, on_progress=reporter.position)
+            finally:
+                reporter.close()
+                if work.manifest is not None:
+                    work.manifest.close()
+            succeeded = sum(1 for o in outcomes if o.status == "done")
+            failures += [Failure(o.job.source, o.message) for o in outcomes
+                         if o.status == "failed"]
     return _summarise(succeeded, failures, quiet=args.quiet, skipped=len(work.skipped))
+
+
+def _cluster(scheduler: str | None, options: Any, settings: BatchSettings) -> Any:
+    """The Dask cluster to run on (:mod:`chromatize.batch_cluster`), connected and checked, or
+    a context holding None to run in this process."""
+    if scheduler is None:
+        return contextlib.nullcontext()
+    try:
+        from chromatize import batch_cluster
+    except ImportError as exc:
+        raise ChromatizeError(f"--scheduler needs Dask ({exc}); install the cluster extra: "
+                              "pip install 'chromatize[cluster]'") from None
+    return batch_cluster.connect(scheduler, options, settings)
 
 
 def _summarise(succeeded: int, failures: list[Failure], quiet: bool = False,
