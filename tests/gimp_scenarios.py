@@ -41,15 +41,6 @@ def layer_state(layer):
             "name": layer.get_name()}
 
 
-def thumbnail(layer, width, height):
-    """The layer's thumbnail as GIMP makes it for the Layers dialog: (width, height, bpp,
-    list of byte values)."""
-    answer = layer.get_thumbnail_data(width, height)
-    data, actual_w, actual_h, bpp = answer
-    raw = data.get_data() if hasattr(data, "get_data") else bytes(data)
-    return {"width": actual_w, "height": actual_h, "bpp": bpp, "data": list(bytes(raw))}
-
-
 def dump(scenario, index, layer):
     width, height = layer.get_width(), layer.get_height()
     data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0,
@@ -343,17 +334,6 @@ def hints_layer_also_selected_refused(name):
     hints = add_hints_layer(image)
     outcome = run_mobile(image, image.get_layers(), **{"hints-layer": hints})
     return {"run": outcome, "after": describe(name, image)}
-
-
-@scenario
-def thumbnail_after_in_place_gray(name):
-    image = load("gray.png")
-    layer = image.get_layers()[0]
-    before = thumbnail(layer, 48, 40)  # the Layers dialog has one before the run
-    outcome = run(image, [layer], output="in-place")
-    return {"run": outcome, "thumbnail_before": before,
-            "thumbnail_after": thumbnail(image.get_layers()[0], 48, 40),
-            "after": describe(name, image)}
 
 
 with open(os.path.join(WORK, "results.json"), "w") as _handle:

@@ -49,6 +49,9 @@ HOST_TOOLS = ("Xvfb", "openbox", "xdotool", "import")
 SCREEN = (1600, 1000)
 DIALOG_TITLE = "Colorize (AI)"
 IMAGE_WINDOW = r"\[photo\].*GIMP"
+#: Where GIMP 3.0.4's default Layers dock lists the layers (thumbnail and name) in a 1500x920
+#: image window at the screen's top left: (left, top, right, bottom) in screen pixels.
+LAYERS_LIST = (1290, 690, 1500, 800)
 #: Where GIMP 3.0.4 puts the progress bar's Cancel button in a 1500x920 image window with the
 #: default docks (pixels from the window's right and bottom edges).
 CANCEL_FROM_RIGHT, CANCEL_FROM_BOTTOM = 273, 18
@@ -273,6 +276,44 @@ def gui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GimpGui]:
 
 def _log(gui: GimpGui) -> str:
     return (gui.work / "gimp.log").read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture()
+def fresh_gui(tmp_path: Path) -> Iterator[GimpGui]:
+    """A GIMP session of its own on the gray photo (the module's session changes its image)."""
+    reason = why_unusable()
+    if reason:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            f"cannot run GIMP's GUI here: {reason}")
+    _write_inputs(tmp_path)
+    random_eccv16_weights(tmp_path)  # eccv16_random.pth, where GIMP sees it
+    session = GimpGui(tmp_path, [str(tmp_path / "photo.png")])
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def test_layers_thumbnail_shows_the_colours_after_an_in_place_run(fresh_gui: GimpGui) -> None:
+    """Issue 18 item 9: after an in-place run on a grayscale photo (converted to RGB in the
+    same undo step) the Layers dialog's thumbnail stayed gray for minutes while the canvas was
+    in colour. It must show the colours right away."""
+    gui = fresh_gui
+    window = gui.ready()
+    seed_last_values(gui, model='"eccv16"', device='"cpu"', render_size="64",
+                     output='"in-place"',
+                     weights=f'"{(gui.work / "eccv16_random.pth").as_uri()}"')
+
+    def thumbnail_colour(name: str) -> float:
+        return colorful_share(gui.screenshot(gui.work / f"{name}.png").crop(LAYERS_LIST))
+
+    assert thumbnail_colour("layers-before") == 0.0  # the gray photo's thumbnail
+    gui.press_ok(gui.open_dialog(window))
+    gui._wait(lambda: "RGB color" in gui.title(window) and "1 layer" in gui.title(window), 90,
+              "the in-place result (title: " + gui.title(window) + ")\n" + _log(gui))
+    gui._wait(lambda: gui.plugin_and_workers() == ([], []), 20, "the plug-in to end")
+    gui._wait(lambda: thumbnail_colour("layers-after") > 0.01, 5,
+              "the Layers thumbnail to show the colours (see layers-after.png)")
 
 
 def test_dialog_opens_for_a_real_image_and_looks_right(gui: GimpGui) -> None:

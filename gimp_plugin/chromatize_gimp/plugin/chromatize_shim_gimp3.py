@@ -48,8 +48,14 @@ class Gimp3Host(Host):
 
     def undo_group_start(self):
         self.image.undo_group_start()
+        # The Layers dialog's list is frozen while the group changes the image and rebuilt
+        # (new thumbnails) when it is thawed: after an image is converted to RGB, GIMP 3.0.4
+        # otherwise kept showing the layer's gray thumbnail for minutes, however the layer was
+        # updated afterwards (drawable.update after merge_shadow did not refresh it).
+        self.image.freeze_layers()
 
     def undo_group_end(self):
+        self.image.thaw_layers()
         self.image.undo_group_end()
 
     def drawable_kind(self, drawable):
