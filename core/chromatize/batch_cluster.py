@@ -80,9 +80,9 @@ class ClusterJob:
 class ColorizerPlugin(WorkerPlugin):
     """Loads the run's Colorizer once in each worker process (workers that join later too).
 
-    ``threads``: intra-op threads of the network; None gives the worker its share of the
-    machine's cores (cores ÷ the worker's Dask threads, so ``dask worker --nthreads 1`` uses
-    them all for one task at a time).
+    ``threads``: intra-op threads of the network; None gives each task its share of the
+    machine's cores: the cores ÷ the Dask threads of all workers on that machine (so one
+    ``dask worker --nthreads 1`` per machine uses them all for one task at a time).
     """
 
     def __init__(self, options: ColorizeOptions, max_pixels: int, threads: int | None = None,
@@ -96,8 +96,8 @@ class ColorizerPlugin(WorkerPlugin):
         if self.version != __version__:
             raise ChromatizeError(f"this Dask worker runs chromatize {__version__}, the client "
                                   f"{self.version}; install the same version on both")
-        nthreads = max(1, int(getattr(worker.state, "nthreads", 1)))
-        self.threads = self.requested_threads or max(1, available_cpus() // nthreads)
+        self.threads = self.requested_threads or max(
+            1, available_cpus() // await _dask_threads_on_host(worker))
         await asyncio.to_thread(self._load)
 
     def _load(self) -> None:
@@ -108,6 +108,19 @@ class ColorizerPlugin(WorkerPlugin):
 
         torch.set_num_threads(self.threads)
         self.colorizer = Colorizer.from_options(self.options, max_pixels=self.max_pixels)
+
+
+async def _dask_threads_on_host(worker: Any) -> int:
+    """The Dask threads of the workers on ``worker``'s machine, itself included (as the
+    scheduler knows them now): they share its cores."""
+    own = max(1, int(getattr(worker.state, "nthreads", 1)))
+    try:
+        known = (await worker.scheduler.identity()).get("workers", {})
+    except Exception:  # an older or busy scheduler: count this worker alone
+        return own
+    others = sum(int(info.get("nthreads", 0)) for address, info in known.items()
+                 if info.get("host") == worker.ip and address != worker.address)
+    return own + others
 
 
 def colorize_task(items: Sequence[ClusterJob], options: ColorizeOptions,
@@ -282,10 +295,10 @@ class Cluster:
         """A task's (engine, outcomes); a task that failed as a whole fails its files."""
         if future.status == "finished":
             return future.result()
-        if future.status == "cancelled":
-            raise ChromatizeError(f"the Dask scheduler at {self.where} cancelled the work "
-                                  "(lost or restarted?); run the command again with "
-                                  "--skip-existing to colorize the rest")
+        if future.status != "error":  # cancelled or lost: the scheduler went away
+            raise ChromatizeError(f"the Dask scheduler at {self.where} dropped the work "
+                                  f"({future.status}: lost or restarted?); run the command "
+                                  "again with --skip-existing to colorize the rest")
         exc = future.exception()
         message = describe_file_failure(exc, settings.front_end)
         if type(exc).__name__ == "KilledWorker":
