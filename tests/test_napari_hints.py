@@ -528,6 +528,37 @@ def test_selecting_a_point_shows_suggestions_and_clicking_one_sets_its_colour(
     qtbot.waitUntil(lambda: not controls.suggesting, timeout=RUN_TIMEOUT_MS)
 
 
+def test_suggestions_of_a_point_on_every_plane_come_from_the_plane_on_screen(eccv16_weights):
+    from chromatize.hints import suggest_colours
+    from chromatize.options import ColorizeOptions
+    from chromatize_napari.colorize_job import ColorizerCache, PreparedCache
+    from chromatize_napari.hint_points import read_hint_points
+    from chromatize_napari.layer_data import snapshot_layer
+    from chromatize_napari.live_hints import suggestion_job
+
+    rng = np.random.default_rng(5)
+    stack = rng.integers(0, 256, (3, 48, 64), dtype=np.uint8)
+    image = napari.layers.Image(stack, name="stack")
+    points = napari.layers.Points(np.array([[20.0, 30.0]]), name="everywhere", size=3)
+    options = ColorizeOptions(model="eccv16", weights=str(eccv16_weights), device="cpu",
+                              render_size=64)
+    cache = ColorizerCache()
+    hints = read_hint_points(points, image)
+    assert hints.every_plane.tolist() == [True]
+
+    outcome = suggestion_job(snapshot_layer(image), options, cache, PreparedCache(), hints, 0,
+                             shown=(2,))
+
+    colorizer = cache.get(options)
+    prepared = colorizer.prepare(stack[2], options)
+    expected = suggest_colours(colorizer.predict(prepared, options), prepared, 30, 20, 5)
+    assert outcome.error is None and outcome.point == 0
+    assert [s.hex for s in outcome.swatches] == [s.hex for s in expected]
+    other = suggest_colours(colorizer.predict(p0 := colorizer.prepare(stack[0], options),
+                                              options), p0, 30, 20, 5)
+    assert [s.hex for s in other] != [s.hex for s in expected]  # (the planes differ)
+
+
 # ------------------------------------------------------------------------------ eccv16
 def test_eccv16_greys_out_the_hint_controls(make_napari_viewer, qtbot, eccv16_weights):
     viewer = make_napari_viewer()

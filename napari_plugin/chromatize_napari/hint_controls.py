@@ -374,11 +374,20 @@ class HintControls:
             return
         self.suggestion_label.value = "finding colour suggestions..."
         worker = create_worker(suggestion_job, snapshot, options, owner.cache, owner.prepared,
-                               hints, point, _start_thread=False)
+                               hints, point, shown=self._shown_plane(layer),
+                               _start_thread=False)
         worker.returned.connect(self._on_suggested)
         worker.finished.connect(self._on_suggest_finished)
         self._suggest_worker = worker
         worker.start()
+
+    def _shown_plane(self, layer: Any) -> tuple[int, ...]:
+        """The plane of ``layer`` the viewer shows now (its leading data coordinates)."""
+        if layer.ndim < 3:
+            return ()
+        world = np.asarray(self.owner._viewer.dims.point, dtype=float)[-layer.ndim:]
+        data = np.asarray(layer.world_to_data(world), dtype=float)
+        return tuple(int(v) for v in np.rint(data[: layer.ndim - 2]))
 
     def _on_suggested(self, outcome: SuggestionOutcome) -> None:
         """Show ``outcome`` if its point is still the one selected (else a newer one comes)."""

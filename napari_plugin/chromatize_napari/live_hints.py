@@ -147,15 +147,18 @@ class SuggestionOutcome:
 
 def suggestion_job(snapshot: LayerSnapshot, options: ColorizeOptions, cache: ColorizerCache,
                    prepared_cache: PreparedCache, hints: HintPoints, point: int,
-                   k: int = SUGGESTIONS) -> SuggestionOutcome:
+                   k: int = SUGGESTIONS, shown: tuple[int, ...] | None = None
+                   ) -> SuggestionOutcome:
     """The model's ``k`` most probable distinct colours at hint point ``point`` (an index into
     ``hints``), for a worker thread: the plane is predicted with every other hint of that plane
     but not this point's own (which the model would only echo), then
-    :func:`chromatize.hints.suggest_colours` at the point's pixel."""
+    :func:`chromatize.hints.suggest_colours` at the point's pixel. A point on every plane (a 2D
+    Points layer over a stack) is looked at on plane ``shown`` (the one on screen; default the
+    first)."""
     try:
         colorizer = cache.get(options)
         hints.check(snapshot.plane_shape, snapshot.stack_shape, snapshot.name)
-        index = _plane_of(hints, point, snapshot)
+        index = _plane_of(hints, point, snapshot, shown)
         others = _without(hints, index, point)
         if others is not None:
             refuse_unless_accepted(colorizer, hints)
@@ -170,9 +173,15 @@ def suggestion_job(snapshot: LayerSnapshot, options: ColorizeOptions, cache: Col
         return SuggestionOutcome(point, error=describe_failure(exc, "napari").message)
 
 
-def _plane_of(hints: HintPoints, point: int, snapshot: LayerSnapshot) -> tuple[int, ...]:
-    """The plane point ``point`` is on (the first plane for a point on every plane)."""
-    if not snapshot.stack_shape or hints.every_plane[point]:
+def _plane_of(hints: HintPoints, point: int, snapshot: LayerSnapshot,
+              shown: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The plane point ``point`` is on (``shown`` or the first for a point on every plane)."""
+    if not snapshot.stack_shape:
+        return ()
+    if hints.every_plane[point]:
+        if shown is not None and len(shown) == len(snapshot.stack_shape) and all(
+                0 <= i < n for i, n in zip(shown, snapshot.stack_shape, strict=True)):
+            return tuple(shown)
         return next(iter(iter_plane_indices(snapshot)))
     return tuple(int(v) for v in hints.planes[point])
 
