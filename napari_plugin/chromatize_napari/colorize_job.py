@@ -457,40 +457,13 @@ def colorize_sequence_snapshot(
             image = map_plane(snapshot, np.asarray(snapshot.data[index]))
             laps.lap("read")
             plane_hints = None if hints is None else hints.for_plane(index)
-            tensor = None if plane_hints is None else _hint_tensor(plane_hints, snapshot,
-                                                                   colorizer, options)
-            colored = runner.process(image, tensor).image
+            colored = runner.process(image, plane_hints).image
             laps.lap("sequence")
             _check_plane(colored, snapshot)
             stack[index] = colored
             done += 1
             tracker.report(done / n_planes)
     return stack
-
-
-@dataclass(frozen=True)
-class _RenderTarget:
-    """What :meth:`chromatize.hints.Hints.to_tensor` reads of a Prepared: size and render."""
-
-    layout: Any
-    render: tuple[int, int]
-
-
-@dataclass(frozen=True)
-class _Size:
-    width: int
-    height: int
-
-
-def _hint_tensor(hints: Hints, snapshot: LayerSnapshot, colorizer: Colorizer,
-                 options: ColorizeOptions) -> Any:
-    """``hints`` as the model's (3, h, w) hint plane at the render shape of a plane of
-    ``snapshot`` (what :class:`chromatize.sequence.SequenceColorizer` takes)."""
-    from chromatize.pipeline import render_shape
-
-    height, width = snapshot.plane_shape
-    render = render_shape(height, width, colorizer.render_size(options), colorizer.stride)
-    return hints.to_tensor(_RenderTarget(_Size(width, height), render))[0]
 
 
 def hint_models() -> list[str]:
