@@ -336,5 +336,19 @@ def hints_layer_also_selected_refused(name):
     return {"run": outcome, "after": describe(name, image)}
 
 
+@scenario
+def hints_read_for_the_preview(name):
+    """The hints layer as the flow and the dialog's preview read it (the host's method)."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(CONFIG_PATH))
+    from chromatize_shim_gimp3 import Gimp3Host
+
+    image = load("smooth-rgb.png")
+    hints = add_hints_layer(image)
+    host = Gimp3Host(image)
+    return {"full": list(host.hint_pixels(hints, photo_layer(image)))}
+
+
 with open(os.path.join(WORK, "results.json"), "w") as _handle:
     json.dump(results, _handle, indent=1)

@@ -390,3 +390,16 @@ def test_hints_layer_cannot_also_be_colorized(gimp_run: dict[str, Any]) -> None:
     assert r["run"]["status"] == "execution-error"
     assert "is the hints layer and also selected" in r["run"]["error"]
     assert len(r["after"]["layers"]) == 2
+
+
+def test_hints_layer_is_read_over_the_photo(gimp_run: dict[str, Any]) -> None:
+    """The hint image the flow sends for the photo layer (the preview shrinks the same one):
+    the dots where they lie over the photo, whatever the two layers' offsets, transparent
+    everywhere else."""
+    r = scenario(gimp_run, "hints_read_for_the_preview")
+    full = np.array(r["full"], np.uint8).reshape(40, 48, 4)
+    painted = np.zeros((40, 48), bool)
+    for mask, rgb in _hint_pixels():
+        painted |= mask
+        np.testing.assert_allclose(full[mask][:, :3], np.tile(rgb, (9, 1)) * 255, atol=1)
+    assert (full[..., 3] == 255)[painted].all() and not full[~painted, 3].any()

@@ -407,6 +407,21 @@ def test_hints_with_a_model_without_hint_inputs_are_refused_in_the_dialog_s_word
         "hints_layer"] == "layer"
 
 
+def test_preview_hints_keep_dots_smaller_than_a_preview_pixel() -> None:
+    hints = np.zeros((30, 40, 4), np.uint8)
+    hints[7, 13] = (10, 200, 30, 255)  # one pixel: a quarter of a preview pixel
+    hints[20:23, 28:31] = (220, 40, 20, 128)  # half transparent still counts
+    geometry = chromatize_flow.preview_geometry((4, 2, 32, 24), limit=8)
+    assert geometry == (0.25, 1, 0, 8, 6)
+    data = chromatize_flow.preview_hints(hints.tobytes(), 40, geometry)
+    small = np.frombuffer(data, np.uint8).reshape(6, 8, 4)
+    assert tuple(small[1, 2]) == (10, 200, 30, 255)
+    assert tuple(small[5, 6]) == (220, 40, 20, 128)
+    assert np.count_nonzero(small[..., 3]) == 2
+    # nothing painted inside the previewed part: no hints
+    assert chromatize_flow.preview_hints(hints.tobytes(), 40, (1.0, 0, 0, 10, 5)) is None
+
+
 def test_hints_controls_in_the_dialog() -> None:
     fields = {f["name"]: f for f in chromatize_flow.dialog_fields(SCHEMA)}
     assert fields["hints_layer"]["kind"] == "layer" and fields["hints_layer"]["default"] is None

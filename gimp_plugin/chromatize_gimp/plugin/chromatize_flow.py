@@ -32,6 +32,7 @@ dialog opens), and error advice phrased in terms of the dialog (:func:`explain_f
 from __future__ import absolute_import, division, print_function
 
 import os
+import re
 
 from chromatize_client import WorkerError
 from chromatize_shim import (
@@ -436,6 +437,26 @@ def preview_geometry(rect, limit=PREVIEW_SIZE):
     scale = min(1.0, float(limit) / max(width, height, 1))
     return (scale, int(x * scale), int(y * scale), max(1, int(round(width * scale))),
             max(1, int(round(height * scale))))
+
+
+def preview_hints(data, width, geometry):
+    """The preview's hint image (8-bit RGBA ``bytes`` of the preview's size) made from the hint
+    image ``data`` of the whole layer (``width`` pixels wide, :meth:`Host.hint_pixels`): every
+    painted pixel inside the previewed part lands on the preview pixel it falls in, so that a
+    dot smaller than a preview pixel still counts; None when no hint falls inside.
+    ``geometry`` is :func:`preview_geometry`'s answer."""
+    scale, left, top, out_width, out_height = geometry
+    out = bytearray(out_width * out_height * 4)
+    found = False
+    for match in re.finditer(b"[^\x00]", data[3::4]):  # the painted pixels only
+        index = match.start()
+        x = int((index % width) * scale) - left
+        y = int((index // width) * scale) - top
+        if 0 <= x < out_width and 0 <= y < out_height:
+            at = (y * out_width + x) * 4
+            out[at:at + 4] = data[index * 4:index * 4 + 4]
+            found = True
+    return bytes(out) if found else None
 
 
 def preview_settings(settings):

@@ -109,7 +109,8 @@ class Gimp3Host(Host):
         _, x, y = drawable.get_offsets()
         _, hx, hy = hints_layer.get_offsets()
         width, height = self.drawable_size(drawable)
-        # Abyss NONE: transparent (no hint) where the hints layer does not reach.
+        # Abyss NONE: transparent (no hint) where the hints layer does not reach. Scale 1 only:
+        # GIMP 3.0.4 gave scaled-down reads of a hints layer the right alpha but black colours.
         data = hints_layer.get_buffer().get(Gegl.Rectangle.new(x - hx, y - hy, width, height),
                                             1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
         return bytes(data)

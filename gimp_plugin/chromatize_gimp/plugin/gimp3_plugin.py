@@ -112,8 +112,8 @@ def _settings(config, schema):
 
 
 class Preview(object):
-    """A small colorized rendering of the first layer (its selected part) in the dialog,
-    redone (after a short pause) whenever a setting changes. Each rendering is one worker run
+    """A small colorized rendering of the first layer (its selected part) in the dialog, with
+    the hints layer's hints, redone (after a short pause) whenever a setting changes. Each rendering is one worker run
     on a copy at most ``chromatize_flow.PREVIEW_SIZE`` pixels wide, in a thread; the dialog
     stays responsive and closing it kills a rendering still running."""
 
@@ -141,15 +141,30 @@ class Preview(object):
         self._timer = None
         self._handler = config.connect("notify", self._changed)
         self._source = self._read_source()
+        self._hints = (None, None)  # (hints layer id, its hint image over the layer)
 
     def _read_source(self):
         rect = Gimp3Host(None).selection_bounds(self.drawable) or (
             0, 0, self.drawable.get_width(), self.drawable.get_height())
         scale, x, y, width, height = chromatize_flow.preview_geometry(rect)
+        self._geometry = (scale, x, y, width, height)
         rgb = "R'G'B'A u8" if self.drawable.has_alpha() else "R'G'B' u8"
         data = self.drawable.get_buffer().get(Gegl.Rectangle.new(x, y, width, height), scale,
                                               rgb, Gegl.AbyssPolicy.CLAMP)
         return bytes(data), width, height, 4 if self.drawable.has_alpha() else 3
+
+    def _read_hints(self, hints_layer):
+        """The hints layer at the preview's scale over the preview's part of the layer, as
+        ``(bytes, 4, "uint8")``, or None (no hints layer, or nothing painted there)."""
+        if hints_layer is None or not hints_layer.has_alpha() or \
+                hints_layer.get_id() == self.drawable.get_id():
+            return None  # the flow says why when OK is pressed
+        if self._hints[0] != hints_layer.get_id():  # read once per chosen layer
+            self._hints = (hints_layer.get_id(),
+                           Gimp3Host(None).hint_pixels(hints_layer, self.drawable))
+        data = chromatize_flow.preview_hints(self._hints[1], self.drawable.get_width(),
+                                             self._geometry)
+        return None if data is None else (data, 4, chromatize_flow.HINTS_DTYPE)
 
     def start(self):
         self._schedule(10)
@@ -172,23 +187,25 @@ class Preview(object):
             self.dirty = True
             return False
         try:
-            settings = chromatize_flow.preview_settings(_settings(self.config, self.schema))
+            chosen = _settings(self.config, self.schema)
+            settings = chromatize_flow.preview_settings(chosen)
+            hints = self._read_hints(chosen.get(chromatize_flow.HINTS_LAYER))
         except PluginError as exc:
             self.label.set_text("Preview: " + str(exc))
             return False
         self.busy, self.dirty = True, False
         self.label.set_text("Preview: colorizing…")
         self.client = chromatize_client.client_from_config(self.worker_config)
-        thread = threading.Thread(target=self._work, args=(self.client, settings))
+        thread = threading.Thread(target=self._work, args=(self.client, settings, hints))
         thread.daemon = True
         thread.start()
         return False
 
-    def _work(self, client, settings):
+    def _work(self, client, settings, hints=None):
         data, width, height, channels = self._source
         try:
             result, out_channels = client.colorize(data, width, height, channels, "uint8",
-                                                   settings)
+                                                   settings, hints=hints)
             GLib.idle_add(self._show, result, width, height, out_channels, None)
         except chromatize_client.WorkerError as exc:
             GLib.idle_add(self._show, None, width, height, 0,
