@@ -361,6 +361,21 @@ def test_flow_hints_layer_stays_visible_unless_asked(mobile_weights: Path) -> No
     assert [layer["name"] for layer in host.layers] == ["hints", "photo (colorized)", "photo"]
 
 
+def test_flow_hints_outside_the_selection_change_nothing_there(mobile_weights: Path) -> None:
+    photo, hints = rgb_photo(), hints_layer()
+    original = photo["pixels"].copy()
+    host = RecordingHost(chromatize_shim.MODE_RGB, [hints, photo], selection=(0, 0, 14, 24))
+    chromatize_flow.colorize_drawables(host, [photo], hint_settings(mobile_weights, hints,
+                                                                    output="in-place"),
+                                       worker_client())
+    (x, y), rgb = HINT_DOTS[0]  # inside the selection: the hint's colour
+    hint_ab = lab(np.array(rgb, np.float64)[None, None] / 255.0)[0, 0, 1:]
+    got = lab(photo["pixels"][y:y + 2, x:x + 2])[..., 1:].reshape(-1, 2)
+    assert np.median(np.hypot(*(got - hint_ab).T)) <= 6.0
+    # outside it nothing changes, not even at the other hint
+    np.testing.assert_array_equal(photo["pixels"][:, 14:], original[:, 14:])
+
+
 @pytest.mark.parametrize(("case", "needle"), [
     ("gray image", "This is a grayscale image, so the hints layer \"hints\" cannot hold colors"),
     ("no alpha", "has no transparency"),
