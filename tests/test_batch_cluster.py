@@ -244,7 +244,7 @@ def test_an_unreachable_scheduler_is_a_clear_error_before_anything_is_touched(
     assert sorted(p.name for p in out.iterdir()) == [leftover.name]  # nothing touched
 
 
-def test_workers_without_chromatize_or_with_another_version_are_refused(
+def test_no_workers_or_workers_without_chromatize_or_with_another_version_are_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     make_photos(tmp_path / "in", 2)
     fake = tmp_path / "fake" / "chromatize"
@@ -255,6 +255,8 @@ def test_workers_without_chromatize_or_with_another_version_are_refused(
               "--no-nanny", "--no-dashboard"]
     with distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster:
         address = cluster.scheduler_address
+        with pytest.raises(ChromatizeError, match="has no workers .*dask worker"):
+            batch_cluster.connect(address, ColorizeOptions(), BatchSettings(), worker_wait=0.5)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         # without site (-S) the editable install's path hook is not read: no chromatize
         bare = subprocess.Popen([sys.executable, "-S", *worker[1:], address], cwd=tmp_path,
