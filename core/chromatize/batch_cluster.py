@@ -245,7 +245,7 @@ class Cluster:
 
     @property
     def workers(self) -> int:
-        return max(1, len(self.client.scheduler_info(n_workers=-1).get("workers", {})))
+        return max(1, len(self.client.nthreads()))
 
     def execute(self, jobs: Sequence[Job], options: ColorizeOptions, settings: BatchSettings, *,
                 manifest: Manifest | None = None,
