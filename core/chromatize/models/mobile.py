@@ -214,16 +214,18 @@ def _conv_relu(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride, padding=1), nn.ReLU(inplace=True))
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with zero padding (the sum of weights falls off at the border,
-    which normalised convolution wants)."""
+def _gaussian_blur(x: torch.Tensor, sigma: float, channels: int) -> torch.Tensor:
+    """Separable Gaussian blur of ``channels`` channels with zero padding (the sum of weights
+    falls off at the border, which normalised convolution wants). The kernel is built from
+    constants only, so the ONNX export sees a fixed kernel shape."""
     radius = max(1, round(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    x = F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
-    return F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
+    kernel = (kernel / kernel.sum()).to(dtype=x.dtype, device=x.device)
+    column = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    row = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    x = F.conv2d(x, column, padding=(radius, 0), groups=channels)
+    return F.conv2d(x, row, padding=(0, radius), groups=channels)
 
 
 def hint_fields(lightness: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:
@@ -240,7 +242,7 @@ def hint_fields(lightness: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:
     colour = pool(hints[:, :2])  # ab is zero where the mask is
     features = [mask, colour, pool(lightness / 50.0 - 1.0)]
     for sigma in HINT_SPREADS:
-        blurred = _gaussian_blur(torch.cat([mask, colour], dim=1), sigma)
+        blurred = _gaussian_blur(torch.cat([mask, colour], dim=1), sigma, channels=3)
         weight = blurred[:, :1]
         confidence = 1.0 - torch.exp(-2.0 * weight * (2 * math.pi * sigma * sigma))
         mean = blurred[:, 1:] / weight.clamp_min(1e-6)
