@@ -302,7 +302,7 @@ def prepare_outputs(plan_: Plan, out_dir: str | None) -> None:
         else:
             plan_.failures.append(Failure(job.source, f"cannot write {job.target}: {problem}"))
     plan_.jobs = kept
-    _remove_stale_temporaries(kept)
+    remove_stale_temporaries(kept)
 
 
 def _write_problem(folder: Path) -> str | None:
@@ -319,7 +319,7 @@ def _write_problem(folder: Path) -> str | None:
     return None
 
 
-def _remove_stale_temporaries(jobs: list[Job]) -> None:
+def remove_stale_temporaries(jobs: list[Job]) -> None:
     """Delete ``.NAME.xxxxxxxx.tmp`` files (what :func:`chromatize.imageio.write_image` writes
     before renaming) of the planned outputs: left by a run that was killed while writing."""
     wanted: dict[Path, set[str]] = {}

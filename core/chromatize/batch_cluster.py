@@ -44,7 +44,7 @@ from typing import Any
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from chromatize import __version__
-from chromatize.batch import _remove_stale_temporaries, describe_file_failure, execute
+from chromatize.batch import describe_file_failure, execute, remove_stale_temporaries
 from chromatize.batch_jobs import BatchSettings, Job, Outcome
 from chromatize.batch_manifest import Manifest
 from chromatize.batch_runner import available_cpus
@@ -283,7 +283,7 @@ class Cluster:
         finally:
             if futures:  # interrupted: nothing more is sent
                 self.client.cancel(list(futures))
-        _remove_stale_temporaries(list(jobs))  # left by workers that died while writing
+        remove_stale_temporaries(list(jobs))  # left by workers that died while writing
         return outcomes
 
     def _engine(self) -> str:
