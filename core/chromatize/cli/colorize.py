@@ -12,7 +12,7 @@ and the others go on; the exit status is 1 if any file failed.
 guide the colours (:mod:`chromatize.hints`): an RGBA hint image of the input's size or JSON
 points, in the input's pixel coordinates **as stored** (before EXIF orientation, which is
 applied to the hints as to the pixels). Bad hints fail their file and write nothing; a model
-without hint inputs (the shipped ones, for now) refuses the whole run before any work.
+without hint inputs (eccv16) refuses the whole run before any work.
 
 Planning, the output folder's manifest, and the overlapped execution live in
 :mod:`chromatize.batch`; this module is its command-line front end. ``--scheduler`` runs the
