@@ -9,9 +9,6 @@ sample (grayscale) scaled with bicubic to about 1 and 12 megapixels (3:2). Model
 ``mobile`` (accepts hints), default settings, CPU. The baseline, measured interleaved with the
 hint changes in the same run, is a full ``colorize(image, hints=...)`` of the same image with the
 same hints: the cost without reuse. Latency target: <= 300 ms at 1 MP (issue 15).
-
-``--stages`` also splits ``finish`` into its parts (upsampling coefficients, strips) from the
-Colorizer's own timers.
 """
 
 from __future__ import annotations
