@@ -549,3 +549,19 @@ def test_recipe_runs_the_whole_chain_and_resumes(tmp_path: Path, shared_dir: Pat
     printed = capfd.readouterr().out
     assert printed.count(": done (") == 11, printed  # 7 runs, 2 averages, the scan, v1
     assert (runs / "mobile8" / "last.pt").stat().st_mtime_ns == stamp
+
+
+def test_validation_sample_keeps_every_sources_share(tmp_path: Path) -> None:
+    """A limited validation sample spreads over the sorted list instead of taking the
+    alphabetically first sources only."""
+    from chromatize.training.data import Split
+
+    make_photos(tmp_path, {"aaa_scenes": 40, "zzz_people": 40}, size=(32, 32))
+    split = Split(0.03, 1.0)
+    every = split.validation_files(tmp_path)
+    sample = split.validation_sample(tmp_path, 10)
+    assert len(sample) == 10 and set(sample) <= set(every)
+    sources = {p.parent.name for p in sample}
+    assert sources == {"aaa_scenes", "zzz_people"}
+    assert split.validation_sample(tmp_path, None) == every == split.validation_sample(tmp_path,
+                                                                                       500)

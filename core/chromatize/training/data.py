@@ -99,6 +99,17 @@ class Split:
         root = Path(root)
         return [f for f in self.files(root)[1] if is_scene(f, root)]
 
+    def validation_sample(self, root: str | Path, limit: int | None) -> list[Path]:
+        """``limit`` of :meth:`validation_files`, evenly spaced through the sorted list so that
+        every source keeps its share (the first ``limit`` would be the alphabetically first
+        sources only); all of them when ``limit`` is None or not smaller."""
+        files = self.validation_files(root)
+        if limit is None or limit >= len(files):
+            return files
+        if limit <= 0:
+            return []
+        return [files[(i * len(files)) // limit] for i in range(limit)]
+
 
 def sampling_weights(
     files: list[Path], root: str | Path, object_share: float | None

@@ -93,7 +93,7 @@ def held_out_of(
     args = checkpoint["args"]
     weights = rebalance_weights(checkpoint["prior"], float(args["rebalance_lambda"]),
                                 max_weight=float(args["max_weight"]))
-    return load_held_out(Split.of_run(args).validation_files(data)[:limit]), weights
+    return load_held_out(Split.of_run(args).validation_sample(data, limit)), weights
 
 
 class ModelWrapper(nn.Module):

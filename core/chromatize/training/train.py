@@ -342,7 +342,7 @@ class TrainingRun:
         self.average: AveragedModel | None = None
         if args.resume and self.last_path.exists():
             self._resume()
-        self.held_out = load_held_out(split.validation_files(args.data)[: args.val_limit])
+        self.held_out = load_held_out(split.validation_sample(args.data, args.val_limit))
         log.info("%d training photos, %d held out (%d scene photos scored)", len(train_files),
                  len(val_files), len(self.held_out))
         self.batches: Iterator[dict[str, torch.Tensor]] = iter(_loader(args, train_files))
