@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from typing import Any
 
@@ -143,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
             raise ChromatizeError("--scheduler applies to photos; videos, sequences and TIFF "
                                   "stacks run in this process")
         return colorize_sequence.run(args)
-    if "torch" not in sys.modules:  # this process is the command: OpenMP threads that sleep
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # cope with busy cores
     options = options_from_args(args)
     settings = BatchSettings(overwrite=args.overwrite, skip_existing=args.skip_existing,
                              allow_mixed_options=args.allow_mixed_options,
