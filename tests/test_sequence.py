@@ -180,6 +180,22 @@ def test_key_frame_hints_in_image_pixels_are_obeyed_and_carried() -> None:
         runner.process(frames[0], Hints.from_points([{"x": 500, "y": 5, "color": "#ff0000"}]))
 
 
+def test_a_frame_can_be_cancelled_mid_way_and_the_sequence_goes_on() -> None:
+    """cancel() is polled between a frame's stages: a cancelled frame raises Cancelled, leaves
+    the sequence as it was (same index, same previous frame), and the next call goes on."""
+    from chromatize.errors import Cancelled
+
+    colorizer = Colorizer(HintEcho(), device="cpu")
+    base = _texture(64, 64, seed=5)
+    runner = SequenceColorizer(colorizer, ColorizeOptions(render_size=64), temporal="on")
+    first = runner.process(base)
+    polls = iter([False, False, True])
+    with pytest.raises(Cancelled):
+        runner.process(_shifted(base, 2, 0), cancel=lambda: next(polls, True))
+    again = runner.process(_shifted(base, 2, 0))
+    assert (first.index, again.index) == (0, 1) and not again.cut, "state kept over the cancel"
+
+
 def test_hints_of_the_wrong_shape_are_refused() -> None:
     from chromatize.errors import ChromatizeError
 

@@ -172,16 +172,32 @@ class SequenceColorizer:
         self._index = 0
 
     def process(self, image: np.ndarray, hints: Hints | torch.Tensor | None = None, *,
-                mask: np.ndarray | None = None) -> FrameResult:
+                mask: np.ndarray | None = None,
+                cancel: CancelCallback | None = None) -> FrameResult:
         """Colorize the next frame. ``hints`` are this frame's: :class:`~chromatize.hints.Hints`
         in its pixel coordinates (then also obeyed exactly at their pixels, as for a photo) or
-        the model contract's (3, h, w) tensor at its render shape; None for none."""
+        the model contract's (3, h, w) tensor at its render shape; None for none. ``cancel()``
+        is polled between the stages and inside ``finish`` (raises
+        :class:`~chromatize.errors.Cancelled`; the sequence's state is then as before the
+        frame)."""
+        stop = Progress(None, cancel)
+        stop.check()
         index, self._index = self._index, self._index + 1
+        try:
+            return self._process(index, image, hints, mask, stop, cancel)
+        except BaseException:
+            self._index = index
+            raise
+
+    def _process(self, index: int, image: np.ndarray, hints: Hints | torch.Tensor | None,
+                 mask: np.ndarray | None, stop: Progress,
+                 cancel: CancelCallback | None) -> FrameResult:
         opts = self.options
         exact = hints if isinstance(hints, Hints) else None
         if hints is not None:
             self.colorizer.refuse_hints_unless_accepted()
-        prepared = self.colorizer.prepare(image, opts, mask=mask)
+        prepared = self.colorizer.prepare(image, opts, mask=mask, cancel=cancel)
+        stop.check()
         if exact is not None:
             exact.validate(prepared.layout, where=f"hints for frame {index}")
         tensor = exact.to_tensor(prepared) if exact is not None else hints
@@ -189,7 +205,8 @@ class SequenceColorizer:
         if self.temporal == "off":
             prediction = self.colorizer.predict(prepared, opts,
                                                 hints=None if given is None else given[None])
-            out = self.colorizer.finish(prepared, prediction, opts, hints=exact)
+            stop.check()
+            out = self.colorizer.finish(prepared, prediction, opts, hints=exact, cancel=cancel)
             return FrameResult(index, out, True, 0.0)
         with _single_threaded():
             lightness = _render_lightness(prepared)
@@ -202,8 +219,9 @@ class SequenceColorizer:
                                             hints=None if used is None else used[None])
         with _single_threaded():
             blended, distribution, fraction = self._blend(prediction, motion)
+        stop.check()
+        out = self.colorizer.finish(prepared, blended, opts, hints=exact, cancel=cancel)
         self._state = _State(prepared.render, lightness, distribution, used)
-        out = self.colorizer.finish(prepared, blended, opts, hints=exact)
         return FrameResult(index, out, motion is None, fraction)
 
     def _motion(self, render: tuple[int, int], lightness: np.ndarray) -> Motion | None:
@@ -247,7 +265,7 @@ class SequenceColorizer:
         tracker = Progress(None, cancel)
         for i, frame in enumerate(frames):
             tracker.check()
-            yield self.process(frame, _hints_for(hints, i))
+            yield self.process(frame, _hints_for(hints, i), cancel=cancel)
             if progress is not None:
                 progress(i + 1)
 

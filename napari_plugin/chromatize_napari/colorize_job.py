@@ -435,9 +435,9 @@ def colorize_sequence_snapshot(
     :func:`sequence_groups` goes, in plane order, through one
     :class:`chromatize.sequence.SequenceColorizer` (reset between sequences).
 
-    Progress is reported after each plane and ``cancel()`` checked before each one (the
-    sequence API takes no cancel flag within a frame): :class:`chromatize.errors.Cancelled`
-    then drops the partial result. ``timings`` receives "read" (plane access and contrast
+    Progress is reported after each plane and ``cancel()`` checked before each one and between
+    (and inside) each plane's stages: :class:`chromatize.errors.Cancelled` then drops the
+    partial result. ``timings`` receives "read" (plane access and contrast
     mapping) and "sequence" (flow, model, blending and finishing). ``hints`` guide the planes
     their points are on and, carried along the motion, the planes after them until a cut.
     """
@@ -457,7 +457,7 @@ def colorize_sequence_snapshot(
             image = map_plane(snapshot, np.asarray(snapshot.data[index]))
             laps.lap("read")
             plane_hints = None if hints is None else hints.for_plane(index)
-            colored = runner.process(image, plane_hints).image
+            colored = runner.process(image, plane_hints, cancel=cancel).image
             laps.lap("sequence")
             _check_plane(colored, snapshot)
             stack[index] = colored
