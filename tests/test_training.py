@@ -462,13 +462,14 @@ def test_running_average_equals_the_mean_and_batch_norm_is_re_estimated() -> Non
 
 def card_commands(module: str) -> list[list[str]]:
     """The ``python -m chromatize.training.<module>`` commands of the model card's Training
-    block, each as its argument list (continuation lines joined)."""
+    block (the whole chain, under v1's "Training", which v2's section points to), each as its
+    argument list (continuation lines joined)."""
     import shlex
 
     import chromatize
 
     card = (Path(chromatize.__file__).parent / "shipped" / "MODEL_CARD.md").read_text()
-    section = card.split("\n## Training\n", 1)[1].split("\n## ", 1)[0]
+    section = card.split("\n### Training\n", 1)[1].split("\n### ", 1)[0]
     joined = "\n".join(section.split("```")[1::2]).replace("\\\n", " ")
     out = []
     for line in joined.splitlines():

@@ -115,7 +115,7 @@ MODELS: dict[str, ModelSpec] = {
             url=None,
             # Checked on every load, so a damaged installation fails clearly instead of
             # colorizing with garbage; update it together with shipped/mobile.safetensors.
-            sha256="9867c1ffa5d015627ebea0523960fed8245bc509dea49575cc6617e38ad0ff2c",
+            sha256="e7ec4457fc579a5f3300c9bcb1e98de5234693229db279368351b324dd4ced5d",
             filename="mobile.safetensors",
             weights_format="safetensors",
             shipped="shipped/mobile.safetensors",

@@ -321,7 +321,7 @@ class MobileHintColorizer(MobileColorizer):
     accepts_hints: bool = True
     #: Chosen on the held-out split when the weights were exported (shipped/MODEL_CARD.md); the
     #: same value is recorded in the weights' metadata and a test keeps the two equal.
-    default_temperature: float = 1.0
+    default_temperature: float = 0.65
 
     def __init__(self) -> None:
         super().__init__()
