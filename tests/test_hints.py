@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from contract_models import TinyHintModel
 from PIL import Image
-from torch import nn
 
-from chromatize import bins, color
+from chromatize import color
 from chromatize.hints import HintError, Hints, load_hints, suggest_colours
 from chromatize.imageio import _apply_orientation, read_image
 from chromatize.models.contract import HINT_AB_SCALE, HintsNotSupportedError
@@ -21,41 +20,7 @@ from chromatize.models.eccv16 import ECCV16
 from chromatize.options import ColorizeOptions
 from chromatize.pipeline import Colorizer
 
-
-class HintModel(nn.Module):
-    """A tiny contract model that accepts hints: random logits, and near hints a distribution
-    peaked at the hint's ab (what a hint-trained network learns to do, without training)."""
-
-    logit_scale = 1.0
-    default_input_size = 64
-    default_temperature = 0.38
-    stride = 8
-    accepts_hints = True
-
-    def __init__(self, follow: bool = True) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(3)
-        self.conv = nn.Conv2d(1, 313, 3, stride=4, padding=1)
-        self.follow = follow
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen))
-
-    def forward(self, l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:  # noqa: E741
-        logits = self.conv((l - 50.0) / 50.0)
-        if hints is None or not self.follow:
-            return logits
-        mask = F.avg_pool2d(hints[:, 2:3], 4)
-        ab = F.avg_pool2d(hints[:, :2] * HINT_AB_SCALE, 4) / mask.clamp_min(1e-6)
-        for _ in range(4):  # spread each hint's colour to the cells around it
-            spread = F.max_pool2d(mask, 3, 1, 1)
-            grown = F.avg_pool2d(ab * mask, 3, 1, 1) / F.avg_pool2d(mask, 3, 1, 1).clamp_min(1e-6)
-            ab = torch.where(mask > 0, ab, grown)
-            mask = spread
-        centres = bins.AB_BINS.to(l.device)
-        distance = ((centres[None, :, :, None, None] - ab[:, None]) ** 2).sum(2)
-        peaked = -distance / 50.0
-        return torch.where(mask > 0, peaked, logits)
+HintModel = TinyHintModel
 
 
 def _scene(h: int = 64, w: int = 80) -> np.ndarray:

@@ -46,7 +46,7 @@ from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_wo
 from chromatize import __version__
 from chromatize.batch import describe_file_failure, execute, remove_stale_temporaries
 from chromatize.batch_jobs import BatchSettings, Job, Outcome
-from chromatize.batch_manifest import Manifest
+from chromatize.batch_manifest import Manifest, file_id
 from chromatize.batch_runner import available_cpus
 from chromatize.errors import ChromatizeError, InputImageError
 from chromatize.imageio import read_image
@@ -149,7 +149,7 @@ def colorize_task(items: Sequence[ClusterJob], options: ColorizeOptions,
 
 def _written_by_this_run(item: ClusterJob) -> bool:
     """Whether ``item``'s output is a complete file that was not there at planning."""
-    current = _file_id(item.job.target)
+    current = file_id(item.job.target)
     if current is None or current == item.before:
         return False
     try:
@@ -157,14 +157,6 @@ def _written_by_this_run(item: ClusterJob) -> bool:
     except (InputImageError, OSError):
         return False
     return True
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
 
 
 def _engine_of(dask_worker: Any) -> str:
@@ -255,7 +247,7 @@ class Cluster:
         """Colorize ``jobs`` on the cluster: what :func:`chromatize.batch.execute` does, with
         the same outcomes (each outcome's job is the caller's), manifest lines and callbacks."""
         originals = {_absolute(job): job for job in jobs}
-        items = [ClusterJob(absolute, _file_id(absolute.target)) for absolute in originals]
+        items = [ClusterJob(absolute, file_id(absolute.target)) for absolute in originals]
         size = task_sizes(len(items), self.workers, options.batch_size, files_per_task)
         chunks = [items[i:i + size] for i in range(0, len(items), size)]
         worker_options, worker_settings = _for_workers(options, settings)

@@ -60,7 +60,9 @@ def fingerprint_options(options: ColorizeOptions, mask: str | None = None) -> st
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
+def file_id(path: Path) -> tuple[int, int] | None:
+    """(size, mtime in ns) of ``path``, or None when it cannot be read: what the manifest
+    records to recognise a file again."""
     try:
         st = path.stat()
     except OSError:
@@ -132,9 +134,9 @@ class Manifest:
         entry = self.entries.get(str(target.resolve()))
         if entry is None or not entry.done or entry.source != str(source.resolve()):
             return "unknown"
-        if _file_id(source) != (entry.size, entry.mtime):
+        if file_id(source) != (entry.size, entry.mtime):
             return "stale"
-        current = _file_id(target)
+        current = file_id(target)
         return "done" if current is not None and current[0] == entry.output_size else "unknown"
 
     def refuse_mixing(self, fingerprint: str, rewritten: set[Path]) -> None:
@@ -171,8 +173,8 @@ class Manifest:
         if outcome.status == "skipped":
             return
         job: Job = outcome.job
-        size, mtime = _file_id(job.source) or (None, None)
-        written = _file_id(job.target) if outcome.status == "done" else None
+        size, mtime = file_id(job.source) or (None, None)
+        written = file_id(job.target) if outcome.status == "done" else None
         entry = {"input": str(job.source.resolve()), "size": size, "mtime": mtime,
                  "options": self._fingerprint, "engine": engine, "status": outcome.status,
                  "output": str(job.target.resolve()),
