@@ -20,6 +20,7 @@ napari = pytest.importorskip("napari")
 torch = pytest.importorskip("torch")
 
 # (the Qt probe, skip reasons and shared helpers live in the plug-in's main test module)
+from contract_models import TinyHintModel  # noqa: E402
 from test_napari_plugin import (  # noqa: E402
     RUN_TIMEOUT_MS,
     _few_torch_threads,  # noqa: F401  (autouse: one torch thread, as the plug-in tests run)
@@ -28,11 +29,7 @@ from test_napari_plugin import (  # noqa: E402
     lightness,
     run_and_wait,
 )
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
-from chromatize import bins  # noqa: E402
-from chromatize.models.contract import HINT_AB_SCALE  # noqa: E402
 from chromatize_napari.widget import NEW_LAYER, ColorizeWidget  # noqa: E402
 
 pytestmark = pytest.mark.napari
@@ -43,38 +40,12 @@ LIVE_TIMEOUT_MS = 30_000
 HINT_MODEL = "hinttest"
 
 
-class NapariHintModel(nn.Module):
-    """A tiny contract model that accepts hints: seeded random logits, and within a few cells
-    of a hint a distribution peaked at the hint's ab (as HintModel in tests/test_hints.py)."""
-
-    logit_scale = 1.0
-    default_input_size = 64
-    default_temperature = 0.38
-    stride = 8
-    accepts_hints = True
+class NapariHintModel(TinyHintModel):
+    """The tests' hint-following contract model (tests/contract_models.py) with small random
+    logits and hints spread two cells; takes no arguments, as registry models do."""
 
     def __init__(self) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(3)
-        self.conv = nn.Conv2d(1, 313, 3, stride=4, padding=1)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-
-    def forward(self, l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:  # noqa: E741
-        logits = self.conv((l - 50.0) / 50.0)
-        if hints is None:
-            return logits
-        mask = F.avg_pool2d(hints[:, 2:3], 4)
-        ab = F.avg_pool2d(hints[:, :2] * HINT_AB_SCALE, 4) / mask.clamp_min(1e-6)
-        for _ in range(2):  # spread each hint's colour to the cells around it
-            spread = F.max_pool2d(mask, 3, 1, 1)
-            grown = F.avg_pool2d(ab * mask, 3, 1, 1) / F.avg_pool2d(mask, 3, 1, 1).clamp_min(1e-6)
-            ab = torch.where(mask > 0, ab, grown)
-            mask = spread
-        centres = bins.AB_BINS.to(l.device)
-        distance = ((centres[None, :, :, None, None] - ab[:, None]) ** 2).sum(2)
-        return torch.where(mask > 0, -distance / 50.0, logits)
+        super().__init__(spread=2, scale=0.05)
 
 
 @pytest.fixture
@@ -262,9 +233,18 @@ def test_green_point_gives_its_colour_there_and_nothing_far_away(make_napari_vie
     assert np.median(delta) <= 6, np.median(delta)
     np.testing.assert_allclose(lightness(out / 255.0), lightness(np.dstack([gray] * 3) / 255.0),
                                atol=1.5)
-    # Far from the point nothing changed.
+    # Far from the point the photo does not turn green. A trained model's single hint also
+    # moves distant colours (its stride-32 and global features see it: shipped v2 shifts them by
+    # a median of about 5 ab units here), so the test asks what the user sees: no green there.
     away = far(centre, 160, gray.shape)
-    assert np.abs(out[away].astype(int) - plain[away].astype(int)).max() <= 2
+    shift = np.linalg.norm(ab[away] - lab(plain)[..., 1:][away], axis=-1)
+    print(f"far from the hint: median shift {np.median(shift):.1f} ab, 95th percentile "
+          f"{np.percentile(shift, 95):.1f}; far median ab {np.median(ab[away], axis=0)} "
+          f"(without the hint {np.median(lab(plain)[..., 1:][away], axis=0)})")
+    assert not is_greenish(np.median(ab[away], axis=0))
+    near = square(centre, 30, gray.shape)
+    near_shift = np.linalg.norm(ab[near] - lab(plain)[..., 1:][near], axis=-1)
+    assert np.median(shift) < np.median(near_shift), "the hint acts most near its point"
     if model == HINT_MODEL:  # a model that follows hints spreads the green around the point
         around = ring(centre, 6, 20, gray.shape)
         assert is_greenish(np.median(ab[around], axis=0))
