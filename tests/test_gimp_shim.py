@@ -502,7 +502,10 @@ def test_tooltips_are_plain_words_and_state_the_defaults() -> None:
         assert jargon not in text, jargon
     assert "224 for mobile" in fields["render_size"]["help"]
     assert "224 for mobile" in fields["detail"]["help"]
-    assert "1 for mobile" in fields["temperature"]["help"]
+    from chromatize.registry import get_spec
+
+    own = f"{get_spec('mobile').default_temperature:g} for mobile"  # the model's own default
+    assert own in fields["temperature"]["help"], fields["temperature"]["help"]
     assert "(default)" in fields["saturation"]["help"] and "(default)" in fields["device"]["help"]
 
 
