@@ -64,16 +64,10 @@ def capture_colorized_sample(viewer: napari.Viewer, out: str | Path, *,
     Raises RuntimeError if the run does not finish within ``timeout_s`` or fails.
     """
 
-    from chromatize_napari.widget import NEW_LAYER, ColorizeWidget
+    from chromatize_napari.widget import NEW_LAYER
 
     out = Path(out)
-    viewer.window._qt_window.resize(*WINDOW_SIZE)
-    _dock, widget = viewer.window.add_plugin_dock_widget("chromatize", "Colorize")
-    assert isinstance(widget, ColorizeWidget)
-    (sample,) = viewer.open_sample("chromatize", "grayscale_photo")
-    widget.reset_choices()
-    widget.input_layer.value = sample
-    widget.model.value = model
+    widget, sample = _dock_on_sample(viewer, model)
     widget.weights.value = weights
     widget.allow_download.value = False
     widget.device.value = "cpu"
@@ -84,6 +78,21 @@ def capture_colorized_sample(viewer: napari.Viewer, out: str | Path, *,
     sample.visible = False
     viewer.layers.selection.active = widget.last_output
     return _save(viewer, out)
+
+
+def _dock_on_sample(viewer: Any, model: str) -> tuple[Any, Any]:
+    """Size the window, dock the Colorize widget and open the grayscale sample photo as its
+    input with ``model`` chosen; returns (widget, sample layer)."""
+    from chromatize_napari.widget import ColorizeWidget
+
+    viewer.window._qt_window.resize(*WINDOW_SIZE)
+    _dock, widget = viewer.window.add_plugin_dock_widget("chromatize", "Colorize")
+    assert isinstance(widget, ColorizeWidget)
+    (sample,) = viewer.open_sample("chromatize", "grayscale_photo")
+    widget.reset_choices()
+    widget.input_layer.value = sample
+    widget.model.value = model
+    return widget, sample
 
 
 def _run(widget: Any, timeout_s: float) -> None:
@@ -122,16 +131,10 @@ def capture_hinted_sample(viewer: napari.Viewer, out: str | Path, *, model: str 
 
     from chromatize.hints import sample_hints
     from chromatize.samples import sample_color
-    from chromatize_napari.widget import NEW_LAYER, ColorizeWidget
+    from chromatize_napari.widget import NEW_LAYER
 
     out = Path(out)
-    viewer.window._qt_window.resize(*WINDOW_SIZE)
-    _dock, widget = viewer.window.add_plugin_dock_widget("chromatize", "Colorize")
-    assert isinstance(widget, ColorizeWidget)
-    (sample,) = viewer.open_sample("chromatize", "grayscale_photo")
-    widget.reset_choices()
-    widget.input_layer.value = sample
-    widget.model.value = model
+    widget, sample = _dock_on_sample(viewer, model)
     widget.device.value = "cpu"
     widget.output.value = NEW_LAYER
     controls = widget.hint_controls
