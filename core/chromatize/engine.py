@@ -39,6 +39,7 @@ from torch import nn
 
 from chromatize.atomic import replacing
 from chromatize.errors import ChromatizeError
+from chromatize.models.contract import OUTPUT_BINS, output_kind
 from chromatize.options import ENGINE_CHOICES
 
 #: Bump when the exported graph changes (names, opset, wrapper): old cache files are not reused.
@@ -289,6 +290,11 @@ def select_engine(requested: str, model: nn.Module, device: torch.device, label:
         raise EngineUnavailableError(f"unknown «engine» {requested!r}; choose one of "
                                      f"{', '.join(ENGINE_CHOICES)}")
     if requested == "torch":
+        return None
+    if output_kind(model) != OUTPUT_BINS:
+        if requested == "onnx":
+            raise EngineUnavailableError(f"«engine» onnx runs the 313-bin models; the {label!r} "
+                                         "baseline runs in torch (use «engine» auto or torch)")
         return None
     if device.type != "cpu":
         if requested == "onnx":

@@ -68,7 +68,7 @@ from chromatize.engine import OnnxEngine, hint_engine, select_engine
 from chromatize.errors import ChromatizeError, InputImageError
 from chromatize.hints import ColourSuggestion, Hints, refuse_hints, suggest_colours
 from chromatize.imagearray import ImageLayout
-from chromatize.models.contract import check_hints, check_model
+from chromatize.models.contract import OUTPUT_AB, check_hints, check_model, output_kind
 from chromatize.options import DEFAULT_MODEL, MAX_RENDER_SIZE, ColorizeOptions, setting_token
 from chromatize.progress import CancelCallback, Progress, ProgressCallback
 from chromatize.upsample import ABUpsampler, GuideStatistics, guide_key, guide_statistics
@@ -185,14 +185,19 @@ class Prepared:
 class Prediction:
     """The model's answer for one :class:`Prepared` image, at 1/4 of the render size."""
 
-    #: raw bin logits (313, h/4, w/4), float32; multiply by ``logit_scale`` for log-probabilities
-    logits: torch.Tensor
+    #: raw bin logits (313, h/4, w/4), float32; multiply by ``logit_scale`` for log-probabilities;
+    #: None for a model that predicts ab directly (``output_kind`` "ab": the baselines)
+    logits: torch.Tensor | None
     logit_scale: float
     #: decoded ab (2, h/4, w/4) after the temperature, decoding and saturation of the options
     ab: torch.Tensor
 
     def probabilities(self, temperature: float = 1.0) -> torch.Tensor:
         """The 313-bin distribution (313, h/4, w/4) at ``temperature`` (1 = the model's own)."""
+        if self.logits is None:
+            raise ChromatizeError(
+                "this model predicts one colour per pixel, not a distribution of colours, so it "
+                "has no colour suggestions or temporal consistency; choose a model such as mobile")
         return bins.probabilities(self.logits[None], temperature, self.logit_scale)[0]
 
 
@@ -238,6 +243,8 @@ class Colorizer:
         self.default_input_size = int(self.model.default_input_size)
         self.default_temperature = float(self.model.default_temperature)
         self.accepts_hints = bool(self.model.accepts_hints)
+        #: "bins" (313-bin logits) or "ab" (a baseline predicting colour directly)
+        self.output_kind = output_kind(self.model)
         self.max_pixels = int(max_pixels)
         self.options = options if options is not None else ColorizeOptions()
         #: The ONNX Runtime engine the forward pass runs on, or None for torch
@@ -589,8 +596,13 @@ class Colorizer:
                                         antialias=antialias).clamp_(0.0, 100.0))  # fmt: skip
         batch = torch.cat(planes)
         with torch.inference_mode():
-            logits = self._forward(batch, hints).float()
-            ab = bins.decode(logits, options.decode, temperature, logit_scale=self.logit_scale)
+            out = self._forward(batch, hints).float()
+            if self.output_kind == OUTPUT_AB:
+                logits: list[torch.Tensor | None] = [None] * len(prepared)
+                ab = out
+            else:
+                logits = list(out)
+                ab = bins.decode(out, options.decode, temperature, logit_scale=self.logit_scale)
             ab = bins.apply_saturation(ab, options.saturation)
         self._timed("model", started)
         return [Prediction(one_logits, self.logit_scale, one_ab)

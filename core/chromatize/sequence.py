@@ -43,6 +43,7 @@ from chromatize import bins
 from chromatize.errors import ChromatizeError
 from chromatize.flow import FlowEstimator, Motion, estimate_motion, lightness_u8, resize_flow, warp
 from chromatize.hints import Hints
+from chromatize.models.contract import OUTPUT_BINS
 from chromatize.options import ColorizeOptions
 from chromatize.pipeline import Colorizer, Prediction, Prepared
 from chromatize.progress import CancelCallback, Progress
@@ -158,6 +159,11 @@ class SequenceColorizer:
                  temporal: Temporal = "on", settings: TemporalSettings | None = None) -> None:
         if temporal not in TEMPORAL_CHOICES:
             raise ChromatizeError(f"unknown «temporal» {temporal!r}; choose on or off")
+        if temporal == "on" and colorizer.output_kind != OUTPUT_BINS:
+            raise ChromatizeError(
+                f"the {colorizer.model_name} model predicts one colour per pixel, not a colour "
+                "distribution, so it cannot carry colour along the motion; set «temporal» off "
+                "or choose a model such as mobile")
         self.colorizer = colorizer
         self.options = colorizer.call_options(options)
         self.temporal = temporal

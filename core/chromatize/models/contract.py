@@ -8,7 +8,10 @@ A colour model is an ``nn.Module`` whose ``forward(l, hints=None)`` takes
   :data:`HINT_AB_SCALE` (110) where the mask is 1 and 0 elsewhere, channel 2 the hint mask
   (1 = a hint pixel, 0 = none). All zeros means "no hints" and must give the automatic result;
 
-and returns **bin logits (N, 313, H/4, W/4)**. Its attributes:
+and returns **bin logits (N, 313, H/4, W/4)**, or, for a model whose ``output_kind`` is ``"ab"``
+(the regression and SOM baselines of ``chromatize eval``), **ab (N, 2, H/4, W/4)** in CIE Lab
+units: one colour per pixel, no distribution, so temperature, decoding, colour suggestions and
+temporal consistency do not apply to it. Its attributes:
 
 ============================ =================================================================
 ``stride``                   total downsampling; input sides must be multiples of it
@@ -18,6 +21,7 @@ and returns **bin logits (N, 313, H/4, W/4)**. Its attributes:
 ``default_temperature``      annealed-mean temperature it was tuned at
 ``accepts_hints``            whether ``hints`` may be given; models that do not accept them raise
                              :class:`HintsNotSupportedError` when they are
+``output_kind`` (optional)   ``"bins"`` (the default when absent) or ``"ab"``
 ============================ =================================================================
 
 The defaults live on the model class and nowhere else; the registry reads them from there.
@@ -36,6 +40,9 @@ from chromatize.errors import ChromatizeError
 HINT_AB_SCALE = 110.0
 #: Channels of the hint tensor: ab (2) + mask (1).
 HINT_CHANNELS = 3
+#: ``output_kind`` of models returning 313-bin logits (the default) and of models returning ab.
+OUTPUT_BINS = "bins"
+OUTPUT_AB = "ab"
 #: Attributes a colour model must have, with their types.
 REQUIRED_ATTRIBUTES: dict[str, type] = {
     "stride": int,
@@ -44,6 +51,11 @@ REQUIRED_ATTRIBUTES: dict[str, type] = {
     "default_temperature": float,
     "accepts_hints": bool,
 }
+
+
+def output_kind(model: object) -> str:
+    """What ``model``'s forward returns: :data:`OUTPUT_BINS` or :data:`OUTPUT_AB`."""
+    return str(getattr(model, "output_kind", OUTPUT_BINS))
 
 
 class HintsNotSupportedError(ChromatizeError):
@@ -74,6 +86,9 @@ def check_model(model: object, name: str) -> None:
             continue
         elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             problems.append(f"{attribute} should be {kind.__name__}, is {value!r}")
+    if output_kind(model) not in (OUTPUT_BINS, OUTPUT_AB):
+        problems.append(f"output_kind should be {OUTPUT_BINS!r} or {OUTPUT_AB!r}, is "
+                        f"{output_kind(model)!r}")
     if problems:
         raise ChromatizeError(
             f"{name} does not follow chromatize's model contract ({'; '.join(problems)}); see "
