@@ -58,7 +58,7 @@ def backbone(shared_dir):
 def test_real_file_layers_are_dequantized_in_graph_order(backbone):
     import tflite
 
-    from chromatize.training.tflite_convert import read_conv_layers
+    from chromatize.models.tflite_convert import read_conv_layers
 
     layers = read_conv_layers(backbone)
     assert len(layers) == 53  # 36 CONV_2D + 17 DEPTHWISE_CONV_2D
@@ -96,7 +96,7 @@ def test_converted_classifier_is_accurate_on_the_imagenet_sample(backbone, share
 
 def test_encoder_weights_load_into_the_colorizer(backbone):
     from chromatize.models.mobile import build_mobile
-    from chromatize.training.tflite_convert import encoder_state_dict
+    from chromatize.models.tflite_convert import encoder_state_dict
 
     model = build_mobile()
     missing = model.encoder.load_state_dict(encoder_state_dict(backbone), strict=True)

@@ -1,7 +1,7 @@
 """``mobile``: chromatize's embedded default colorizer.
 
 A MobileNetV2 1.0 encoder (ImageNet weights converted from TensorFlow Lite, see
-:mod:`chromatize.training.tflite_convert`) that reproduces TensorFlow's SAME padding exactly, and a
+:mod:`chromatize.models.tflite_convert`) that reproduces TensorFlow's SAME padding exactly, and a
 light U-Net-style decoder with skips from strides 4, 8, 16 and 32 plus a global-context branch
 (pooled stride-32 features broadcast to every position). Output: 313 bin logits at 1/4 of the input
 resolution, ``logit_scale`` 1.

@@ -32,10 +32,10 @@ from torch import nn
 
 from chromatize.atomic import replacing
 from chromatize.models.mobile import build_mobile, is_hint_state
+from chromatize.models.tflite_convert import BACKBONE_SHA256
 from chromatize.training.checkpoints import load_checkpoint, model_of
 from chromatize.training.logit_adjustment import DEFAULT_LAMBDA, adjust_state
 from chromatize.training.scoring import score_checkpoint
-from chromatize.training.tflite_convert import BACKBONE_SHA256
 
 
 def _fp16_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -63,6 +63,7 @@ from chromatize.models.mobile import (
     is_hint_state,
     lightness_to_backbone_input,
 )
+from chromatize.models.tflite_convert import encoder_state_dict
 from chromatize.training.averaging import BN_BATCHES, lightness_batches, recompute_batch_norm
 from chromatize.training.checkpoints import atomic_save, load_checkpoint
 from chromatize.training.data import (
@@ -77,7 +78,6 @@ from chromatize.training.data import (
 )
 from chromatize.training.prior import compute_prior, load_prior, save_prior
 from chromatize.training.scoring import SELECT_TEMPERATURE, evaluate, hint_psnr, load_held_out
-from chromatize.training.tflite_convert import encoder_state_dict
 
 log = logging.getLogger("chromatize.train")
 
