@@ -47,6 +47,11 @@ class ModelSpec:
     filename: str
     weights_format: WeightsFormat
     shipped: str | None = None
+    #: One of the earlier designs ``chromatize eval`` compares against (CLI only, not offered in
+    #: the editors' model lists); trained by ``python -m chromatize.training.baselines NAME``.
+    baseline: bool = False
+    #: The command that trains this model's weights into the cache (baselines), or None.
+    training_command: str | None = None
 
     def __post_init__(self) -> None:
         if ":" not in self.model_class:
@@ -100,6 +105,22 @@ class ModelSpec:
 
 ECCV16_URL = "https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth"
 
+#: The earlier designs measured as baselines: name, description, architecture, class, source,
+#: and what their training command needs besides the photos.
+BASELINE_FACTS = (
+    ("fusion", "fusion regression (Deep Koalarization design)",
+     "conv encoder-decoder regressing ab (tanh, MSE) with the ImageNet MobileNetV2's logits "
+     "fused into the bottleneck", "chromatize.models.fusion:FusionRegressor",
+     "chromatize; embedding network: TensorFlow's ImageNet MobileNetV2 1.0/224 (Apache-2.0)",
+     " --backbone mobilenet_v2_1.0_224_quant.tflite"),
+    ("densenet", "DenseNet-style regression",
+     "fully convolutional DenseNet regressing ab (tanh, MSE)",
+     "chromatize.models.densenet:DenseNetRegressor", "chromatize", ""),
+    ("som", "SOM colour quantisation + patch MLP",
+     "self-organising map over ab; MLP classifying each pixel's L patch into a SOM cell",
+     "chromatize.models.som_patch:SOMPatchClassifier", "chromatize", ""),
+)
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -135,6 +156,24 @@ MODELS: dict[str, ModelSpec] = {
             filename="colorization_release_v2-9b330a0b.pth",
             weights_format="pth",
         ),
+        *(
+            ModelSpec(
+                name=name,
+                description=f"Baseline for chromatize eval: {description}",
+                architecture=architecture,
+                model_class=model_class,
+                license="BSD-3-Clause",
+                source=source,
+                url=None,
+                sha256=None,
+                filename=f"baseline-{name}.safetensors",
+                weights_format="safetensors",
+                baseline=True,
+                training_command=f"python -m chromatize.training.baselines {name} "
+                f"--data PHOTOS{extra}",
+            )
+            for name, description, architecture, model_class, source, extra in BASELINE_FACTS
+        ),
     )
 }
 
@@ -149,6 +188,7 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
-def list_models() -> list[ModelSpec]:
-    """All registered models, the default first."""
-    return list(MODELS.values())
+def list_models(*, baselines: bool = False) -> list[ModelSpec]:
+    """The registered models, the default first; the baselines only with ``baselines``
+    (the editors offer the others)."""
+    return [spec for spec in MODELS.values() if baselines or not spec.baseline]

@@ -468,13 +468,13 @@ def colorize_sequence_snapshot(
 
 def hint_models() -> list[str]:
     """The registered models that accept colour hints."""
-    from chromatize.registry import MODELS
+    from chromatize.registry import list_models
 
     names = []
-    for name, spec in MODELS.items():
+    for spec in list_models():
         try:
             if spec.accepts_hints:
-                names.append(name)
+                names.append(spec.name)
         except ChromatizeError:
             continue
     return names

@@ -127,12 +127,12 @@ TEMPORAL_HELP = (
 
 
 def model_choices() -> list[tuple[str, str]]:
-    """(label, name) for every registered model, labelled with whether it can run here."""
-    from chromatize.registry import MODELS
+    """(label, name) for every registered model the editors offer (not the baselines of
+    ``chromatize eval``), labelled with whether it can run here."""
     from chromatize.weights import model_status
 
     choices = []
-    for name in MODELS:
+    for name in _editor_models():
         try:
             status = _STATUS_TEXT.get(model_status(name), "unknown")
         except ChromatizeError as exc:
@@ -142,17 +142,23 @@ def model_choices() -> list[tuple[str, str]]:
 
 
 def default_model() -> str:
-    """The first registered model whose weights are here, else the first registered model."""
-    from chromatize.registry import MODELS
+    """The first offered model whose weights are here, else the first offered model."""
     from chromatize.weights import model_status
 
-    for name in MODELS:
+    names = _editor_models()
+    for name in names:
         try:
             if model_status(name) in ("shipped", "cached"):
                 return name
         except ChromatizeError:
             continue
-    return next(iter(MODELS))
+    return names[0]
+
+
+def _editor_models() -> list[str]:
+    from chromatize.registry import list_models
+
+    return [spec.name for spec in list_models()]
 
 
 def device_choices() -> list[tuple[str, str]]:

@@ -19,6 +19,9 @@ def register(subparsers: Any) -> None:
         "or missing (not usable in this build). Weights are cached in $CHROMATIZE_CACHE_DIR or "
         "the user cache directory.",
     )
+    parser.add_argument("--all", action="store_true", dest="all_models",
+                        help="also list the baselines (earlier designs for chromatize eval, "
+                        "trained with python -m chromatize.training.baselines NAME)")
     actions = parser.add_subparsers(title="sub-commands", metavar="ACTION", dest="models_action")
     download = actions.add_parser(
         "download",
@@ -36,7 +39,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "models_action", None) == "download":
         return _download(args.name, args.force)
-    print(format_table())
+    print(format_table(baselines=bool(getattr(args, "all_models", False))))
     return 0
 
 
@@ -57,13 +60,14 @@ def _size(path: Path | None) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB"
 
 
-def format_table() -> str:
-    """The model list: name, status, size of the local file, licence, description."""
+def format_table(*, baselines: bool = False) -> str:
+    """The model list: name, status, size of the local file, licence, description; the
+    baselines too with ``baselines``."""
     from chromatize.weights import cache_dir, model_status
 
     header = ("NAME", "STATUS", "SIZE", "LICENCE", "DESCRIPTION")
     rows = [header]
-    for spec in list_models():
+    for spec in list_models(baselines=baselines):
         status = model_status(spec.name)
         rows.append(
             (spec.name, status, _size(_local_file(spec.name, status)), spec.license,
@@ -73,6 +77,11 @@ def format_table() -> str:
     lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
              for row in rows]  # fmt: skip
     lines.append("")
+    if baselines:
+        lines.append("baselines: train one with python -m chromatize.training.baselines NAME "
+                     "--data FOLDER (the train extra); it is written to the weights cache")
+    else:
+        lines.append("chromatize models --all also lists the baselines of chromatize eval")
     lines.append(f"weights cache: {cache_dir()}")
     return "\n".join(line.rstrip() for line in lines)
 

@@ -56,6 +56,12 @@ def resolve_weights(
         return shipped
 
     if spec.url is None:
+        if spec.training_command:
+            raise ModelUnavailableError(
+                f"the {spec.name!r} model has no weights here (looked at {cached}); train them "
+                f"with `{spec.training_command}` (the train extra; it writes them there) or give "
+                "a weights file («weights=PATH»)"
+            )
         if spec.shipped is not None:
             raise ModelUnavailableError(
                 f"the embedded model {spec.name!r} is not in this build of chromatize "
@@ -173,7 +179,10 @@ def load_model(
     else:
         hash_note = describe_expected_hash(spec.sha256)
     state = load_state_dict(path, _format_for(path, spec.weights_format))
-    model = spec.build()
+    # a model class whose sizes are choices of its training (the SOM baseline) reads them from
+    # the weights; every other class takes no arguments
+    shaped = getattr(spec.model_type(), "for_state_dict", None)
+    model = shaped(state) if callable(shaped) else spec.build()
     problems = _fit_errors(model, state)
     if problems:
         raise WeightsError(
