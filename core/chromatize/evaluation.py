@@ -283,7 +283,7 @@ class ImageResult:
 
 
 #: Rows of :meth:`EvaluationReport.format_table`: label, summary key, format.
-_TABLE_ROWS = (
+TABLE_ROWS = (
     ("AuC raw (%)", "auc_raw", "{:.2f}"),
     ("AuC class-rebalanced (%)", "auc_rebalanced", "{:.2f}"),
     ("PSNR RGB (dB)", "psnr", "{:.2f}"),
@@ -335,7 +335,7 @@ class EvaluationReport:
         cols = self.columns()
         lines = [head, f"{'metric':<{_LABEL_WIDTH}}"
                  + "".join(f"{name:>{_COLUMN_WIDTH}}" for name, _ in cols)]
-        for label, key, fmt in _TABLE_ROWS:
+        for label, key, fmt in TABLE_ROWS:
             cells = [_cell(summary, key, fmt) for _, summary in cols]
             lines.append(_row(label, cells))
             if key == "psnr":
@@ -388,7 +388,8 @@ def list_photos(folder: str | os.PathLike[str], limit: int | None = None) -> lis
     return files[:limit] if limit else files
 
 
-def _thumb(rgb: np.ndarray, height: int) -> np.ndarray:
+def thumbnail(rgb: np.ndarray, height: int) -> np.ndarray:
+    """uint8 (height, w, 3) of sRGB floats (H, W, 3) in [0, 1], aspect kept."""
     from PIL import Image
 
     h, w = rgb.shape[:2]
@@ -396,14 +397,20 @@ def _thumb(rgb: np.ndarray, height: int) -> np.ndarray:
     return np.asarray(img.resize((max(1, round(w * height / h)), height), Image.LANCZOS))
 
 
+#: Width of the label column of a contact sheet with row labels.
+LABEL_WIDTH = 110
+
+
 def write_contact_sheet(
     path: str | os.PathLike[str],
-    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    rows: Sequence[Sequence[np.ndarray]],
     row_height: int = CONTACT_ROW_HEIGHT,
     overwrite: bool = False,
+    labels: Sequence[str] | None = None,
 ) -> None:
-    """PNG with one row per photo: gray | ours | original (sRGB floats in [0, 1])."""
-    from PIL import Image
+    """PNG with one row of images per entry of ``rows`` (sRGB floats in [0, 1]), e.g. gray | ours
+    | original per photo; ``labels`` are written at the left of the rows."""
+    from PIL import Image, ImageDraw
 
     from chromatize.errors import OutputError
 
@@ -413,19 +420,27 @@ def write_contact_sheet(
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
     gap = 4
+    margin = LABEL_WIDTH if labels else 0
     strips = []
-    for triple in rows:
-        thumbs = [_thumb(x, row_height) for x in triple]
+    for images in rows:
         pad = np.full((row_height, gap, 3), 255, np.uint8)
-        strips.append(np.concatenate([thumbs[0], pad, thumbs[1], pad, thumbs[2]], axis=1))
-    width = max(s.shape[1] for s in strips)
+        parts: list[np.ndarray] = []
+        for image in images:
+            parts += ([pad] if parts else []) + [thumbnail(image, row_height)]
+        strips.append(np.concatenate(parts, axis=1))
+    width = margin + max(s.shape[1] for s in strips)
     sheet = np.full((len(strips) * (row_height + gap) - gap, width, 3), 255, np.uint8)
     for i, s in enumerate(strips):
         y = i * (row_height + gap)
-        sheet[y : y + row_height, : s.shape[1]] = s
+        sheet[y : y + row_height, margin : margin + s.shape[1]] = s
+    picture = Image.fromarray(sheet)
+    if labels:
+        draw = ImageDraw.Draw(picture)
+        for i, label in enumerate(labels):
+            draw.text((6, i * (row_height + gap) + row_height // 2 - 6), label, fill=(0, 0, 0))
     try:
         with replacing(path, ".png.tmp") as tmp:
-            Image.fromarray(sheet).save(tmp, format="PNG")
+            picture.save(tmp, format="PNG")
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc}") from None
 
@@ -502,8 +517,31 @@ def evaluate_folder(
     :func:`hint_seed` of ``seed`` and the photo's index) through ``Colorizer.colorize(...,
     hints=...)``. A model without hint inputs is refused before any photo is read.
     """
+    files = list_photos(folder, limit)
+    return evaluate_photos(files, options, model=model, source=str(folder),
+                           contact_sheet=contact_sheet, overwrite=overwrite, progress=progress,
+                           hints=hints, seed=seed)
+
+
+def evaluate_photos(
+    files: Sequence[str | os.PathLike[str]],
+    options: ColorizeOptions | None = None,
+    *,
+    model: torch.nn.Module | None = None,
+    source: str = "",
+    contact_sheet: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+    hints: Sequence[int] = (),
+    seed: int = 0,
+    on_photo: Callable[[Path, tuple[np.ndarray, np.ndarray, np.ndarray]], None] | None = None,
+) -> EvaluationReport:
+    """:func:`evaluate_folder` over a list of photo files (``source`` names them in the report);
+    training uses it to score its choices on the held-out split. ``on_photo(path, (gray, output,
+    original))`` sees each photo's images (sRGB float (H, W, 3) in [0, 1])."""
     from chromatize.pipeline import Colorizer
 
+    files = [Path(f) for f in files]
     options = options if options is not None else ColorizeOptions()
     counts = _checked_hint_counts(hints)
     if counts:
@@ -514,7 +552,6 @@ def evaluate_folder(
         colorizer = Colorizer.from_options(options)
     if counts:
         colorizer.refuse_hints_unless_accepted()
-    files = list_photos(folder, limit)
     totals = _FolderTotals(counts)
     results: list[ImageResult] = []
     sheet_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -523,12 +560,14 @@ def evaluate_folder(
         results.append(result)
         if contact_sheet is not None:
             sheet_rows.append(row)
+        if on_photo is not None:
+            on_photo(f, row)
         if progress is not None:
             progress(i + 1, len(files), f.name)
     if contact_sheet is not None:
         write_contact_sheet(contact_sheet, sheet_rows, overwrite=overwrite)
     return EvaluationReport(
-        folder=str(folder),
+        folder=source,
         model_name=colorizer.model_name,
         temperature=colorizer.temperature(options),
         saturation=options.saturation,

@@ -12,6 +12,14 @@ protocol: 5x5-pixel patches of the true mean colour at random positions, seeded 
 photo's place in the folder), through the same hint path as `chromatize colorize --hints`: one
 column per N, with the PSNR gain over 0 hints and the hint obedience (median |Δab| between a
 hint's colour and the output at its pixels). Needs a model that accepts hints.
+
+--models NAME[,NAME...] or --models all scores several models in one table, each at its own
+default settings: gray, the baselines (earlier designs: fusion and DenseNet-style regression, SOM +
+patch MLP; `chromatize models --all`), mobile and eccv16; a model whose weights are not here is
+listed with how to get them. --classifier and --synsets add the ECCV 2016 semantic test: top-1 of
+the ImageNet MobileNetV2 on the colorized photos whose names begin with an ImageNet synset
+(`n01440764_...`), against the same photos in gray and in their true colours. The contact sheet
+then has one row per design and one column per photo.
 """
 
 from __future__ import annotations
@@ -52,7 +60,29 @@ def register(subparsers: Any) -> None:
                         "mean colour), one column per N, e.g. --hints 1,10,100")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seed of the hint positions (with the photo's index; default 0)")
+    parser.add_argument("--models", metavar="NAME[,NAME...]|all", type=model_list, default=None,
+                        help="score these models side by side in one table (all: every "
+                        "registered model, baselines included)")
+    parser.add_argument("--classifier", metavar="TFLITE",
+                        help="with --models: the ImageNet MobileNetV2 .tflite for the semantic "
+                        "test (needs the train extra)")
+    parser.add_argument("--synsets", metavar="TXT",
+                        help="with --classifier: the ImageNet synset list, one per line in class "
+                        "order (e.g. imagenet_sample_synsets.txt)")
     parser.set_defaults(func=run)
+
+
+def model_list(text: str) -> list[str]:
+    """``"fusion,mobile"`` -> ["fusion", "mobile"]; ``"all"`` -> ["all"]; names checked."""
+    from chromatize.registry import MODELS
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n != "all" and n not in MODELS]
+    if not names or unknown or ("all" in names and len(names) > 1):
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or model names from {', '.join(MODELS)} separated by commas, got "
+            f"{text!r}")
+    return list(dict.fromkeys(names))
 
 
 def hint_counts(text: str) -> list[int]:
@@ -87,6 +117,14 @@ def run(args: argparse.Namespace) -> int:
         return _run_sequence(args)
     if not args.folder:
         raise OutputError("pass a FOLDER of colour photos, or --sequence FOLDER_OR_VIDEO")
+    if (args.classifier is None) != (args.synsets is None):
+        raise ChromatizeError("the semantic test needs both --classifier TFLITE and --synsets TXT")
+    if args.models is not None:
+        if args.hints:
+            raise ChromatizeError("--hints scores one model; use it with --model, not --models")
+        return _run_comparison(args)
+    if args.classifier:
+        raise ChromatizeError("--classifier and --synsets go with --models (e.g. --models all)")
 
     def progress(done: int, total: int, name: str) -> None:
         print(f"[{done}/{total}] {name}", file=sys.stderr)
@@ -101,6 +139,35 @@ def run(args: argparse.Namespace) -> int:
         hints=args.hints,
         seed=args.seed,
     )
+    print(report.format_table())
+    if args.contact_sheet:
+        print(f"contact sheet: {args.contact_sheet}")
+    if args.json:
+        with replacing(args.json, ".json.tmp") as tmp:
+            tmp.write_text(json.dumps(asdict(report), indent=1))
+    return 0
+
+
+def _run_comparison(args: argparse.Namespace) -> int:
+    """``eval --models``: several models side by side, optionally with the semantic test."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from chromatize.comparison import compare_models
+    from chromatize.errors import OutputError
+    from chromatize.semantic import ImageNetClassifier
+
+    for given in (args.classifier, args.synsets):
+        if given and not Path(given).is_file():
+            raise OutputError(f"{given} does not exist or is not a file")
+    classifier = (ImageNetClassifier(args.classifier, args.synsets) if args.classifier
+                  else None)
+    report = compare_models(
+        args.folder, args.models, options_from_args(args), limit=args.limit,
+        classifier=classifier, contact_sheet=args.contact_sheet, overwrite=args.overwrite,
+        progress=lambda model, done, total, photo: print(f"{model} [{done}/{total}] {photo}",
+                                                         file=sys.stderr),
+        front_end="cli")
     print(report.format_table())
     if args.contact_sheet:
         print(f"contact sheet: {args.contact_sheet}")

@@ -5,8 +5,8 @@
 ``--shared`` is the folder holding ``models/`` (the backbone) and ``data/``. Images:
 ``data/train/imagenet_sample`` (``<synset>_<name>.*``); class index = 0-based line number
 of the synset in ``data/imagenet_sample_synsets.txt``; network output index = class index + 1
-(index 0 is "background"). Pre-processing: shorter side resized to 224 (bilinear), centre crop
-224, (u8 - 128) / 128.
+(index 0 is "background"). Pre-processing (:mod:`chromatize.semantic`): shorter side resized to
+224 (bilinear), centre crop 224, (u8 - 128) / 128.
 """
 
 from __future__ import annotations
@@ -20,23 +20,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from chromatize.training.tflite_convert import BACKBONE_FILE, load_classifier
-
-
-def centre_crop(img: Image.Image, size: int = 224) -> np.ndarray:
-    img = img.convert("RGB")
-    w, h = img.size
-    s = size / min(w, h)
-    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+from chromatize.models.tflite_convert import BACKBONE_FILE, load_classifier
+from chromatize.semantic import centre_crop, classifier_input, read_synsets
 
 
 def top1_accuracy(shared: Path, limit: int | None = None, batch: int = 32) -> tuple[float, int]:
     """(top-1 accuracy, number of images) of the converted backbone on the ImageNet sample."""
-    synsets = (shared / "data" / "imagenet_sample_synsets.txt").read_text().split()
-    index = {s.split("_")[0]: i for i, s in enumerate(synsets)}
+    index = read_synsets(shared / "data" / "imagenet_sample_synsets.txt")
     files = sorted((shared / "data" / "train" / "imagenet_sample").iterdir())
     files = [f for f in files if f.name.split("_")[0] in index][:limit]
     model = load_classifier(shared / "models" / BACKBONE_FILE)
@@ -44,8 +34,7 @@ def top1_accuracy(shared: Path, limit: int | None = None, batch: int = 32) -> tu
     with torch.inference_mode():
         for start in range(0, len(files), batch):
             chunk = files[start : start + batch]
-            x = np.stack([centre_crop(Image.open(f)) for f in chunk]).astype(np.float32)
-            x = torch.from_numpy((x - 128.0) / 128.0).permute(0, 3, 1, 2)
+            x = classifier_input(np.stack([centre_crop(Image.open(f)) for f in chunk]))
             pred = model(x).argmax(1) - 1
             truth = torch.tensor([index[f.name.split("_")[0]] for f in chunk])
             correct += int((pred == truth).sum())
