@@ -278,3 +278,25 @@ def test_ab_models_refuse_what_needs_a_distribution():
 
     with pytest.raises(HintsNotSupportedError):
         colorizer.colorize(image, hints=Hints.from_points([(4, 4, "#ff0000")]))
+
+
+def test_report_sets_link_the_held_out_photos_and_refuse_an_existing_folder(tmp_path):
+    from chromatize.training.data import Split
+    from chromatize.training.report_sets import main, report_files
+
+    data = tmp_path / "data"
+    for source in ("imagenet_sample", "scenes"):
+        (data / source).mkdir(parents=True)
+        for i in range(150):
+            name = f"n{i:08d}_thing.png" if source == "imagenet_sample" else f"s{i:03d}.png"
+            Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(data / source / name)
+    out = tmp_path / "report"
+    assert main(["--data", str(data), str(out)]) == 0
+    held_out = set(Split().files(data)[1])
+    validation = sorted((out / "validation").iterdir())
+    assert [p.resolve() for p in validation] == [f.resolve() for f in report_files(data)]
+    assert validation and all(p.resolve() in held_out for p in validation)
+    imagenet = sorted((out / "imagenet").iterdir())
+    assert imagenet and all(p.name.startswith("n") and p.resolve() in held_out
+                            and p.resolve().parent.name == "imagenet_sample" for p in imagenet)
+    assert main(["--data", str(data), str(out)]) == 1
