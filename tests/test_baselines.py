@@ -291,10 +291,12 @@ def test_report_sets_link_the_held_out_photos_and_refuse_an_existing_folder(tmp_
             name = f"n{i:08d}_thing.png" if source == "imagenet_sample" else f"s{i:03d}.png"
             Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(data / source / name)
     out = tmp_path / "report"
-    assert main(["--data", str(data), str(out)]) == 0
+    assert main(["--data", str(data), "--selection-sample", "5", str(out)]) == 0
     held_out = set(Split().files(data)[1])
     validation = sorted((out / "validation").iterdir())
-    assert [p.resolve() for p in validation] == [f.resolve() for f in report_files(data)]
+    expected = report_files(data, selection=5)
+    assert [p.resolve() for p in validation] == [f.resolve() for f in expected]
+    assert not set(expected) & set(Split().validation_sample(data, 5))
     assert validation and all(p.resolve() in held_out for p in validation)
     imagenet = sorted((out / "imagenet").iterdir())
     assert imagenet and all(p.name.startswith("n") and p.resolve() in held_out

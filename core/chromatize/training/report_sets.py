@@ -26,11 +26,12 @@ REPORT_STRIDE = 5
 IMAGENET_SOURCE = "imagenet_sample"
 
 
-def report_files(data: Path, split: Split | None = None) -> list[Path]:
-    """The validation report set: held-out scene photos outside the selection sample, every
-    :data:`REPORT_STRIDE`-th."""
+def report_files(data: Path, split: Split | None = None, selection: int = SELECTION_SAMPLE
+                 ) -> list[Path]:
+    """The validation report set: held-out scene photos outside the selection sample (of
+    ``selection`` photos), every :data:`REPORT_STRIDE`-th."""
     split = split or Split()
-    chosen = set(split.validation_sample(data, SELECTION_SAMPLE))
+    chosen = set(split.validation_sample(data, selection))
     return [f for f in split.validation_files(data) if f not in chosen][::REPORT_STRIDE]
 
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder of training photos")
+    p.add_argument("--selection-sample", type=int, default=SELECTION_SAMPLE,
+                   help="size of the spread sample that made choices (left out)")
     p.add_argument("out", type=Path, help="new folder to create")
     args = p.parse_args(argv)
     if args.out.exists():
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     validation, imagenet = args.out / "validation", args.out / "imagenet"
     validation.mkdir(parents=True)
     imagenet.mkdir()
-    report = report_files(data)
+    report = report_files(data, selection=args.selection_sample)
     for i, f in enumerate(report):
         (validation / f"{i:03d}_{source_of(f, data)}__{f.name}").symlink_to(f)
     named = imagenet_files(data)
