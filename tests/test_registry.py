@@ -22,6 +22,10 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_registry_has_the_two_models_default_first() -> None:
     assert [spec.name for spec in list_models()] == ["mobile", "eccv16"]
+    everything = list_models(baselines=True)
+    assert [s.name for s in everything] == ["mobile", "eccv16", "fusion", "densenet", "som"]
+    assert [s.name for s in everything if s.baseline] == ["fusion", "densenet", "som"]
+    assert all(s.training_command for s in everything if s.baseline)
     for name, spec in MODELS.items():
         assert spec.name == name
         assert spec.default_input_size % 32 == 0
