@@ -120,6 +120,22 @@ def test_som_training_tries_every_patch_and_som_size_and_ships_its_choice(photos
     assert (facts["cells"], facts["patch"]) == (best["cells"], best["patch"])
     model = Colorizer("som", weights=out).model
     assert (model.cells, model.patch) == (facts["cells"], facts["patch"])
+    assert facts["decoding"] == ("mean" if float(model.mean_decode) else "most probable cell")
+
+
+def test_som_decodings_show_a_cell_colour_or_the_mean_of_them():
+    from chromatize.models.som_patch import SOMPatchClassifier
+
+    model = SOMPatchClassifier(cells=2, patch=3).eval()
+    model.cell_ab.copy_(torch.tensor([[40.0, 0.0], [0.0, -40.0]]))
+    lightness = torch.rand(1, 1, 16, 16) * 100
+    shown = model(lightness)
+    cells = {tuple(v) for v in shown.permute(0, 2, 3, 1).reshape(-1, 2).tolist()}
+    assert cells <= {(40.0, 0.0), (0.0, -40.0)}
+    model.mean_decode.fill_(1.0)
+    probabilities = model.cell_logits(lightness).softmax(1)
+    expected = 40.0 * torch.stack([probabilities[:, 0], -probabilities[:, 1]], 1)
+    assert torch.allclose(model(lightness), expected, atol=1e-4)
 
 
 def test_fusion_trains_with_the_imagenet_embedding(photos, tmp_path, shared_dir):

@@ -5,8 +5,10 @@ The SOM (trained with ``minisom`` by :mod:`chromatize.training.baselines`) turns
 photos' ab into ``cells`` colours, stored in the weights as ``cell_ab``. The MLP sees the
 ``patch`` x ``patch`` lightness around every 4th pixel (two hidden layers of ``hidden`` ReLU units),
 written as convolutions: a ``patch``-sized one with stride 4, then two 1x1. A pixel gets the
-colour of its most probable cell. Sizes are read back from the weights, so one class serves every
-SOM size and patch size the training chose between.
+colour of its most probable cell (the design's own rule), or, when the weights' ``mean_decode``
+is 1, the probability-weighted mean of the cells' colours (a choice the training makes on the
+validation photos). Sizes are read back from the weights, so one class serves every SOM size and
+patch size the training chose between.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class SOMPatchClassifier(ABBaseline):
             nn.Conv2d(hidden, cells, 1),
         )
         self.register_buffer("cell_ab", torch.zeros(cells, 2))
+        #: 0: the most probable cell's colour; 1: the probability-weighted mean of the colours
+        self.register_buffer("mean_decode", torch.zeros(()))
 
     @classmethod
     def for_state_dict(cls, state: dict[str, torch.Tensor]) -> SOMPatchClassifier:
@@ -61,5 +65,8 @@ class SOMPatchClassifier(ABBaseline):
         return self.mlp(normalised(lightness))
 
     def predict_ab(self, lightness: torch.Tensor) -> torch.Tensor:
-        best = self.cell_logits(lightness).argmax(1)  # (N, h, w)
-        return self.cell_ab.float()[best].permute(0, 3, 1, 2).contiguous()
+        logits = self.cell_logits(lightness).float()
+        colours = self.cell_ab.float()
+        if float(self.mean_decode) > 0.5:
+            return torch.einsum("nkhw,kc->nchw", logits.softmax(1), colours)
+        return colours[logits.argmax(1)].permute(0, 3, 1, 2).contiguous()

@@ -18,7 +18,9 @@ class-rebalanced AuC, the measure ``mobile``'s temperature is chosen by):
 - ``som``: a self-organising map (minisom) quantises the ab of pixels from 1,000 training photos;
   a patch MLP learns to classify each pixel's L patch into a SOM cell (cross-entropy). Patch sizes
   3/5/11 are tried at 100 cells, then 9/25/400 cells at the best patch, each for
-  ``--trial-share`` of the budget; the best of the seven continues for the rest of the budget.
+  ``--trial-share`` of the budget; the best of the seven continues for the rest of the budget,
+  and is scored showing its most probable cell's colour (the design's rule) and the
+  probability-weighted mean colour; the better decoding is kept.
 
 The weights (float16 safetensors, sizes and scores in its metadata) go to ``--out``, by default
 the model's file in the weights cache, where ``chromatize eval --model NAME`` finds them. An
@@ -316,15 +318,24 @@ def train_som(args: argparse.Namespace, train_files: list[Path], val_files: list
     model = chosen["model"]
     trial_state = copy.deepcopy(model.state_dict())
     eval_seconds = args.seconds_per_eval_photo * len(val_files)
-    steps = train_for(model, max(budget.left() - eval_seconds, 1.0), data, som_loss, args)
+    steps = train_for(model, max(budget.left() - 2 * eval_seconds, 1.0), data, som_loss, args)
     final = score(model, val_files)
     if selection_score(final) < chosen["score"]:  # keep the trial's weights if more training hurt
         log.info("longer training scored lower (%.2f); keeping the trial's weights",
                  selection_score(final))
         model.load_state_dict(trial_state)
         final = chosen["validation"]
+    model.mean_decode.fill_(1.0)
+    mean = score(model, val_files)
+    log.info("SOM decoded by the mean colour: score %.2f (most probable cell: %.2f)",
+             selection_score(mean), selection_score(final))
+    if selection_score(mean) > selection_score(final):
+        final = mean
+    else:
+        model.mean_decode.fill_(0.0)
     return model.eval(), {
         "cells": chosen["cells"], "patch": chosen["patch"], "steps_after_choice": steps,
+        "decoding": "mean" if float(model.mean_decode) > 0.5 else "most probable cell",
         "trials": [{k: v for k, v in t.items() if k not in ("model", "validation")}
                    for t in trials],
         "validation": final,
