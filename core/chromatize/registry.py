@@ -106,19 +106,19 @@ class ModelSpec:
 ECCV16_URL = "https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth"
 
 #: The earlier designs measured as baselines: name, description, architecture, class, source,
-#: and what their training command needs besides the photos.
+#: what their training command needs besides the photos, and whether their weights ship.
 BASELINE_FACTS = (
     ("fusion", "fusion regression (Deep Koalarization design)",
      "conv encoder-decoder regressing ab (tanh, MSE) with the ImageNet MobileNetV2's logits "
      "fused into the bottleneck", "chromatize.models.fusion:FusionRegressor",
      "chromatize; embedding network: TensorFlow's ImageNet MobileNetV2 1.0/224 (Apache-2.0)",
-     " --backbone mobilenet_v2_1.0_224_quant.tflite"),
+     " --backbone mobilenet_v2_1.0_224_quant.tflite", False),
     ("densenet", "DenseNet-style regression",
      "fully convolutional DenseNet regressing ab (tanh, MSE)",
-     "chromatize.models.densenet:DenseNetRegressor", "chromatize", ""),
+     "chromatize.models.densenet:DenseNetRegressor", "chromatize", "", True),
     ("som", "SOM colour quantisation + patch MLP",
      "self-organising map over ab; MLP classifying each pixel's L patch into a SOM cell",
-     "chromatize.models.som_patch:SOMPatchClassifier", "chromatize", ""),
+     "chromatize.models.som_patch:SOMPatchClassifier", "chromatize", "", True),
 )
 
 MODELS: dict[str, ModelSpec] = {
@@ -171,8 +171,12 @@ MODELS: dict[str, ModelSpec] = {
                 baseline=True,
                 training_command=f"python -m chromatize.training.baselines {name} "
                 f"--data PHOTOS{extra}",
+                # small enough to ship (a few MB); not hash-pinned, so that weights a user trains
+                # into the cache take their place
+                shipped=f"shipped/baseline-{name}.safetensors" if ships else None,
             )
-            for name, description, architecture, model_class, source, extra in BASELINE_FACTS
+            for name, description, architecture, model_class, source, extra, ships
+            in BASELINE_FACTS
         ),
     )
 }
