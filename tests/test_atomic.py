@@ -34,3 +34,17 @@ def test_creates_a_file_that_did_not_exist(tmp_path):
     with replacing(target) as tmp:
         tmp.write_bytes(b"x")
     assert target.read_bytes() == b"x"
+
+
+def test_the_final_file_gets_the_permissions_of_a_plain_open(tmp_path):
+    import os
+    import stat
+
+    plain = tmp_path / "plain.json"
+    plain.write_text("x")
+    target = tmp_path / "report.json"
+    with replacing(target) as tmp:
+        tmp.write_text("y")
+        assert stat.S_IMODE(tmp.stat().st_mode) == 0o600  # private while incomplete
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    assert os.access(target, os.R_OK)

@@ -14,6 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask at import (reading it means setting it, so it is read once): temporary
+#: files are made private, the final file gets the permissions a plain ``open`` would give it.
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yields a temporary path beside ``path``; once the block succeeds it replaces ``path``.
@@ -26,6 +37,8 @@ def replacing(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Pa
     tmp = Path(name)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

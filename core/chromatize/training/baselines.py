@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from chromatize.atomic import replacing
 from chromatize.device import cpu_has_native_bf16
 from chromatize.errors import ChromatizeError
 from chromatize.evaluation import evaluate_photos
@@ -191,9 +192,8 @@ def save_weights(model: nn.Module, out: Path, meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file(fp16_state(model), str(tmp), metadata={k: str(v) for k, v in meta.items()})
-    tmp.replace(out)
+    with replacing(out, ".safetensors.tmp") as tmp:
+        save_file(fp16_state(model), str(tmp), metadata={k: str(v) for k, v in meta.items()})
 
 
 # ---------------------------------------------------------------------------- regressions
