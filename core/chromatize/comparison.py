@@ -53,6 +53,9 @@ class ComparisonReport:
     #: (model, why it was not scored and how to make it available)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     #: photos with an ImageNet class (the semantic test), and top-1 (%) in gray and in colour
+    #: the originals' colourfulness and mean chroma, what the models' columns compare with
+    truth_colourfulness: float = 0.0
+    truth_chroma: float = 0.0
     semantic_photos: int = 0
     top1_gray: float | None = None
     top1_originals: float | None = None
@@ -72,6 +75,8 @@ class ComparisonReport:
             if key == "psnr":
                 lines.append(row("PSNR vs gray (dB)", ["-"] + [
                     f"{s['psnr'] - self.gray['psnr']:+.2f}" for s in summaries[1:]]))
+        lines.append(row("colourfulness of originals", [f"{self.truth_colourfulness:.1f}"]))
+        lines.append(row("mean chroma |ab| of originals", [f"{self.truth_chroma:.2f}"]))
         lines.append(row("temperature", ["-"] + [
             "-" if m.temperature is None else f"{m.temperature:g}" for m in self.models]))
         if self.semantic_photos:
@@ -193,6 +198,8 @@ def compare_models(
                       lambda done, total, photo, name=name: progress(name, done, total, photo)))
         if first:
             report.gray = scored.gray
+            report.truth_colourfulness = scored.truth_colourfulness
+            report.truth_chroma = scored.truth_chroma
         distribution = output_kind(get_spec(name).model_type()) == OUTPUT_BINS
         report.models.append(ModelColumn(name, scored.temperature if distribution else None,
                                          scored.model,

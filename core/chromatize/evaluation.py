@@ -408,8 +408,9 @@ def write_contact_sheet(
     overwrite: bool = False,
     labels: Sequence[str] | None = None,
 ) -> None:
-    """PNG with one row of images per entry of ``rows`` (sRGB floats in [0, 1]), e.g. gray | ours
-    | original per photo; ``labels`` are written at the left of the rows."""
+    """A PNG (or, for a ``.jpg`` path, a JPEG) with one row of images per entry of ``rows`` (sRGB
+    floats in [0, 1]), e.g. gray | ours | original per photo; ``labels`` are written at the left
+    of the rows."""
     from PIL import Image, ImageDraw
 
     from chromatize.errors import OutputError
@@ -438,9 +439,10 @@ def write_contact_sheet(
         draw = ImageDraw.Draw(picture)
         for i, label in enumerate(labels):
             draw.text((6, i * (row_height + gap) + row_height // 2 - 6), label, fill=(0, 0, 0))
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
     try:
-        with replacing(path, ".png.tmp") as tmp:
-            picture.save(tmp, format="PNG")
+        with replacing(path, ".sheet.tmp") as tmp:
+            picture.save(tmp, format="JPEG" if jpeg else "PNG", **({"quality": 88} if jpeg else {}))
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc}") from None
 
