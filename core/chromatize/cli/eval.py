@@ -103,7 +103,6 @@ def hint_counts(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
     from pathlib import Path
 
     from chromatize.errors import ChromatizeError, OutputError
@@ -139,18 +138,11 @@ def run(args: argparse.Namespace) -> int:
         hints=args.hints,
         seed=args.seed,
     )
-    print(report.format_table())
-    if args.contact_sheet:
-        print(f"contact sheet: {args.contact_sheet}")
-    if args.json:
-        with replacing(args.json, ".json.tmp") as tmp:
-            tmp.write_text(json.dumps(asdict(report), indent=1))
-    return 0
+    return _report(report, args)
 
 
 def _run_comparison(args: argparse.Namespace) -> int:
     """``eval --models``: several models side by side, optionally with the semantic test."""
-    from dataclasses import asdict
     from pathlib import Path
 
     from chromatize.comparison import compare_models
@@ -168,18 +160,11 @@ def _run_comparison(args: argparse.Namespace) -> int:
         progress=lambda model, done, total, photo: print(f"{model} [{done}/{total}] {photo}",
                                                          file=sys.stderr),
         front_end="cli")
-    print(report.format_table())
-    if args.contact_sheet:
-        print(f"contact sheet: {args.contact_sheet}")
-    if args.json:
-        with replacing(args.json, ".json.tmp") as tmp:
-            tmp.write_text(json.dumps(asdict(report), indent=1))
-    return 0
+    return _report(report, args)
 
 
 def _run_sequence(args: argparse.Namespace) -> int:
     """``eval --sequence``: temporal on vs off over one colour video or folder of frames."""
-    from dataclasses import asdict
     from itertools import islice
 
     from chromatize.sequence_eval import evaluate_sequence
@@ -192,7 +177,16 @@ def _run_sequence(args: argparse.Namespace) -> int:
     report = evaluate_sequence(
         islice(frames, args.limit), options_from_args(args), source=str(args.sequence),
         progress=lambda done: print(f"[{done}] frames", file=sys.stderr))
+    return _report(report, args)
+
+
+def _report(report: Any, args: argparse.Namespace) -> int:
+    """Print ``report``'s table (and where the contact sheet went); write it as JSON if asked."""
+    from dataclasses import asdict
+
     print(report.format_table())
+    if getattr(args, "contact_sheet", None) and not args.sequence:
+        print(f"contact sheet: {args.contact_sheet}")
     if args.json:
         with replacing(args.json, ".json.tmp") as tmp:
             tmp.write_text(json.dumps(asdict(report), indent=1))
