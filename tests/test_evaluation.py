@@ -297,3 +297,23 @@ def test_cli_eval_rejects_bad_hint_counts(colour_folder, value, capsys):
         main(["eval", str(colour_folder), "--hints", value])
     assert exit_info.value.code == 2
     assert "whole numbers >= 1" in capsys.readouterr().err
+
+
+def test_contact_sheet_rows_labels_and_jpeg(tmp_path):
+    from chromatize.errors import OutputError
+    from chromatize.evaluation import LABEL_WIDTH, write_contact_sheet
+
+    red = np.zeros((20, 30, 3), np.float32)
+    red[..., 0] = 1.0
+    rows = [[red, red, red], [red]]
+    path = tmp_path / "sheet.jpg"
+    write_contact_sheet(path, rows, row_height=40, labels=["one", "two"])
+    with Image.open(path) as sheet:
+        assert sheet.format == "JPEG"
+        assert sheet.size == (LABEL_WIDTH + 3 * 60 + 2 * 4, 2 * 40 + 4)
+        pixels = np.asarray(sheet.convert("RGB"), np.float32)
+    assert pixels[20, LABEL_WIDTH + 30, 0] > 200 and pixels[20, LABEL_WIDTH + 30, 1] < 60
+    assert pixels[60, LABEL_WIDTH + 100].min() > 240  # the short row is padded with white
+    assert pixels[:40, :LABEL_WIDTH].min() < 128  # a label was drawn
+    with pytest.raises(OutputError, match="already exists"):
+        write_contact_sheet(path, rows)
