@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from chromatize.errors import ChromatizeError
-from chromatize.evaluation import TABLE_ROWS, evaluate_photos, list_photos, write_contact_sheet
+from chromatize.evaluation import (
+    TABLE_ROWS,
+    evaluate_photos,
+    format_cell,
+    list_photos,
+    write_contact_sheet,
+)
 from chromatize.failures import FrontEnd, describe_failure
 from chromatize.models.contract import OUTPUT_BINS, output_kind
 from chromatize.options import ColorizeOptions
@@ -71,7 +77,7 @@ class ComparisonReport:
             return f"{label:<{_LABEL}}" + "".join(f"{c:>{width}}" for c in cells)
 
         for label, key, fmt in TABLE_ROWS:
-            lines.append(row(label, [_cell(s, key, fmt) for s in summaries]))
+            lines.append(row(label, [format_cell(s, key, fmt) for s in summaries]))
             if key == "psnr":
                 lines.append(row("PSNR vs gray (dB)", ["-"] + [
                     f"{s['psnr'] - self.gray['psnr']:+.2f}" for s in summaries[1:]]))
@@ -89,12 +95,6 @@ class ComparisonReport:
 
 
 _LABEL = 38
-
-
-def _cell(summary: dict[str, float], key: str, fmt: str | None) -> str:
-    if fmt is None:
-        return f"{int(summary[key])}/{int(summary['photos'])}"
-    return fmt.format(summary[key])
 
 
 def model_names(requested: Sequence[str]) -> list[str]:

@@ -336,7 +336,7 @@ class EvaluationReport:
         lines = [head, f"{'metric':<{_LABEL_WIDTH}}"
                  + "".join(f"{name:>{_COLUMN_WIDTH}}" for name, _ in cols)]
         for label, key, fmt in TABLE_ROWS:
-            cells = [_cell(summary, key, fmt) for _, summary in cols]
+            cells = [format_cell(summary, key, fmt) for _, summary in cols]
             lines.append(_row(label, cells))
             if key == "psnr":
                 lines.append(_row("PSNR vs gray (dB)", ["-"] + [
@@ -353,7 +353,8 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def _cell(summary: dict[str, float], key: str, fmt: str | None) -> str:
+def format_cell(summary: dict[str, float], key: str, fmt: str | None) -> str:
+    """One table cell: ``fmt`` of ``summary[key]``, or "n/photos" for a count (``fmt`` None)."""
     if fmt is None:  # a count of photos
         return f"{int(summary[key])}/{int(summary['photos'])}"
     return fmt.format(summary[key])

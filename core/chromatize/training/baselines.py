@@ -48,7 +48,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from chromatize.atomic import replacing
 from chromatize.device import cpu_has_native_bf16
 from chromatize.errors import ChromatizeError
 from chromatize.evaluation import evaluate_photos
@@ -56,6 +55,7 @@ from chromatize.models.baselines import AB_RANGE
 from chromatize.models.densenet import DenseNetRegressor
 from chromatize.models.fusion import FusionRegressor
 from chromatize.models.som_patch import SOMPatchClassifier
+from chromatize.training.checkpoints import fp16_state, write_weights
 from chromatize.training.data import (
     CropConfig,
     RandomCrops,
@@ -182,18 +182,12 @@ def train_for(
     return steps
 
 
-def fp16_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
-            for k, v in model.state_dict().items()}
-
-
 def save_weights(model: nn.Module, out: Path, meta: dict[str, Any]) -> None:
-    """Float16 safetensors at ``out``, written to a temporary name and renamed."""
-    from safetensors.torch import save_file
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(out, ".safetensors.tmp") as tmp:
-        save_file(fp16_state(model), str(tmp), metadata={k: str(v) for k, v in meta.items()})
+    """Float16 safetensors at ``out``, written atomically and checked to load back."""
+    shaped = getattr(type(model), "for_state_dict", None)
+    state = fp16_state(model)
+    fresh = shaped(state) if callable(shaped) else type(model)()
+    write_weights(state, {k: str(v) for k, v in meta.items()}, out, fresh)
 
 
 # ---------------------------------------------------------------------------- regressions

@@ -1,4 +1,5 @@
-"""Training checkpoints: writing them atomically, reading them, and the model they hold.
+"""Training checkpoints: writing them atomically, reading them, and the model they hold; and the
+float16 safetensors files that export and the baselines write.
 
 A checkpoint is a ``torch.save`` dict written by :mod:`chromatize.training.train` (``best.pt``,
 ``last.pt``) or :mod:`chromatize.training.averaging`: ``model`` (state dict), ``state`` (step,
@@ -16,6 +17,27 @@ from torch import nn
 
 from chromatize.atomic import replacing
 from chromatize.models.mobile import build_mobile, is_hint_state
+
+
+def fp16_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state with floating-point tensors as float16, others (batch-norm counters)
+    unchanged: what the shipped weights files hold."""
+    return {
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
+        for k, v in model.state_dict().items()
+    }
+
+
+def write_weights(state: dict[str, torch.Tensor], meta: dict[str, str], out: Path,
+                  fresh: nn.Module) -> None:
+    """``state`` as safetensors at ``out`` (with ``meta``), atomically; the file must load strictly
+    into ``fresh`` (a new network of the right shape) before it takes the name."""
+    from safetensors.torch import load_file, save_file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(out, ".safetensors.tmp") as tmp:
+        save_file(state, tmp, metadata=meta)
+        fresh.load_state_dict(load_file(tmp), strict=True)
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -27,23 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-from chromatize.atomic import replacing
 from chromatize.models.mobile import build_mobile, is_hint_state
 from chromatize.models.tflite_convert import BACKBONE_SHA256
-from chromatize.training.checkpoints import load_checkpoint, model_of
+from chromatize.training.checkpoints import fp16_state, load_checkpoint, model_of, write_weights
 from chromatize.training.logit_adjustment import DEFAULT_LAMBDA, adjust_state
 from chromatize.training.scoring import score_checkpoint
-
-
-def _fp16_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Floating-point tensors as float16, others (batch-norm counters) unchanged."""
-    return {
-        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
-        for k, v in model.state_dict().items()
-    }
 
 
 def _training_meta(ckpt: dict[str, Any]) -> dict[str, str]:
@@ -106,12 +95,7 @@ def metadata(
 
 
 def _write(state: dict[str, torch.Tensor], meta: dict[str, str], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(out, ".safetensors.tmp") as tmp:
-        save_file(state, tmp, metadata=meta)
-        # the file must load into the model before it takes the name
-        check = build_mobile(hints=is_hint_state(state))
-        check.load_state_dict(load_file(tmp), strict=True)
+    write_weights(state, meta, out, build_mobile(hints=is_hint_state(state)))
 
 
 def export(
@@ -143,7 +127,7 @@ def export(
                           "per_temperature": metrics["per_temperature"]}, indent=1))
     chosen = temperature if temperature is not None else metrics.get("temperature", 0.38)
     meta = metadata(ckpt, metrics, chosen, logit_adjustment, logit_adjustment_lambda)
-    _write(_fp16_state(model), meta, out)
+    _write(fp16_state(model), meta, out)
     return meta
 
 
