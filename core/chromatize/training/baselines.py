@@ -371,7 +371,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
-    p.add_argument("--seconds-per-eval-photo", type=float, default=0.15,
+    p.add_argument("--seconds-per-eval-photo", type=float, default=0.4,
                    help="estimate of one validation photo's scoring time (kept for evaluations)")
     p.add_argument("--seed", type=int, default=0)
     return p
