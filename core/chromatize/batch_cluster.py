@@ -259,7 +259,10 @@ class Cluster:
                                       retries=0): chunk for i, chunk in enumerate(chunks)}
         outcomes: list[Outcome] = []
         try:
-            for future in as_completed(list(futures)):
+            # our client's loop, not the default client's: with a second client open in the
+            # process (a notebook's, a dashboard watcher) as_completed would otherwise bind to
+            # that one's loop and fail ("bound to a different event loop", dask/distributed#4317)
+            for future in as_completed(list(futures), loop=self.client.loop):
                 chunk = futures.pop(future)
                 engine, results = self._results(future, chunk, settings)
                 for result in results:
