@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chromatize import bins, color, imagearray
+from chromatize import bins, color, finish_kernel, imagearray
 from chromatize.device import resolve_device
 from chromatize.engine import OnnxEngine, hint_engine, select_engine
 from chromatize.errors import ChromatizeError, InputImageError
@@ -255,6 +255,10 @@ class Colorizer:
         self.engine = "torch" if self.runner is None else self.runner.name
         self._hint_engine: OnnxEngine | None = None  # the runner's hint graph, made on first use
         self._hint_engine_tried = False
+        #: Finish 8-bit images on the CPU with the compiled kernel (:mod:`chromatize.finish_kernel`)
+        #: when numba is installed; False forces the torch path (comparisons, benchmarks; the
+        #: environment variable CHROMATIZE_FAST_FINISH=0 sets False for a whole process).
+        self.fast_finish = os.environ.get("CHROMATIZE_FAST_FINISH", "1") != "0"
         #: Seconds spent per stage in the last colorize/colorize_batch call ("lightness", "model",
         #: "upsample", "recombine"); for benchmarks and diagnostics.
         self.last_timings: dict[str, float] = {}
@@ -645,12 +649,14 @@ class Colorizer:
                  if options.upsample == "guided" else None)
         upsampler = ABUpsampler(ab, prepared.lightness.to(self.device), options.upsample,
                                 guide=guide)
-        started = self._timed("upsample", started)
         out = imagearray.allocate_output(prepared.layout)
+        fast = self._fast_finish(prepared, upsampler, out)
+        started = self._timed("upsample", started)
         spent = _run_strips(
             prepared.layout.height,
             prepared.layout.width,
-            lambda rows: self._finish_rows(prepared, upsampler, out, rows, pinned),
+            lambda rows: (self._fast_finish_rows(prepared, fast, out, rows, pinned) if fast
+                          else self._finish_rows(prepared, upsampler, out, rows, pinned)),
             tracker,
             workers,
             on_progress,
@@ -662,6 +668,32 @@ class Colorizer:
             self.last_timings[stage] = (self.last_timings.get(stage, 0.0)
                                         + wall * spent.get(stage, 0.0) / busy)
         return out
+
+    def _fast_finish(self, prepared: Prepared, upsampler: ABUpsampler, out: np.ndarray
+                     ) -> finish_kernel.FastFinish | None:
+        """The compiled finish (:mod:`chromatize.finish_kernel`) where it applies: 8-bit output
+        on the CPU without a mask, with numba installed; else None (the torch path)."""
+        if (self.device.type != "cpu" or out.dtype != np.uint8 or prepared.mask is not None
+                or not self.fast_finish or not finish_kernel.available()):
+            return None
+        return finish_kernel.FastFinish(upsampler)
+
+    def _fast_finish_rows(
+        self, prepared: Prepared, fast: finish_kernel.FastFinish, out: np.ndarray, rows: slice,
+        pinned: tuple[np.ndarray, torch.Tensor] | None = None,
+    ) -> dict[str, float]:
+        """One strip of :meth:`_finish` by the compiled kernel; pinned (hint) pixels are then
+        recomputed exactly as the torch path does."""
+        t0 = time.perf_counter()
+        layout, image = prepared.layout, prepared.image
+        lightness = prepared.lightness[rows]
+        fast.rows(rows, lightness, out)
+        if pinned is not None:
+            _write_pinned_uint8(out, rows, lightness, *pinned)
+        alpha = imagearray.alpha(image, layout, rows)
+        if alpha is not None:
+            out[rows, :, 3] = alpha
+        return {"recombine": time.perf_counter() - t0}
 
     def _finish_rows(
         self, prepared: Prepared, upsampler: ABUpsampler, out: np.ndarray, rows: slice,
@@ -727,6 +759,23 @@ def _pin(ab: torch.Tensor, rows: slice, width: int, indices: np.ndarray, values:
     local = torch.from_numpy(indices[start:stop] - rows.start * width).to(ab.device)
     ab.view(2, -1)[:, local] = values[:, start:stop].to(ab.device, ab.dtype)
     return ab
+
+
+def _write_pinned_uint8(out: np.ndarray, rows: slice, lightness: torch.Tensor,
+                        indices: np.ndarray, values: torch.Tensor) -> None:
+    """8-bit sRGB of the pinned pixels of strip ``rows`` (their exact ab with the image's L,
+    gamut-mapped), written over ``out``."""
+    width = out.shape[1]
+    start, stop = np.searchsorted(indices, (rows.start * width, rows.stop * width))
+    if start == stop:
+        return
+    local = indices[start:stop] - rows.start * width
+    own_l = lightness.reshape(-1)[torch.from_numpy(local)][None]
+    ab = values[:, start:stop].to("cpu", torch.float32)[:, None]
+    codes = color.linear_to_srgb_uint8(color.lightness_ab_to_linear_rgb(own_l, ab)).numpy()
+    block = out[rows].reshape(-1, out.shape[2])
+    for c in range(3):
+        block[local, c] = codes[c, 0]
 
 
 def _strip_rows(width: int) -> int:

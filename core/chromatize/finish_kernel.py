@@ -1,0 +1,124 @@
+"""The CPU fast path of the finish stage: one compiled pass per pixel (numba).
+
+:meth:`chromatize.pipeline.Colorizer.finish` brings the model's ab to full size
+(:class:`chromatize.upsample.ABUpsampler`), joins it with the image's own L, reduces out-of-gamut
+chroma at constant L and hue (:func:`chromatize.color.lightness_ab_to_linear_rgb`) and encodes
+8-bit sRGB (:func:`chromatize.color.linear_to_srgb_uint8`). Written with torch, that is some 40
+full-resolution passes over memory, and at 1-2 MP it costs several times the network itself.
+Here the same arithmetic runs once per pixel in a loop that numba compiles (``nogil``, so the
+pipeline's strip threads run it in parallel), with the very same tables: the max-chroma table
+and its 0.998 safety margin, the bisection where the table overshoots, and the sqrt-indexed
+8-bit table. It computes in float64 where torch uses float32, so a few pixels in a thousand
+land on the other side of an 8-bit rounding boundary (one level); ``tests/test_finish_kernel.py``
+holds it to the torch path.
+
+Used for 8-bit output on the CPU when numba is installed (the ``fast`` extra); the torch path
+serves everything else (CUDA, 16-bit and float output, masks).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from chromatize import color
+from chromatize.upsample import ABUpsampler
+
+log = logging.getLogger(__name__)
+
+_TOLERANCE = 1e-6
+_BISECTIONS = 14
+
+
+_BUILD_LOCK = threading.Lock()
+
+
+def _compiled() -> Any:
+    """The compiled row kernel, or None when numba is missing or fails to compile (built once,
+    whichever thread asks first)."""
+    with _BUILD_LOCK:
+        return _build_once()
+
+
+@lru_cache(maxsize=1)
+def _build_once() -> Any:
+    try:
+        from chromatize import finish_numba
+    except ImportError:
+        return None
+    try:
+        finish_numba.warm_up()
+    except Exception as exc:  # noqa: BLE001 - a broken numba/llvmlite must not stop colorizing
+        log.warning("numba could not compile the fast finish (%s); using torch", exc)
+        return None
+    return finish_numba.rows_uint8
+
+
+def available() -> bool:
+    """Whether the compiled finish can run here."""
+    return _compiled() is not None
+
+
+def _grid(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear neighbours and weights of every output position (align_corners=False), as
+    :func:`chromatize.upsample._source_index` computes them."""
+    pos = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
+    pos = np.maximum(pos, 0.0)
+    i0 = np.minimum(np.floor(pos).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    w1 = np.clip(pos - i0, 0.0, 1.0).astype(np.float32).astype(np.float64)
+    return i0, i1, w1
+
+
+class FastFinish:
+    """One image's compiled finish: :meth:`rows` writes 8-bit sRGB of output rows into ``out``
+    (H, W, C uint8; channels 0-2), from an :class:`~chromatize.upsample.ABUpsampler` and L."""
+
+    def __init__(self, upsampler: ABUpsampler) -> None:
+        kernel = _compiled()
+        if kernel is None:
+            raise RuntimeError("the compiled finish needs numba (pip install 'chromatize[fast]')")
+        self._kernel = kernel
+        if upsampler.method == "guided":
+            coeff_a, coeff_b = upsampler._a, upsampler._b
+        else:
+            coeff_b = upsampler.ab_low
+            coeff_a = torch.zeros((2, 1, 1))
+        self._a = np.ascontiguousarray(coeff_a.detach().cpu().numpy(), dtype=np.float32)
+        self._b = np.ascontiguousarray(coeff_b.detach().cpu().numpy(), dtype=np.float32)
+        self._use_a = upsampler.method == "guided"
+        in_h, in_w = self._b.shape[1:]
+        self._grid = (*_grid(upsampler.height, in_h), *_grid(upsampler.width, in_w))
+        self._table = color.max_chroma_table("cpu").double().numpy()
+        self._codes = _codes()
+        self._constants = _constants()
+
+    def rows(self, rows: slice, lightness_rows: torch.Tensor, out: np.ndarray) -> None:
+        """Fill ``out[rows, :, :3]`` from L of those rows (h, W)."""
+        lightness = np.ascontiguousarray(lightness_rows.detach().cpu().numpy(), dtype=np.float32)
+        self._kernel(lightness, self._a, self._b, self._use_a, rows.start, *self._grid,
+                     self._table, self._codes, *self._constants, out)
+
+
+@lru_cache(maxsize=1)
+def _constants() -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`chromatize.finish_numba.rows_uint8` takes from :mod:`chromatize.color`:
+    XYZ/white -> linear sRGB, and the Lab and table constants (passed in, not compiled in, so
+    that numba's on-disk cache can never hold stale ones)."""
+    matrix = np.array(color._RGB_FROM_XYZ_REL, dtype=np.float64)
+    scalars = np.array([color._DELTA, color._SLOPE, color._OFFSET, color._LUT_L_STEPS,
+                        color._LUT_HUE_STEPS, color._LUT_SAFETY, color._UINT8_TABLE_SIZE,
+                        _TOLERANCE, _BISECTIONS], dtype=np.float64)
+    return matrix, scalars
+
+
+@lru_cache(maxsize=1)
+def _codes() -> np.ndarray:
+    """The 8-bit table of :func:`chromatize.color.linear_to_srgb_uint8`, as numpy."""
+    color.linear_to_srgb_uint8(torch.zeros(1))  # builds and caches the table
+    return color._UINT8_TABLES["cpu"].numpy()

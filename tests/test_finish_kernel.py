@@ -1,0 +1,71 @@
+"""The compiled finish (chromatize.finish_kernel) against the torch path it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from chromatize import finish_kernel
+from chromatize.hints import Hints
+from chromatize.pipeline import Colorizer
+
+pytestmark = pytest.mark.skipif(not finish_kernel.available(),
+                                reason="numba is not installed (the 'fast' extra)")
+
+
+class _Vivid(torch.nn.Module):
+    """Logits that favour vivid, partly out-of-gamut bins that change across the image."""
+
+    stride, logit_scale, default_input_size, default_temperature = 4, 1.0, 64, 0.38
+    accepts_hints = False
+
+    def forward(self, lightness: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        n, _, h, w = lightness.shape
+        small = torch.nn.functional.avg_pool2d(lightness, 4)
+        phase = torch.linspace(0, 6.0, 313)[None, :, None, None]
+        return 4.0 * torch.sin(phase * (1 + small / 25.0))
+
+
+def _image(mode: str, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    gray = np.kron(rng.integers(0, 256, (12, 18)), np.ones((25, 25))).astype(np.uint8)
+    gray[::7] = 255 - gray[::7]  # sharp edges for the guided filter
+    if mode == "L":
+        return gray
+    rgb = np.stack([gray, np.roll(gray, 3, 1), np.roll(gray, 5, 0)], axis=2)
+    if mode == "RGBA":
+        return np.dstack([rgb, rng.integers(0, 256, gray.shape, dtype=np.uint8)])
+    return rgb
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize("upsample", ["guided", "bilinear"])
+@pytest.mark.parametrize("saturation", [1.0, 2.5])
+def test_compiled_finish_matches_the_torch_path(mode: str, upsample: str, saturation: float):
+    colorizer = Colorizer(_Vivid(), device="cpu", engine="torch")
+    image = _image(mode)
+    colorizer.fast_finish = False
+    expected = colorizer.colorize(image, upsample=upsample, saturation=saturation)
+    colorizer.fast_finish = True
+    got = colorizer.colorize(image, upsample=upsample, saturation=saturation)
+    assert got.shape == expected.shape and got.dtype == np.uint8
+    difference = np.abs(got.astype(int) - expected.astype(int))
+    assert difference.max() <= 1
+    assert (difference > 0).mean() < 0.002  # rounding-boundary flips only
+    if mode == "RGBA":
+        assert np.array_equal(got[..., 3], image[..., 3])
+    assert np.ptp(expected[..., :3].astype(int) - expected[..., :1]) > 40  # really coloured
+
+
+def test_pinned_hint_pixels_are_exact_on_the_compiled_path():
+    colorizer = Colorizer("mobile", device="cpu", engine="torch")
+    image = _image("L", seed=3)
+    hints = Hints.from_points([(60, 40, "#2e8b57"), (300, 200, "#c03020")], size=5)
+    colorizer.fast_finish = False
+    expected = colorizer.colorize(image, hints=hints)
+    colorizer.fast_finish = True
+    got = colorizer.colorize(image, hints=hints)
+    difference = np.abs(got.astype(int) - expected.astype(int))
+    assert difference.max() <= 1
+    assert np.array_equal(got[38:43, 58:63], expected[38:43, 58:63])
