@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from chromatize import color
-from chromatize.upsample import ABUpsampler
+from chromatize.upsample import ABUpsampler, _source_index
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,10 @@ def available() -> bool:
 
 
 def _grid(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear neighbours and weights of every output position (align_corners=False), as
-    :func:`chromatize.upsample._source_index` computes them."""
-    pos = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
-    pos = np.maximum(pos, 0.0)
-    i0 = np.minimum(np.floor(pos).astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    w1 = np.clip(pos - i0, 0.0, 1.0).astype(np.float32).astype(np.float64)
-    return i0, i1, w1
+    """Bilinear neighbours and weights of every output position, from the torch path's own
+    :func:`chromatize.upsample._source_index`, as numpy."""
+    i0, i1, w1 = _source_index(out_size, in_size, 0, out_size, torch.device("cpu"))
+    return i0.numpy(), i1.numpy(), w1.double().numpy()
 
 
 class FastFinish:
