@@ -11,7 +11,9 @@ import math
 import numba
 import numpy as np
 
-_jit = numba.njit(nogil=True, cache=True)
+# fastmath: the inputs are finite by construction (L clamped, ab from the model), and it lets the
+# row passes vectorize; error_model "numpy": no Python-style checks in the arithmetic.
+_jit = numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
 
 
 @_jit
@@ -66,13 +68,6 @@ def _horizontal(row, c, xa, xb, wx):
 
 
 @_jit
-def _code(v, codes, table_size):
-    """8-bit sRGB of linear ``v`` through the sqrt-indexed table."""
-    v = min(max(v, 0.0), 1.0)
-    return codes[int(math.sqrt(v) * (table_size - 1) + 0.5)]
-
-
-@_jit
 def _chroma_scale(lum, fy, y, a, b, table, matrix, scalars):
     """The factor that brings an out-of-gamut (L, a, b) inside: the table's, verified, else
     bisected between 0 and it."""
@@ -92,41 +87,89 @@ def _chroma_scale(lum, fy, y, a, b, table, matrix, scalars):
 
 
 @_jit
+def _upsampled_row(lightness_row, row_a, row_b, x0, x1, wx, lum, a, b):
+    """L, a and b of one output row: the guided filter's A * L + B, bilinear in x."""
+    for j in range(lightness_row.shape[0]):
+        xa, xb, w = x0[j], x1[j], wx[j]
+        own = np.float64(lightness_row[j])
+        lum[j] = own
+        a[j] = _horizontal(row_b, 0, xa, xb, w) + _horizontal(row_a, 0, xa, xb, w) * own
+        b[j] = _horizontal(row_b, 1, xa, xb, w) + _horizontal(row_a, 1, xa, xb, w) * own
+
+
+@_jit
+def _linear_row(lum, a, b, matrix, scalars, rgb):
+    """Linear sRGB of one row of (L, a, b) into ``rgb`` (3, W), and how many lie outside the
+    gamut. Branch-free, so that the compiler vectorizes it."""
+    delta, slope, offset, tolerance = scalars[0], scalars[1], scalars[2], scalars[7]
+    outside = 0
+    for j in range(lum.shape[0]):
+        fy = (min(max(lum[j], 0.0), 100.0) + 16.0) / 116.0
+        fx = fy + a[j] * (1.0 / 500.0)
+        fz = fy - b[j] * (1.0 / 200.0)
+        x = _f_inv(fx, delta, slope, offset)
+        y = _f_inv(fy, delta, slope, offset)
+        z = _f_inv(fz, delta, slope, offset)
+        red = matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2] * z
+        green = matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2] * z
+        blue = matrix[2, 0] * x + matrix[2, 1] * y + matrix[2, 2] * z
+        rgb[0, j], rgb[1, j], rgb[2, j] = red, green, blue
+        low, high = min(red, min(green, blue)), max(red, max(green, blue))
+        outside += (low < -tolerance) | (high > 1.0 + tolerance)
+    return outside
+
+
+@_jit
+def _map_outside_row(lum, a, b, table, matrix, scalars, rgb):
+    """Bring the row's out-of-gamut pixels inside by chroma at constant L and hue."""
+    delta, slope, offset, tolerance = scalars[0], scalars[1], scalars[2], scalars[7]
+    for j in range(lum.shape[0]):
+        red, green, blue = rgb[0, j], rgb[1, j], rgb[2, j]
+        if min(red, green, blue) >= -tolerance and max(red, green, blue) <= 1.0 + tolerance:
+            continue
+        clamped = min(max(lum[j], 0.0), 100.0)
+        fy = (clamped + 16.0) / 116.0
+        y = _f_inv(fy, delta, slope, offset)
+        scale = _chroma_scale(clamped, fy, y, a[j], b[j], table, matrix, scalars)
+        red, green, blue, _ = _linear_rgb(fy, y, a[j] * scale, b[j] * scale, matrix,
+                                          delta, slope, offset, tolerance)
+        rgb[0, j], rgb[1, j], rgb[2, j] = red, green, blue
+
+
+@_jit
+def _encode_row(rgb, codes, table_size, index, out_row):
+    """8-bit sRGB of linear ``rgb`` (3, W) into ``out_row`` (W, C) through the sqrt-indexed
+    table: the index first (vectorized), then the look-up."""
+    top = table_size - 1.0
+    for c in range(3):
+        for j in range(index.shape[0]):
+            index[j] = int(math.sqrt(min(max(rgb[c, j], 0.0), 1.0)) * top + 0.5)
+        for j in range(index.shape[0]):
+            out_row[j, c] = codes[index[j]]
+
+
+@_jit
 def rows_uint8(lightness, coeff_a, coeff_b, use_a, first_row, y0, y1, wy, x0, x1, wx,
                table, codes, matrix, scalars, out):
     """out[first_row + i, :, :3] = 8-bit sRGB for every row i of ``lightness`` (rows, W):
     ab = bilinear(coeff_b) (+ bilinear(coeff_a) * L when ``use_a``: the guided filter's
-    A and B), joined with L, gamut-mapped by chroma at constant L and hue."""
-    delta, slope, offset, tolerance = scalars[0], scalars[1], scalars[2], scalars[7]
-    table_size = scalars[6]
+    A and B), joined with L, gamut-mapped by chroma at constant L and hue. Row by row, in
+    passes over row buffers, so that the arithmetic vectorizes."""
     height, width = lightness.shape
     row_b = np.empty((2, coeff_b.shape[2]))
-    row_a = np.empty((2, coeff_a.shape[2]))
+    row_a = np.zeros((2, coeff_b.shape[2]))  # stays zero without A (not guided)
+    lum, a, b = np.empty(width), np.empty(width), np.empty(width)
+    rgb = np.empty((3, width))
+    index = np.empty(width, dtype=np.int64)
     for i in range(height):
         r = first_row + i
         _vertical(coeff_b, y0[r], y1[r], wy[r], row_b)
         if use_a:
             _vertical(coeff_a, y0[r], y1[r], wy[r], row_a)
-        for j in range(width):
-            xa, xb, wx_j = x0[j], x1[j], wx[j]
-            own = np.float64(lightness[i, j])
-            a = _horizontal(row_b, 0, xa, xb, wx_j)
-            b = _horizontal(row_b, 1, xa, xb, wx_j)
-            if use_a:
-                a += _horizontal(row_a, 0, xa, xb, wx_j) * own
-                b += _horizontal(row_a, 1, xa, xb, wx_j) * own
-            lum = min(max(own, 0.0), 100.0)
-            fy = (lum + 16.0) / 116.0
-            y = _f_inv(fy, delta, slope, offset)
-            red, green, blue, inside = _linear_rgb(fy, y, a, b, matrix, delta, slope, offset,
-                                                   tolerance)
-            if not inside:
-                scale = _chroma_scale(lum, fy, y, a, b, table, matrix, scalars)
-                red, green, blue, inside = _linear_rgb(fy, y, a * scale, b * scale, matrix,
-                                                       delta, slope, offset, tolerance)
-            out[r, j, 0] = _code(red, codes, table_size)
-            out[r, j, 1] = _code(green, codes, table_size)
-            out[r, j, 2] = _code(blue, codes, table_size)
+        _upsampled_row(lightness[i], row_a, row_b, x0, x1, wx, lum, a, b)
+        if _linear_row(lum, a, b, matrix, scalars, rgb):
+            _map_outside_row(lum, a, b, table, matrix, scalars, rgb)
+        _encode_row(rgb, codes, scalars[6], index, out[r])
 
 
 def warm_up() -> None:

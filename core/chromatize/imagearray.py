@@ -166,10 +166,12 @@ def _to_linear(values: np.ndarray) -> torch.Tensor:
 def lightness(image: np.ndarray, layout: ImageLayout, rows: slice | None = None) -> torch.Tensor:
     """L (float32, [0, 100]) of ``image[rows]`` as an (h, W) CPU tensor.
 
-    Integer input goes through a lookup table of linear values; only the luminance Y is computed
-    (no a, b).
+    Integer gray input is one lookup in a table of L per level; integer colour input goes
+    through tables of each channel's share of the luminance Y (no a, b are computed).
     """
     block = _channel_view(image)[rows if rows is not None else slice(None)]
+    if layout.is_gray and layout.dtype.kind == "u":  # L itself is a table of the gray level
+        return torch.from_numpy(_lightness_lut(layout.dtype.name)[block[:, :, 0]])
     if layout.is_gray:
         y = _to_linear(block[:, :, 0])
     elif layout.dtype.kind == "u":  # Y = sum of per-channel tables with the weights folded in
@@ -184,6 +186,12 @@ def lightness(image: np.ndarray, layout: ImageLayout, rows: slice | None = None)
         y += m[1] * _to_linear(block[:, :, 1])
         y += m[2] * _to_linear(block[:, :, 2])
     return color.luminance_to_lightness(y)
+
+
+@lru_cache(maxsize=4)
+def _lightness_lut(dtype_name: str) -> np.ndarray:
+    """L of every integer gray level (a gray pixel's Y is its linear value)."""
+    return color.luminance_to_lightness(torch.from_numpy(_linear_lut(dtype_name))).numpy()
 
 
 @lru_cache(maxsize=4)
