@@ -25,6 +25,7 @@ on two render shapes before it is used. ONNX Runtime runs without spinning threa
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -57,13 +58,12 @@ class EngineUnavailableError(ChromatizeError):
 
 
 def onnx_available() -> str | None:
-    """None if ONNX Runtime and the exporter can be used, else what is missing (for messages)."""
-    missing = []
-    for name in ("onnxruntime", "onnx"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
+    """None if ONNX Runtime and the exporter can be used, else what is missing (for messages).
+
+    Looks the packages up without importing them: ``onnx`` alone takes ~1 s to import (its
+    ml_dtypes extension), and it is only needed when a graph is exported, not when the cached
+    one is loaded."""
+    missing = [name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
     if missing:
         return (f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed "
                 "(pip install 'chromatize[onnx]')")
@@ -76,7 +76,7 @@ def weights_key(model: nn.Module) -> str:
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 

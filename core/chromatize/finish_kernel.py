@@ -59,6 +59,13 @@ def _build_once() -> Any:
     return finish_numba.rows_uint8
 
 
+def build_in_background() -> None:
+    """Start loading (or compiling) the kernel in a daemon thread, so that the first finish
+    does not wait for it (numba's import and cache load take ~0.5 s)."""
+    if _build_once.cache_info().currsize == 0:
+        threading.Thread(target=_compiled, name="chromatize-numba", daemon=True).start()
+
+
 def available() -> bool:
     """Whether the compiled finish can run here."""
     return _compiled() is not None

@@ -247,6 +247,12 @@ class Colorizer:
         self.output_kind = output_kind(self.model)
         self.max_pixels = int(max_pixels)
         self.options = options if options is not None else ColorizeOptions()
+        #: Finish 8-bit images on the CPU with the compiled kernel (:mod:`chromatize.finish_kernel`)
+        #: when numba is installed; False forces the torch path (comparisons, benchmarks; the
+        #: environment variable CHROMATIZE_FAST_FINISH=0 sets False for a whole process).
+        self.fast_finish = os.environ.get("CHROMATIZE_FAST_FINISH", "1") != "0"
+        if self.fast_finish and self.device.type == "cpu":
+            finish_kernel.build_in_background()  # compiled while the engine loads
         #: The ONNX Runtime engine the forward pass runs on, or None for torch
         #: (:mod:`chromatize.engine`; ``engine`` is "auto", "torch" or "onnx").
         self.runner = select_engine(engine, self.model, self.device, self.model_name,
@@ -255,10 +261,6 @@ class Colorizer:
         self.engine = "torch" if self.runner is None else self.runner.name
         self._hint_engine: OnnxEngine | None = None  # the runner's hint graph, made on first use
         self._hint_engine_tried = False
-        #: Finish 8-bit images on the CPU with the compiled kernel (:mod:`chromatize.finish_kernel`)
-        #: when numba is installed; False forces the torch path (comparisons, benchmarks; the
-        #: environment variable CHROMATIZE_FAST_FINISH=0 sets False for a whole process).
-        self.fast_finish = os.environ.get("CHROMATIZE_FAST_FINISH", "1") != "0"
         #: Seconds spent per stage in the last colorize/colorize_batch call ("lightness", "model",
         #: "upsample", "recombine"); for benchmarks and diagnostics.
         self.last_timings: dict[str, float] = {}
