@@ -203,3 +203,17 @@ def test_hints_run_in_onnx_runtime_with_torch_colours(cache: Path) -> None:
     b = reference.colorize(gray, hints=hints).astype(np.int16)
     assert np.abs(a - b).max() <= 1
     assert (a != b).mean() < 1e-3
+
+
+def test_a_cached_graph_runs_without_importing_the_exporter(cache: Path) -> None:
+    """onnx (the exporter, ~1 s to import) is only loaded when a graph has to be exported."""
+    Colorizer("mobile", device="cpu")  # exports into the cache
+    probe = ("import sys; from chromatize.pipeline import Colorizer; "
+             "c = Colorizer('mobile', device='cpu'); print(c.engine, 'onnx' in sys.modules)")
+    import os
+
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, "CHROMATIZE_CACHE_DIR": str(cache.parent)},
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["onnx", "False"]

@@ -69,3 +69,20 @@ def test_pinned_hint_pixels_are_exact_on_the_compiled_path():
     difference = np.abs(got.astype(int) - expected.astype(int))
     assert difference.max() <= 1
     assert np.array_equal(got[38:43, 58:63], expected[38:43, 58:63])
+
+
+def test_a_cpu_colorizer_loads_the_kernel_in_the_background() -> None:
+    """Making a CPU Colorizer starts loading the kernel in a thread of its own, so that the
+    first finish need not wait for numba; nothing but that thread fills the build cache here."""
+    import time
+
+    finish_kernel._build_once.cache_clear()
+    colorizer = Colorizer(_Vivid(), device="cpu")
+    deadline = time.monotonic() + 120
+    while finish_kernel._build_once.cache_info().currsize == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert finish_kernel._build_once.cache_info().currsize == 1
+    image = _image("L")
+    out = colorizer.colorize(image)
+    colorizer.fast_finish = False
+    assert np.abs(out.astype(int) - colorizer.colorize(image)).max() <= 1

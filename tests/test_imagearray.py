@@ -86,6 +86,19 @@ def test_lightness_of_row_strips_equals_whole_image():
     assert torch.allclose(whole, strips, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_integer_gray_lightness_table_equals_the_float_computation(dtype):
+    levels = np.iinfo(dtype).max
+    image = np.arange(levels + 1, dtype=np.int64)[:: max(1, (levels + 1) // 4096)]
+    image = image.astype(dtype).reshape(1, -1)  # every 8-bit level; every 16th 16-bit level
+    by_table = imagearray.lightness(image, imagearray.inspect_image(image))
+    as_float = (image / levels).astype(np.float32)
+    computed = imagearray.lightness(as_float, imagearray.inspect_image(as_float))
+    assert by_table.dtype == torch.float32 and by_table.shape == image.shape
+    assert torch.allclose(by_table, computed, rtol=0, atol=1e-4)
+    assert by_table[0, 0] == 0.0 and by_table[0, -1] > 99.9
+
+
 def test_non_contiguous_views_are_accepted():
     image = _image("rgba", np.uint8, h=20, w=20)[::2, ::-1]
     norm = _normalize(image)

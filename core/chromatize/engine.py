@@ -29,6 +29,7 @@ import importlib.util
 import io
 import json
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -57,13 +58,23 @@ class EngineUnavailableError(ChromatizeError):
     """``engine="onnx"`` was asked for but cannot be used here (message says why and what to do)."""
 
 
+def _installed(name: str) -> bool:
+    """Whether ``import name`` would find the package (None in sys.modules blocks an import)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def onnx_available() -> str | None:
     """None if ONNX Runtime and the exporter can be used, else what is missing (for messages).
 
     Looks the packages up without importing them: ``onnx`` alone takes ~1 s to import (its
     ml_dtypes extension), and it is only needed when a graph is exported, not when the cached
     one is loaded."""
-    missing = [name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("onnxruntime", "onnx") if not _installed(name)]
     if missing:
         return (f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed "
                 "(pip install 'chromatize[onnx]')")

@@ -19,8 +19,10 @@ serves everything else (CUDA, 16-bit and float output, masks).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,15 +50,30 @@ def _compiled() -> Any:
 @lru_cache(maxsize=1)
 def _build_once() -> Any:
     try:
-        from chromatize import finish_numba
+        import numba
     except ImportError:
         return None
+    _cache_outside_a_read_only_package(numba)
     try:
+        from chromatize import finish_numba  # compiles or loads from numba's cache
         finish_numba.warm_up()
     except Exception as exc:  # noqa: BLE001 - a broken numba/llvmlite must not stop colorizing
-        log.warning("numba could not compile the fast finish (%s); using torch", exc)
+        log.warning("numba could not load or compile the fast finish (%s); using torch", exc)
         return None
     return finish_numba.rows_uint8
+
+
+def _cache_outside_a_read_only_package(numba: Any) -> None:
+    """numba caches next to the source (``__pycache__``); where that cannot be written (a
+    read-only install, such as the environment GIMP's plug-in reaches in a sandbox), use
+    chromatize's own cache folder instead of failing to cache at all."""
+    package = Path(__file__).resolve().parent
+    pycache = package / "__pycache__"
+    if numba.config.CACHE_DIR or os.access(pycache if pycache.exists() else package, os.W_OK):
+        return
+    from chromatize.weights.finding import cache_dir
+
+    numba.config.CACHE_DIR = str(cache_dir() / "numba")
 
 
 def build_in_background() -> None:
