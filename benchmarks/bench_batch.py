@@ -9,12 +9,15 @@ synthetic smooth noise when that folder is absent. The floor is what no implemen
 on this machine: starting Python with torch and onnxruntime, decoding and encoding the JPEGs
 alone (one core), and the fastest engine's own forward pass at the render shape (ONNX Runtime,
 all cores, batch 1). Every figure comes from this one invocation; ratios compare runs made side
-by side. Peak memory is the colorize process's peak RSS (``wait4``).
+by side. Peak memory is the colorize process's peak RSS (``wait4``; for the Dask run, the
+client's and the largest of its children's). With ``distributed`` installed, the same folder
+also runs through ``--scheduler local:2``: what the Dask path costs over the one-machine run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -198,6 +201,9 @@ def main() -> None:
                      lambda out: colorize(scans, out, {**env, "CHROMATIZE_FAST_FINISH": "0"})),
                     ("engine torch", lambda out: colorize(scans, out, env, "--engine", "torch")),
                     ("before (sequential, torch)", lambda out: sequential(scans, out, env))]
+            if importlib.util.find_spec("distributed") is not None:
+                runs.append(("Dask, --scheduler local:2 (2 worker processes on these cores)",
+                             lambda out: colorize(scans, out, env, "--scheduler", "local:2")))
             for n, (label, run) in enumerate(runs):
                 wall, rss = run(Path(tmp) / f"out-{rep}-{n}")
                 print(f"  {label}: {wall:.2f} s, {args.count / wall:.1f} images/s, "

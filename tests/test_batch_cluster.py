@@ -191,6 +191,24 @@ def test_a_killed_worker_s_tasks_run_elsewhere_and_each_output_is_written_once(
     assert not list(out.glob(".*.tmp"))
 
 
+def test_the_progress_moves_file_by_file_inside_a_task(
+        tmp_path: Path, two_workers: distributed.LocalCluster) -> None:
+    """Workers announce each finished file (Dask events), so one big task does not hold the
+    progress bar still until it ends; the position never goes backwards and ends at the total."""
+    make_photos(tmp_path / "in", 8, (480, 320), ".png")
+    options, settings = ColorizeOptions(render_size=64), BatchSettings()
+    work = batch.plan_run([tmp_path / "in"], options, settings, out_dir=str(tmp_path / "out"))
+    batch.prepare_outputs(work, str(tmp_path / "out"))
+    positions: list[float] = []
+    with batch_cluster.connect(two_workers.scheduler_address, options, settings) as cluster:
+        outcomes = cluster.execute(work.jobs, options, settings, manifest=work.manifest,
+                                   on_progress=positions.append, files_per_task=8)
+    work.manifest.close()
+    assert [o.status for o in outcomes] == ["done"] * 8
+    assert positions == sorted(positions) and positions[-1] == 8.0
+    assert any(0 < p < 8 for p in positions), positions  # before the one task's result came
+
+
 def test_a_killed_client_is_finished_by_skip_existing(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     names = make_photos(tmp_path / "in", 40, (480, 320))

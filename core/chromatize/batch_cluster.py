@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -124,14 +125,19 @@ async def _dask_threads_on_host(worker: Any) -> int:
 
 
 def colorize_task(items: Sequence[ClusterJob], options: ColorizeOptions,
-                  settings: BatchSettings) -> tuple[str, list[Outcome]]:
+                  settings: BatchSettings, progress: tuple[str, int] | None = None,
+                  ) -> tuple[str, list[Outcome]]:
     """Colorize one task's files on this worker; returns (engine, outcomes).
 
     Outputs an earlier attempt of this task already wrote are reported done and left alone.
+    ``progress`` = (topic, task index): each file this attempt finishes is announced on that
+    Dask event topic as it happens, so that the client's progress bar moves file by file (the
+    outcomes themselves travel with the task's result).
     """
     import torch
 
-    plugin = get_worker().plugins.get(PLUGIN_NAME)
+    worker = get_worker()
+    plugin = worker.plugins.get(PLUGIN_NAME)
     if not isinstance(plugin, ColorizerPlugin) or plugin.colorizer is None:
         raise ChromatizeError("this Dask worker has not loaded the model (its log says why)")
     torch.set_num_threads(plugin.threads)  # per thread: this is the task's thread
@@ -139,8 +145,10 @@ def colorize_task(items: Sequence[ClusterJob], options: ColorizeOptions,
     todo = [item for item in items if item not in earlier]
     outcomes = [Outcome(item.job, "done") for item in earlier]
     if todo:
+        announce = None if progress is None else (
+            lambda _outcome: worker.log_event(progress[0], progress[1]))
         results = execute([item.job for item in todo], options, settings,
-                          colorizer=plugin.colorizer)
+                          colorizer=plugin.colorizer, on_outcome=announce)
         by_job = {item.job: item for item in todo}
         outcomes += [Outcome(o.job, "done") if o.status == "failed"
                      and _written_by_this_run(by_job[o.job]) else o for o in results]
@@ -254,16 +262,21 @@ class Cluster:
         if manifest is not None:
             manifest.start_run(options, settings.mask, self._engine())
         run = uuid.uuid4().hex[:8]
+        shown = _FileProgress([len(chunk) for chunk in chunks], on_progress)
+        topic = f"chromatize-progress-{run}"
+        if on_progress is not None:
+            self.client.subscribe_topic(topic, shown.file_done)
         futures = {self.client.submit(colorize_task, chunk, worker_options, worker_settings,
+                                      (topic, i) if on_progress is not None else None,
                                       key=f"chromatize-colorize-{run}-{i}", pure=False,
-                                      retries=0): chunk for i, chunk in enumerate(chunks)}
+                                      retries=0): (i, chunk) for i, chunk in enumerate(chunks)}
         outcomes: list[Outcome] = []
         try:
             # our client's loop, not the default client's: with a second client open in the
             # process (a notebook's, a dashboard watcher) as_completed would otherwise bind to
             # that one's loop and fail ("bound to a different event loop", dask/distributed#4317)
             for future in as_completed(list(futures), loop=self.client.loop):
-                chunk = futures.pop(future)
+                index, chunk = futures.pop(future)
                 engine, results = self._results(future, chunk, settings)
                 for result in results:
                     outcome = replace(result, job=originals[result.job])
@@ -272,12 +285,13 @@ class Cluster:
                         manifest.record(outcome, engine)
                     if on_outcome is not None:
                         on_outcome(outcome)
-                if on_progress is not None:
-                    on_progress(float(len(outcomes)))
+                shown.task_done(index)
                 future.release()
         finally:
             if futures:  # interrupted: nothing more is sent
                 self.client.cancel(list(futures))
+            if on_progress is not None:
+                self.client.unsubscribe_topic(topic)
         remove_stale_temporaries(list(jobs))  # left by workers that died while writing
         return outcomes
 
@@ -300,6 +314,41 @@ class Cluster:
             message = ("every Dask worker that tried this file died (out of memory?); "
                        f"{exc}")
         return "?", [Outcome(item.job, "failed", message) for item in chunk]
+
+
+class _FileProgress:
+    """The client's count of finished files: whole tasks as their results arrive, plus the
+    files that running tasks have announced (Dask events, which arrive on the client's own
+    thread); what it reports never goes backwards."""
+
+    def __init__(self, sizes: list[int], on_progress: Callable[[float], None] | None) -> None:
+        self.sizes, self.on_progress = sizes, on_progress
+        self.finished: set[int] = set()
+        self.announced: dict[int, int] = {}
+        self.shown = 0.0
+        self.lock = threading.Lock()
+
+    def file_done(self, event: tuple[float, Any]) -> None:
+        """Handler of the progress topic: one file of task ``event[1]`` is in place."""
+        index = int(event[1])
+        with self.lock:
+            if index in self.finished:
+                return
+            # a retried task announces again what its first attempt did not finish: capped
+            self.announced[index] = min(self.announced.get(index, 0) + 1, self.sizes[index] - 1)
+            self._show()
+
+    def task_done(self, index: int) -> None:
+        with self.lock:
+            self.finished.add(index)
+            self.announced.pop(index, None)
+            self._show()
+
+    def _show(self) -> None:
+        done = sum(self.sizes[i] for i in self.finished) + sum(self.announced.values())
+        if self.on_progress is not None and done > self.shown:
+            self.shown = float(done)
+            self.on_progress(self.shown)
 
 
 def _absolute(job: Job) -> Job:
