@@ -253,6 +253,18 @@ def test_wrong_bin_order_is_a_weights_error(tmp_path: Path) -> None:
         load_model("eccv16", weights=path)
 
 
+def test_weights_with_infinities_are_refused_by_name(tmp_path: Path) -> None:
+    """A float16 overflow (or a diverged run) leaves inf in a tensor, and every colour comes out
+    NaN: loading says which tensor instead of colorizing gray."""
+    state = random_official_state_dict(seed=2)
+    state["model3.2.weight"][0, 0, 0, 0] = float("inf")
+    path = tmp_path / "overflowed.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError,
+                       match=r"overflowed\.pth .*non-finite values .*model3\.2\.weight"):
+        load_model("eccv16", weights=path)
+
+
 def test_missing_explicit_file(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match=r"nope\.pth does not exist"):
         load_model("eccv16", weights=tmp_path / "nope.pth")

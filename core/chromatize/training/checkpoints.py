@@ -18,14 +18,27 @@ from torch import nn
 from chromatize.atomic import replacing
 from chromatize.models.mobile import build_mobile, is_hint_state
 
+#: The largest magnitude float16 holds; a tensor beyond it stays float32 in a weights file.
+FLOAT16_MAX = float(torch.finfo(torch.float16).max)
+
 
 def fp16_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """``model``'s state with floating-point tensors as float16, others (batch-norm counters)
-    unchanged: what the shipped weights files hold."""
-    return {
-        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
-        for k, v in model.state_dict().items()
-    }
+    unchanged: what the shipped weights files hold. A tensor with values beyond float16's range
+    (a batch norm's running variance after a hot training run, say) stays float32: as float16 it
+    would turn into infinities and every output into NaN. Non-finite weights (a diverged run)
+    raise ``ValueError``."""
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach()
+        if value.is_floating_point():
+            if not torch.isfinite(value).all():
+                raise ValueError(f"the weights hold non-finite values in {key}: the training "
+                                 "run diverged; export an earlier checkpoint")
+            fits = value.numel() == 0 or float(value.abs().max()) <= FLOAT16_MAX
+            value = value.to(torch.float16 if fits else torch.float32)
+        state[key] = value.contiguous()
+    return state
 
 
 def write_weights(state: dict[str, torch.Tensor], meta: dict[str, str], out: Path,

@@ -159,6 +159,14 @@ def _fit_errors(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str
     return problems
 
 
+def _non_finite(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The floating-point tensors of ``state`` holding inf or NaN: one of them makes every
+    output NaN (gray or garbage photos, not an error)."""
+    import torch
+
+    return [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+
+
 def load_model(
     name: str | ModelSpec,
     weights: str | os.PathLike[str] | None = None,
@@ -188,6 +196,13 @@ def load_model(
         raise WeightsError(
             f"weights file {path} ({hash_note}) does not fit the {spec.name!r} architecture: "
             + "; ".join(problems)
+        )
+    broken = _non_finite(state)
+    if broken:
+        shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+        raise WeightsError(
+            f"weights file {path} ({hash_note}) holds non-finite values (inf or NaN) in {shown}: "
+            "every colour would come out NaN; re-export it from a checkpoint that trained well"
         )
     try:
         model.load_state_dict(state, strict=True)
