@@ -618,3 +618,20 @@ def test_hints_are_in_stored_coordinates_of_a_rotated_photo(
     # stored (x, y) = (10, 5) is shown at (H - 1 - y, x) = (42, 10)
     assert np.linalg.norm(_ab_at(out, 42, 10) - _hex_ab(colour)) < 6
     assert np.linalg.norm(_ab_at(out, 10, 5) - _hex_ab(colour)) > 6
+
+
+def test_the_executable_keeps_main_s_status_and_skips_the_last_collection() -> None:
+    """``chromatize`` (the console script) runs :func:`chromatize.cli.main`, passes its exit
+    status on, and freezes the garbage collector before the interpreter shuts down (a quicker
+    exit: shutdown does not walk torch's object graph again)."""
+    code = ("import gc, sys; from chromatize.cli import console_main; sys.argv = ['chromatize'];"
+            " status = console_main(); print(status, gc.get_freeze_count() > 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "True"]  # no command: usage, status 2
+    assert "usage: chromatize" in done.stderr
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "chromatize"]
+    assert script.value == "chromatize.cli:console_main"

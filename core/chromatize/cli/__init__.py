@@ -82,3 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the exit-time flush stays quiet
         return 141
+
+
+def console_main() -> int:
+    """The ``chromatize`` executable (and ``python -m chromatize``): :func:`main`, then a quicker
+    exit. ``gc.freeze()`` moves everything still alive into the permanent generation, so the
+    interpreter's shutdown does not walk torch's whole object graph once more: ~0.2 s of every
+    run, a tenth of a small batch. Nothing is left open by then: outputs, the manifest and the
+    worker pools are closed inside :func:`main`, and shutdown still flushes and joins as usual."""
+    status = main()
+    import gc
+
+    gc.freeze()
+    return status
