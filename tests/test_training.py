@@ -352,6 +352,8 @@ def test_tiny_hint_training_run_scores_hints_and_exports_v2(tmp_path: Path,
     assert set(hint_psnr) == {"0", "1", "10", "100"} and all(np.isfinite(list(hint_psnr.values())))
     gain = hint_psnr["10"] - hint_psnr["0"]
     assert metrics[-1]["score"] == pytest.approx(metrics[-1]["automatic_score"] + gain)
+    # the network itself answers hints (not only the pipeline's pinned hint pixels)
+    assert metrics[-1]["hint_response"] > 0.1
 
     weights = tmp_path / "v2.safetensors"
     export.export(out / "best.pt", weights, temperature=None, overwrite=False)
@@ -600,3 +602,26 @@ def test_validation_sample_keeps_every_sources_share(tmp_path: Path) -> None:
     assert sources == {"aaa_scenes", "zzz_people"}
     assert split.validation_sample(tmp_path, None) == every == split.validation_sample(tmp_path,
                                                                                        500)
+
+
+def test_hint_response_is_zero_for_a_fresh_hint_encoder_and_not_after_a_change(
+        tmp_path: Path) -> None:
+    """A fresh v2 network ignores hints (zero projections), which hint_response reports as 0
+    while hint_psnr still rises from the pinned pixels; a nonzero projection moves it."""
+    from chromatize.models.mobile import build_mobile
+    from chromatize.training.scoring import hint_psnr, hint_response, load_held_out
+
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    rgb[:, :48] = (200, 40, 30)
+    rgb[:, 48:] = (30, 60, 200)
+    rgb = np.clip(rgb.astype(int) + rng.integers(-10, 10, rgb.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "two_halves.png")
+    photos = load_held_out([tmp_path / "two_halves.png"])
+    torch.manual_seed(0)
+    net = build_mobile(hints=True).eval()
+    assert hint_response(net, photos) == 0.0
+    scores = hint_psnr(net, photos, counts=(0, 100))
+    assert scores["100"] > scores["0"]  # the pinned pixels alone
+    torch.nn.init.normal_(net.hint_encoder.project[3].weight, std=0.5)
+    assert hint_response(net, photos) > 0.1

@@ -279,3 +279,30 @@ def hint_psnr(
     finally:
         model.train(was_training)
     return {k: v / max(len(photos), 1) for k, v in totals.items()}
+
+
+def hint_response(model: nn.Module, photos: Sequence[HeldOutPhoto], count: int = 10,
+                  temperature: float = SELECT_TEMPERATURE, seed: int = 0) -> float:
+    """Mean |Δab| (ab units) of the *network's* prediction (at its own resolution, before
+    the pipeline pins hint pixels) that ``count`` seeded hints cause on ``photos``.
+
+    :func:`hint_psnr` goes through the public hint path, which sets the hinted pixels to the hint
+    colour whatever the network does, so its PSNR rises with hints even when the network ignores
+    them (a hint encoder whose ReLUs all died, say). This says whether the network responds:
+    exactly 0 for a fresh hint encoder (its projections start at zero)."""
+    from chromatize.hints import sample_hints
+
+    was_training = model.training
+    colorizer = Colorizer(model)
+    options = colorizer.call_options(temperature=temperature)
+    total = 0.0
+    try:
+        for i, photo in enumerate(photos):
+            prepared = colorizer.prepare(photo.gray, options)
+            hints = sample_hints(photo.rgb, count, seed + i)
+            guided = colorizer.predict(prepared, options, hints=hints)
+            automatic = colorizer.predict(prepared, options)
+            total += float((guided.ab - automatic.ab).square().sum(0).sqrt().mean())
+    finally:
+        model.train(was_training)
+    return total / max(len(photos), 1)

@@ -77,7 +77,13 @@ from chromatize.training.data import (
     worker_init,
 )
 from chromatize.training.prior import compute_prior, load_prior, save_prior
-from chromatize.training.scoring import SELECT_TEMPERATURE, evaluate, hint_psnr, load_held_out
+from chromatize.training.scoring import (
+    SELECT_TEMPERATURE,
+    evaluate,
+    hint_psnr,
+    hint_response,
+    load_held_out,
+)
 
 log = logging.getLogger("chromatize.train")
 
@@ -397,12 +403,19 @@ class TrainingRun:
                                                         "weighted_loss", "score", "temperature",
                                                         "averaged")})
         if self.args.hints:
-            m["hint_psnr"] = hint_psnr(net, self.held_out[: self.args.hint_val_limit])
+            hint_photos = self.held_out[: self.args.hint_val_limit]
+            m["hint_psnr"] = hint_psnr(net, hint_photos)
+            m["hint_response"] = hint_response(net, hint_photos)
             m["automatic_score"] = m["score"]
             m["score"] += HINT_SCORE_WEIGHT * (m["hint_psnr"]["10"] - m["hint_psnr"]["0"])
-            log.info("hint PSNR (T=%g, %d photos): %s", SELECT_TEMPERATURE,
-                     min(len(self.held_out), self.args.hint_val_limit),
-                     "  ".join(f"{n} hints {v:.2f}" for n, v in m["hint_psnr"].items()))
+            log.info("hint PSNR (T=%g, %d photos): %s; the network moves %.2f ab with 10 hints",
+                     SELECT_TEMPERATURE, len(hint_photos),
+                     "  ".join(f"{n} hints {v:.2f}" for n, v in m["hint_psnr"].items()),
+                     m["hint_response"])
+            if self.state["step"] > 0 and m["hint_response"] < 0.01:
+                log.warning("the network ignores hints (10 hints move its prediction by %.3g ab; "
+                            "the PSNR with hints rises only from the pinned hint pixels): the "
+                            "hint encoder may have died; lower --hint-lr", m["hint_response"])
         with open(self.args.out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(m) + "\n")
         _log_eval(m, self.state["step"], averaged, time.perf_counter() - t0)
