@@ -8,12 +8,14 @@ full-resolution passes over memory, and at 1-2 MP it costs several times the net
 Here the same arithmetic runs once per pixel in a loop that numba compiles (``nogil``, so the
 pipeline's strip threads run it in parallel), with the very same tables: the max-chroma table
 and its 0.998 safety margin, the bisection where the table overshoots, and the sqrt-indexed
-8-bit table. It computes in float64 where torch uses float32, so a few pixels in a thousand
-land on the other side of an 8-bit rounding boundary (one level); ``tests/test_finish_kernel.py``
-holds it to the torch path.
+8-bit table; 16-bit and float output get the sRGB curve from a fine table
+(:func:`_transfer_table`). It computes in float64 where torch uses float32, so a few pixels in a
+thousand land on the other side of a rounding boundary (one level);
+``tests/test_finish_kernel.py`` holds it to the torch path.
 
-Used for 8-bit output on the CPU when numba is installed (the ``fast`` extra); the torch path
-serves everything else (CUDA, 16-bit and float output, masks).
+Used for 8-bit, 16-bit and float output on the CPU when numba is installed (the ``fast``
+extra); the torch path serves everything else (CUDA, masks). The 8-bit kernel loads in the
+background when a CPU Colorizer is made; the others at their first use.
 """
 
 from __future__ import annotations
@@ -96,8 +98,9 @@ def _grid(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 class FastFinish:
-    """One image's compiled finish: :meth:`rows` writes 8-bit sRGB of output rows into ``out``
-    (H, W, C uint8; channels 0-2), from an :class:`~chromatize.upsample.ABUpsampler` and L."""
+    """One image's compiled finish: :meth:`rows` writes sRGB of output rows into ``out``
+    (H, W, C of one of :data:`DTYPES`; channels 0-2), from an
+    :class:`~chromatize.upsample.ABUpsampler` and L."""
 
     def __init__(self, upsampler: ABUpsampler) -> None:
         kernel = _compiled()
@@ -119,10 +122,41 @@ class FastFinish:
         self._constants = _constants()
 
     def rows(self, rows: slice, lightness_rows: torch.Tensor, out: np.ndarray) -> None:
-        """Fill ``out[rows, :, :3]`` from L of those rows (h, W)."""
+        """Fill ``out[rows, :, :3]`` (uint8, uint16, float32 or float64) from L of those rows
+        (h, W)."""
         lightness = np.ascontiguousarray(lightness_rows.detach().cpu().numpy(), dtype=np.float32)
-        self._kernel(lightness, self._a, self._b, self._use_a, rows.start, *self._grid,
-                     self._table, self._codes, *self._constants, out)
+        if out.dtype == np.uint8:
+            self._kernel(lightness, self._a, self._b, self._use_a, rows.start, *self._grid,
+                         self._table, self._codes, *self._constants, out)
+            return
+        from chromatize import finish_numba  # loaded with the 8-bit kernel already
+
+        # numba compiles (or loads from its cache) this variant for out's dtype at first use
+        matrix, scalars = self._constants
+        scale = 65535.0 if out.dtype == np.uint16 else 0.0
+        finish_numba.rows_transfer(lightness, self._a, self._b, self._use_a, rows.start,
+                                   *self._grid, self._table, _transfer_table(),
+                                   float(TRANSFER_STEPS), scale, matrix, scalars, out)
+
+
+#: Intervals of :func:`_transfer_table` (in sqrt of linear light).
+TRANSFER_STEPS = 65536
+#: The output dtypes the compiled finish writes.
+DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+@lru_cache(maxsize=1)
+def _transfer_table() -> np.ndarray:
+    """The sRGB transfer curve of :func:`chromatize.color.linear_to_srgb` at linear light
+    (k / TRANSFER_STEPS)^2, k = 0..TRANSFER_STEPS + 1, float64 (512 KB). Sampled in sqrt(x) the
+    curve is smooth enough that linear interpolation errs by < 1e-9 everywhere (largest at the
+    joint of its linear and power parts): 16-bit levels come out as the formula gives them, and
+    float output within float32's own rounding."""
+    s = np.arange(TRANSFER_STEPS + 2, dtype=np.float64) / TRANSFER_STEPS
+    x = np.minimum(s * s, 1.0)
+    curve = np.where(x <= 0.0031308, x * 12.92,
+                     1.055 * np.maximum(x, 0.0031308) ** (1.0 / 2.4) - 0.055)
+    return np.ascontiguousarray(curve)
 
 
 @lru_cache(maxsize=1)

@@ -149,12 +149,46 @@ def _encode_row(rgb, codes, table_size, index, out_row):
 
 
 @_jit
+def _transfer_row(rgb, transfer, steps, scale, out_row):
+    """sRGB-encoded linear ``rgb`` (3, W) into ``out_row`` (W, C): integer levels rounded at
+    ``scale`` (65535 for 16-bit), or with ``scale`` 0 floats in [0, 1]. The transfer curve comes
+    from ``transfer``, the curve at (k / steps)^2 for k = 0..steps+1, interpolated linearly in
+    sqrt(x) (error below 1e-9 at steps = 65536: see finish_kernel._transfer_table)."""
+    width = out_row.shape[0]
+    for c in range(3):
+        for j in range(width):
+            t = math.sqrt(min(max(rgb[c, j], 0.0), 1.0)) * steps
+            k = int(t)
+            v = transfer[k] + (t - k) * (transfer[k + 1] - transfer[k])
+            rgb[c, j] = min(max(v, 0.0), 1.0)
+        if scale > 0.0:
+            for j in range(width):
+                out_row[j, c] = math.floor(rgb[c, j] * scale + 0.5)
+        else:
+            for j in range(width):
+                out_row[j, c] = rgb[c, j]
+
+
+@_jit
+def _linear_rgb_row(lightness_row, r, coeff_a, coeff_b, use_a, y0, y1, wy, x0, x1, wx, table,
+                    matrix, scalars, row_a, row_b, lum, a, b, rgb):
+    """Linear sRGB of output row ``r`` into ``rgb`` (3, W): ab = bilinear(coeff_b)
+    (+ bilinear(coeff_a) * L when ``use_a``: the guided filter's A and B), joined with L,
+    gamut-mapped by chroma at constant L and hue."""
+    _vertical(coeff_b, y0[r], y1[r], wy[r], row_b)
+    if use_a:
+        _vertical(coeff_a, y0[r], y1[r], wy[r], row_a)
+    _upsampled_row(lightness_row, row_a, row_b, x0, x1, wx, lum, a, b)
+    if _linear_row(lum, a, b, matrix, scalars, rgb):
+        _map_outside_row(lum, a, b, table, matrix, scalars, rgb)
+
+
+@_jit
 def rows_uint8(lightness, coeff_a, coeff_b, use_a, first_row, y0, y1, wy, x0, x1, wx,
                table, codes, matrix, scalars, out):
-    """out[first_row + i, :, :3] = 8-bit sRGB for every row i of ``lightness`` (rows, W):
-    ab = bilinear(coeff_b) (+ bilinear(coeff_a) * L when ``use_a``: the guided filter's
-    A and B), joined with L, gamut-mapped by chroma at constant L and hue. Row by row, in
-    passes over row buffers, so that the arithmetic vectorizes."""
+    """out[first_row + i, :, :3] = 8-bit sRGB for every row i of ``lightness`` (rows, W)
+    (:func:`_linear_rgb_row`, then the sqrt-indexed 8-bit table). Row by row, in passes over
+    row buffers, so that the arithmetic vectorizes."""
     height, width = lightness.shape
     row_b = np.empty((2, coeff_b.shape[2]))
     row_a = np.zeros((2, coeff_b.shape[2]))  # stays zero without A (not guided)
@@ -163,13 +197,26 @@ def rows_uint8(lightness, coeff_a, coeff_b, use_a, first_row, y0, y1, wy, x0, x1
     index = np.empty(width, dtype=np.int64)
     for i in range(height):
         r = first_row + i
-        _vertical(coeff_b, y0[r], y1[r], wy[r], row_b)
-        if use_a:
-            _vertical(coeff_a, y0[r], y1[r], wy[r], row_a)
-        _upsampled_row(lightness[i], row_a, row_b, x0, x1, wx, lum, a, b)
-        if _linear_row(lum, a, b, matrix, scalars, rgb):
-            _map_outside_row(lum, a, b, table, matrix, scalars, rgb)
+        _linear_rgb_row(lightness[i], r, coeff_a, coeff_b, use_a, y0, y1, wy, x0, x1, wx,
+                        table, matrix, scalars, row_a, row_b, lum, a, b, rgb)
         _encode_row(rgb, codes, scalars[6], index, out[r])
+
+
+@_jit
+def rows_transfer(lightness, coeff_a, coeff_b, use_a, first_row, y0, y1, wy, x0, x1, wx,
+                  table, transfer, steps, scale, matrix, scalars, out):
+    """As :func:`rows_uint8` for 16-bit (``scale`` 65535) and float (``scale`` 0) output:
+    the sRGB curve from the ``transfer`` table (:func:`_transfer_row`)."""
+    height, width = lightness.shape
+    row_b = np.empty((2, coeff_b.shape[2]))
+    row_a = np.zeros((2, coeff_b.shape[2]))
+    lum, a, b = np.empty(width), np.empty(width), np.empty(width)
+    rgb = np.empty((3, width))
+    for i in range(height):
+        r = first_row + i
+        _linear_rgb_row(lightness[i], r, coeff_a, coeff_b, use_a, y0, y1, wy, x0, x1, wx,
+                        table, matrix, scalars, row_a, row_b, lum, a, b, rgb)
+        _transfer_row(rgb, transfer, steps, scale, out[r])
 
 
 def warm_up() -> None:

@@ -673,10 +673,12 @@ class Colorizer:
 
     def _fast_finish(self, prepared: Prepared, upsampler: ABUpsampler, out: np.ndarray
                      ) -> finish_kernel.FastFinish | None:
-        """The compiled finish (:mod:`chromatize.finish_kernel`) where it applies: 8-bit output
-        on the CPU without a mask, with numba installed; else None (the torch path)."""
-        if (self.device.type != "cpu" or out.dtype != np.uint8 or prepared.mask is not None
-                or not self.fast_finish or not finish_kernel.available()):
+        """The compiled finish (:mod:`chromatize.finish_kernel`) where it applies: 8-bit, 16-bit
+        and float output on the CPU without a mask, with numba installed; else None (the torch
+        path)."""
+        if (self.device.type != "cpu" or out.dtype not in finish_kernel.DTYPES
+                or prepared.mask is not None or not self.fast_finish
+                or not finish_kernel.available()):
             return None
         return finish_kernel.FastFinish(upsampler)
 
@@ -691,7 +693,7 @@ class Colorizer:
         lightness = prepared.lightness[rows]
         fast.rows(rows, lightness, out)
         if pinned is not None:
-            _write_pinned_uint8(out, rows, lightness, *pinned)
+            _write_pinned(out, rows, lightness, *pinned)
         alpha = imagearray.alpha(image, layout, rows)
         if alpha is not None:
             out[rows, :, 3] = alpha
@@ -763,10 +765,10 @@ def _pin(ab: torch.Tensor, rows: slice, width: int, indices: np.ndarray, values:
     return ab
 
 
-def _write_pinned_uint8(out: np.ndarray, rows: slice, lightness: torch.Tensor,
-                        indices: np.ndarray, values: torch.Tensor) -> None:
-    """8-bit sRGB of the pinned pixels of strip ``rows`` (their exact ab with the image's L,
-    gamut-mapped), written over ``out``."""
+def _write_pinned(out: np.ndarray, rows: slice, lightness: torch.Tensor,
+                  indices: np.ndarray, values: torch.Tensor) -> None:
+    """sRGB of the pinned pixels of strip ``rows`` (their exact ab with the image's L,
+    gamut-mapped, in ``out``'s dtype as the torch path writes it), written over ``out``."""
     width = out.shape[1]
     start, stop = np.searchsorted(indices, (rows.start * width, rows.stop * width))
     if start == stop:
@@ -774,10 +776,9 @@ def _write_pinned_uint8(out: np.ndarray, rows: slice, lightness: torch.Tensor,
     local = indices[start:stop] - rows.start * width
     own_l = lightness.reshape(-1)[torch.from_numpy(local)][None]
     ab = values[:, start:stop].to("cpu", torch.float32)[:, None]
-    codes = color.linear_to_srgb_uint8(color.lightness_ab_to_linear_rgb(own_l, ab)).numpy()
+    encoded = imagearray.from_linear_rgb(color.lightness_ab_to_linear_rgb(own_l, ab), out.dtype)
     block = out[rows].reshape(-1, out.shape[2])
-    for c in range(3):
-        block[local, c] = codes[c, 0]
+    block[local, :3] = encoded[0]
 
 
 def _strip_rows(width: int) -> int:
