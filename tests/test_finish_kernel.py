@@ -106,6 +106,23 @@ def test_pinned_hint_pixels_of_a_16_bit_image_are_exact_on_the_compiled_path():
     assert np.array_equal(got[198:203, 298:303], expected[198:203, 298:303])
 
 
+@pytest.mark.parametrize("ab_shape, full_shape", [((48, 72), (800, 1200)), ((3, 5), (12, 20)),
+                                                   ((16, 2), (64, 9))])
+def test_compiled_guided_fit_equals_the_torch_fit(ab_shape, full_shape) -> None:
+    """The guided filter's coefficients, compiled, against ABUpsampler._fit: float32 rounding
+    apart the same, also where the window is wider than the image (truncated borders)."""
+    from chromatize.upsample import GUIDED_EPS, ABUpsampler, guide_key, guide_statistics
+
+    generator = torch.Generator().manual_seed(1)
+    ab = torch.randn(2, *ab_shape, generator=generator) * 40
+    lightness = torch.rand(full_shape, generator=generator) * 100
+    guide = guide_statistics(lightness, guide_key(ab_shape, full_shape))
+    expected = ABUpsampler._fit(ab, guide, GUIDED_EPS)
+    got = finish_kernel.guided_fit(ab, guide, GUIDED_EPS)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+
 def test_pinned_hint_pixels_are_exact_on_the_compiled_path():
     colorizer = Colorizer("mobile", device="cpu", engine="torch")
     image = _image("L", seed=3)

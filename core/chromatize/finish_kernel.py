@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from chromatize import color
-from chromatize.upsample import ABUpsampler, _source_index
+from chromatize.upsample import ABUpsampler, GuideStatistics, _source_index, resize_bilinear_rows
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,24 @@ class FastFinish:
         finish_numba.rows_transfer(lightness, self._a, self._b, self._use_a, rows.start,
                                    *self._grid, self._table, _transfer_table(),
                                    float(TRANSFER_STEPS), scale, matrix, scalars, out)
+
+
+def guided_fit(ab: torch.Tensor, guide: GuideStatistics, eps: float) -> torch.Tensor:
+    """:meth:`chromatize.upsample.ABUpsampler._fit` compiled (its ``fit``): the same float32
+    arithmetic and float64 box sums in one loop instead of ~40 small torch ops (~4 ms -> well
+    under 1 ms per image at the default render size)."""
+    from chromatize import finish_numba
+
+    p = resize_bilinear_rows(ab, *guide.shape)
+
+    def plane(t: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+
+    out = np.empty((4, *guide.shape), dtype=np.float32)
+    finish_numba.guided_coefficients(plane(p), plane(guide.guide), plane(guide.mean),
+                                     plane(guide.variance), int(guide.radius), np.float32(eps),
+                                     out)
+    return torch.from_numpy(out)
 
 
 #: Intervals of :func:`_transfer_table` (in sqrt of linear light).

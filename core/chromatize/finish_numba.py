@@ -219,11 +219,81 @@ def rows_transfer(lightness, coeff_a, coeff_b, use_a, first_row, y0, y1, wy, x0,
         _transfer_row(rgb, transfer, steps, scale, out[r])
 
 
+@_jit
+def _box_mean(x, radius, out):
+    """Mean of ``x`` (C, h, w) over (2r+1)^2 windows truncated at the borders, into ``out``
+    (float32): sliding sums in float64, a row pass then a column pass, as
+    ``chromatize.upsample._box_mean`` computes it."""
+    channels, h, w = x.shape
+    rows = np.empty((h, w))
+    for c in range(channels):
+        for i in range(h):
+            total = 0.0
+            for j in range(min(radius, w - 1) + 1):
+                total += x[c, i, j]
+            for j in range(w):
+                rows[i, j] = total
+                if j + radius + 1 < w:
+                    total += x[c, i, j + radius + 1]
+                if j - radius >= 0:
+                    total -= x[c, i, j - radius]
+        column = np.zeros(w)
+        for i in range(min(radius, h - 1) + 1):
+            for j in range(w):
+                column[j] += rows[i, j]
+        for i in range(h):
+            count_i = min(i + radius, h - 1) - max(i - radius, 0) + 1
+            for j in range(w):
+                count = count_i * (min(j + radius, w - 1) - max(j - radius, 0) + 1)
+                out[c, i, j] = column[j] / count
+            if i + radius + 1 < h:
+                for j in range(w):
+                    column[j] += rows[i + radius + 1, j]
+            if i - radius >= 0:
+                for j in range(w):
+                    column[j] -= rows[i - radius, j]
+
+
+@_jit
+def guided_coefficients(p, guide, mean, variance, radius, eps, out):
+    """The guided filter's A (/100, channels 0-1) and B (2-3), box-averaged, into ``out``
+    (4, mh, mw) float32: ``chromatize.upsample.ABUpsampler._fit`` for ab ``p`` (2, mh, mw)
+    resized to the guide's statistics (1, mh, mw), all float32 as there."""
+    _, h, w = p.shape
+    mean_p = np.empty((2, h, w), dtype=np.float32)
+    _box_mean(p, radius, mean_p)
+    product = np.empty((2, h, w), dtype=np.float32)
+    for c in range(2):
+        for i in range(h):
+            for j in range(w):
+                product[c, i, j] = guide[0, i, j] * p[c, i, j]
+    mean_gp = np.empty((2, h, w), dtype=np.float32)
+    _box_mean(product, radius, mean_gp)
+    coefficients = np.empty((4, h, w), dtype=np.float32)
+    for c in range(2):
+        for i in range(h):
+            for j in range(w):
+                g = mean[0, i, j]
+                a = np.float32(mean_gp[c, i, j] - g * mean_p[c, i, j]) / np.float32(
+                    variance[0, i, j] + eps)
+                coefficients[c, i, j] = a
+                coefficients[c + 2, i, j] = mean_p[c, i, j] - a * g
+    _box_mean(coefficients, radius, out)
+    for c in range(2):
+        for i in range(h):
+            for j in range(w):
+                out[c, i, j] = out[c, i, j] / np.float32(100.0)
+
+
 def warm_up() -> None:
-    """Compile (or load from numba's cache) :func:`rows_uint8` for the types it is called with."""
+    """Compile (or load from numba's cache) :func:`rows_uint8` and :func:`guided_coefficients`
+    for the types they are called with."""
     grid = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1)
     out = np.zeros((1, 1, 3), dtype=np.uint8)
     coeff = np.zeros((2, 1, 1), dtype=np.float32)
     scalars = np.array([6 / 29, 1.0, 4 / 29, 1, 1, 1.0, 2, 1e-6, 1.0])
     rows_uint8(np.zeros((1, 1), dtype=np.float32), coeff, coeff, True, 0, *grid, *grid,
                np.ones((2, 2)), np.zeros(2, dtype=np.uint8), np.eye(3), scalars, out)
+    plane = np.zeros((1, 2, 2), dtype=np.float32)
+    guided_coefficients(np.zeros((2, 2, 2), dtype=np.float32), plane, plane, plane, 1,
+                        np.float32(1e-3), np.zeros((4, 2, 2), dtype=np.float32))

@@ -649,10 +649,11 @@ class Colorizer:
         ab = prediction.ab.to(self.device)
         guide = (prepared.guide(tuple(ab.shape[-2:]), self.device)
                  if options.upsample == "guided" else None)
-        upsampler = ABUpsampler(ab, prepared.lightness.to(self.device), options.upsample,
-                                guide=guide)
         out = imagearray.allocate_output(prepared.layout)
-        fast = self._fast_finish(prepared, upsampler, out)
+        compiled = self._compiled_finish_applies(prepared, out)
+        upsampler = ABUpsampler(ab, prepared.lightness.to(self.device), options.upsample,
+                                guide=guide, fit=finish_kernel.guided_fit if compiled else None)
+        fast = finish_kernel.FastFinish(upsampler) if compiled else None
         started = self._timed("upsample", started)
         spent = _run_strips(
             prepared.layout.height,
@@ -671,16 +672,12 @@ class Colorizer:
                                         + wall * spent.get(stage, 0.0) / busy)
         return out
 
-    def _fast_finish(self, prepared: Prepared, upsampler: ABUpsampler, out: np.ndarray
-                     ) -> finish_kernel.FastFinish | None:
-        """The compiled finish (:mod:`chromatize.finish_kernel`) where it applies: 8-bit, 16-bit
-        and float output on the CPU without a mask, with numba installed; else None (the torch
+    def _compiled_finish_applies(self, prepared: Prepared, out: np.ndarray) -> bool:
+        """Whether the compiled finish (:mod:`chromatize.finish_kernel`) serves ``out``: 8-bit,
+        16-bit and float output on the CPU without a mask, with numba installed (else the torch
         path)."""
-        if (self.device.type != "cpu" or out.dtype not in finish_kernel.DTYPES
-                or prepared.mask is not None or not self.fast_finish
-                or not finish_kernel.available()):
-            return None
-        return finish_kernel.FastFinish(upsampler)
+        return (self.device.type == "cpu" and out.dtype in finish_kernel.DTYPES
+                and prepared.mask is None and self.fast_finish and finish_kernel.available())
 
     def _fast_finish_rows(
         self, prepared: Prepared, fast: finish_kernel.FastFinish, out: np.ndarray, rows: slice,

@@ -16,6 +16,7 @@ never needs more than a few full-width float rows of scratch memory:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -156,6 +157,8 @@ class ABUpsampler:
     call takes the matching rows of L again so the caller can stream them). ``guide``: the
     guide's :class:`GuideStatistics` when the caller keeps them (e.g. in
     :class:`chromatize.pipeline.Prepared`); they must match :func:`guide_key` of these sizes.
+    ``fit``: computes the coefficients instead of :meth:`_fit`, with the same arguments and result
+    (the compiled :func:`chromatize.finish_kernel.guided_fit`).
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class ABUpsampler:
         eps: float = GUIDED_EPS,
         intermediate_scale: int = GUIDED_INTERMEDIATE_SCALE,
         guide: GuideStatistics | None = None,
+        fit: Callable[[torch.Tensor, GuideStatistics, float], torch.Tensor] | None = None,
     ) -> None:
         if method not in UPSAMPLE_METHODS:
             raise ValueError(
@@ -188,7 +192,7 @@ class ABUpsampler:
             elif (*guide.shape, guide.radius) != key:
                 raise ValueError(f"guide statistics for {(*guide.shape, guide.radius)}, "
                                  f"this upsampling needs {key}")
-            coefficients = self._fit(self.ab_low, guide, eps)
+            coefficients = (fit or self._fit)(self.ab_low, guide, eps)
             self._a, self._b = coefficients[:2], coefficients[2:]  # contiguous halves
 
     @staticmethod
