@@ -151,3 +151,26 @@ def test_a_cpu_colorizer_loads_the_kernel_in_the_background() -> None:
     out = colorizer.colorize(image)
     colorizer.fast_finish = False
     assert np.abs(out.astype(int) - colorizer.colorize(image)).max() <= 1
+
+
+def test_a_variant_that_cannot_compile_falls_back_to_torch(monkeypatch, caplog) -> None:
+    """If numba cannot build the 16-bit variant (a broken llvmlite, say), 16-bit images are
+    finished by torch, with a warning, instead of failing; 8-bit keeps the compiled path."""
+    from chromatize import finish_numba
+
+    def broken(dtype: np.dtype) -> None:
+        raise RuntimeError("LLVM ERROR: simulated")
+
+    monkeypatch.setattr(finish_numba, "warm_up_transfer", broken)
+    finish_kernel._transfer_ready.cache_clear()
+    try:
+        colorizer = Colorizer(_Vivid(), device="cpu", engine="torch")
+        image = _as_dtype(_image("L"), "uint16")
+        with caplog.at_level("WARNING", logger="chromatize.finish_kernel"):
+            got = colorizer.colorize(image)
+        assert "for uint16 output (LLVM ERROR: simulated); using torch" in caplog.text
+        colorizer.fast_finish = False
+        assert np.array_equal(got, colorizer.colorize(image))  # the torch path itself
+        assert finish_kernel.available(np.uint8)
+    finally:
+        finish_kernel._transfer_ready.cache_clear()

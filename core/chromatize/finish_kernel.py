@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +85,29 @@ def build_in_background() -> None:
         threading.Thread(target=_compiled, name="chromatize-numba", daemon=True).start()
 
 
-def available() -> bool:
-    """Whether the compiled finish can run here."""
-    return _compiled() is not None
+def available(dtype: Any = np.uint8) -> bool:
+    """Whether the compiled finish can run here for output of ``dtype`` (one of
+    :data:`DTYPES`; the first ask for 16-bit or float compiles or loads its variant)."""
+    if _compiled() is None:
+        return False
+    name = np.dtype(dtype).name
+    if name == "uint8":
+        return True
+    with _BUILD_LOCK:
+        return _transfer_ready(name)
+
+
+@cache
+def _transfer_ready(dtype_name: str) -> bool:
+    from chromatize import finish_numba
+
+    try:
+        finish_numba.warm_up_transfer(np.dtype(dtype_name))
+    except Exception as exc:  # noqa: BLE001 - as in _build_once: fall back to torch
+        log.warning("numba could not load or compile the fast finish for %s output (%s); "
+                    "using torch", dtype_name, exc)
+        return False
+    return True
 
 
 def _grid(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,7 +151,7 @@ class FastFinish:
             return
         from chromatize import finish_numba  # loaded with the 8-bit kernel already
 
-        # numba compiles (or loads from its cache) this variant for out's dtype at first use
+        # available(out.dtype) has compiled (or loaded) this variant for out's dtype
         matrix, scalars = self._constants
         scale = 65535.0 if out.dtype == np.uint16 else 0.0
         finish_numba.rows_transfer(lightness, self._a, self._b, self._use_a, rows.start,

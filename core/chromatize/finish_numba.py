@@ -297,3 +297,13 @@ def warm_up() -> None:
     plane = np.zeros((1, 2, 2), dtype=np.float32)
     guided_coefficients(np.zeros((2, 2, 2), dtype=np.float32), plane, plane, plane, 1,
                         np.float32(1e-3), np.zeros((4, 2, 2), dtype=np.float32))
+
+
+def warm_up_transfer(dtype: np.dtype) -> None:
+    """Compile (or load from numba's cache) :func:`rows_transfer` for output of ``dtype``."""
+    grid = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1)
+    coeff = np.zeros((2, 1, 1), dtype=np.float32)
+    scalars = np.array([6 / 29, 1.0, 4 / 29, 1, 1, 1.0, 2, 1e-6, 1.0])
+    rows_transfer(np.zeros((1, 1), dtype=np.float32), coeff, coeff, True, 0, *grid, *grid,
+                  np.ones((2, 2)), np.zeros(3), 1.0, 65535.0 if dtype == np.uint16 else 0.0,
+                  np.eye(3), scalars, np.zeros((1, 1, 3), dtype=dtype))

@@ -677,7 +677,8 @@ class Colorizer:
         16-bit and float output on the CPU without a mask, with numba installed (else the torch
         path)."""
         return (self.device.type == "cpu" and out.dtype in finish_kernel.DTYPES
-                and prepared.mask is None and self.fast_finish and finish_kernel.available())
+                and prepared.mask is None and self.fast_finish
+                and finish_kernel.available(out.dtype))
 
     def _fast_finish_rows(
         self, prepared: Prepared, fast: finish_kernel.FastFinish, out: np.ndarray, rows: slice,
