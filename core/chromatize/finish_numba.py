@@ -153,7 +153,8 @@ def _transfer_row(rgb, transfer, steps, scale, out_row):
     """sRGB-encoded linear ``rgb`` (3, W) into ``out_row`` (W, C): integer levels rounded at
     ``scale`` (65535 for 16-bit), or with ``scale`` 0 floats in [0, 1]. The transfer curve comes
     from ``transfer``, the curve at (k / steps)^2 for k = 0..steps+1, interpolated linearly in
-    sqrt(x) (error below 1e-9 at steps = 65536: see finish_kernel._transfer_table)."""
+    sqrt(x) (error below 1e-9 at steps = 65536: see finish_kernel._transfer_table). ``rgb``
+    is overwritten (it holds the encoded values afterwards)."""
     width = out_row.shape[0]
     for c in range(3):
         for j in range(width):
@@ -285,15 +286,21 @@ def guided_coefficients(p, guide, mean, variance, radius, eps, out):
                 out[c, i, j] = out[c, i, j] / np.float32(100.0)
 
 
+def _tiny_arguments() -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """A 1x1 image's grid, coefficients and scalars: enough to compile a row kernel."""
+    grid = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1)
+    coeff = np.zeros((2, 1, 1), dtype=np.float32)
+    scalars = np.array([6 / 29, 1.0, 4 / 29, 1, 1, 1.0, 2, 1e-6, 1.0])
+    return grid, coeff, scalars
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) :func:`rows_uint8` and :func:`guided_coefficients`
     for the types they are called with."""
-    grid = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1)
-    out = np.zeros((1, 1, 3), dtype=np.uint8)
-    coeff = np.zeros((2, 1, 1), dtype=np.float32)
-    scalars = np.array([6 / 29, 1.0, 4 / 29, 1, 1, 1.0, 2, 1e-6, 1.0])
+    grid, coeff, scalars = _tiny_arguments()
     rows_uint8(np.zeros((1, 1), dtype=np.float32), coeff, coeff, True, 0, *grid, *grid,
-               np.ones((2, 2)), np.zeros(2, dtype=np.uint8), np.eye(3), scalars, out)
+               np.ones((2, 2)), np.zeros(2, dtype=np.uint8), np.eye(3), scalars,
+               np.zeros((1, 1, 3), dtype=np.uint8))
     plane = np.zeros((1, 2, 2), dtype=np.float32)
     guided_coefficients(np.zeros((2, 2, 2), dtype=np.float32), plane, plane, plane, 1,
                         np.float32(1e-3), np.zeros((4, 2, 2), dtype=np.float32))
@@ -301,9 +308,7 @@ def warm_up() -> None:
 
 def warm_up_transfer(dtype: np.dtype) -> None:
     """Compile (or load from numba's cache) :func:`rows_transfer` for output of ``dtype``."""
-    grid = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1)
-    coeff = np.zeros((2, 1, 1), dtype=np.float32)
-    scalars = np.array([6 / 29, 1.0, 4 / 29, 1, 1, 1.0, 2, 1e-6, 1.0])
+    grid, coeff, scalars = _tiny_arguments()
     rows_transfer(np.zeros((1, 1), dtype=np.float32), coeff, coeff, True, 0, *grid, *grid,
                   np.ones((2, 2)), np.zeros(3), 1.0, 65535.0 if dtype == np.uint16 else 0.0,
                   np.eye(3), scalars, np.zeros((1, 1, 3), dtype=dtype))
