@@ -360,6 +360,14 @@ def test_tiny_hint_training_run_scores_hints_and_exports_v2(tmp_path: Path,
     with safe_open(weights, "pt") as fh:
         assert fh.metadata()["format"] == "chromatize-mobile-2"
     model = load_model("mobile", weights=weights)
+    # the weights carry the prior the run learned against: the temperature anneals relative to it
+    from chromatize.bins import evidence_log_prior
+    from chromatize.training.checkpoints import load_checkpoint
+
+    ckpt = load_checkpoint(out / "best.pt")
+    expected = evidence_log_prior(ckpt["prior"], float(ckpt["args"]["rebalance_lambda"]),
+                                  max_weight=float(ckpt["args"]["max_weight"]))
+    assert torch.allclose(model.decode_log_prior, expected, atol=0.02)
     lightness = torch.full((1, 1, 64, 64), 50.0)
     hints = torch.zeros(1, 3, 64, 64)
     hints[0, 0, 28:36, 28:36], hints[0, 2, 28:36, 28:36] = 0.6, 1.0

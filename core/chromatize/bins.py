@@ -28,6 +28,8 @@ SOFT_ENCODE_NEIGHBOURS = 5
 SOFT_ENCODE_SIGMA = 5.0
 REBALANCE_LAMBDA = 0.5
 PRIOR_SMOOTHING_SIGMA = 5.0
+#: Share of a uniform prior in :func:`evidence_log_prior` (bounds the rarest bins' lift).
+EVIDENCE_PRIOR_FLOOR = 0.01
 
 DECODE_METHODS: tuple[str, ...] = DECODE_CHOICES
 
@@ -63,17 +65,49 @@ _BIN_CACHE: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
 
 def probabilities(
-    logits: torch.Tensor, temperature: float = 1.0, logit_scale: float = 1.0
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    logit_scale: float = 1.0,
+    log_prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bin distribution, sharpened/flattened by ``temperature``.
 
     ``logit_scale`` converts a model's raw output to log-probabilities up to a constant (1 for our
     own models; 1/2.606 for the official ECCV16 weights, whose last layer folds the paper's
-    1/T = 2.606 rescaling). The result is softmax(logit_scale * logits / temperature).
+    1/T = 2.606 rescaling). Without ``log_prior`` the result is softmax(logit_scale * logits /
+    temperature), the paper's annealing.
+
+    With ``log_prior`` (313,), the log of the colour prior the model's distribution was trained
+    against (:func:`evidence_log_prior`), the temperature anneals the model's *evidence* and
+    leaves the prior alone: log q = (logit_scale * logits - (1 - T) * log_prior) / T, i.e.
+    q ∝ (p / prior) ** (1 / T) * prior. T = 1 is the model's own distribution either way. Below 1
+    the paper's annealing also sharpens the prior, which favours the common pale colours and
+    cancels the vividness a low T promises when the distribution's mode is itself pale;
+    annealing the evidence moves toward the colour that is most likely *for its rarity*.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    return torch.softmax(logits.float() * (logit_scale / temperature), dim=1)
+    scaled = logits.float() * logit_scale
+    if log_prior is not None and temperature != 1.0:
+        shape = (1, NUM_BINS) + (1,) * (logits.ndim - 2)
+        scaled = scaled - (1.0 - temperature) * log_prior.to(scaled).view(shape)
+    return torch.softmax(scaled / temperature, dim=1)
+
+
+def evidence_log_prior(
+    prior: torch.Tensor, lam: float, max_weight: float | None = None
+) -> torch.Tensor:
+    """The log prior (313,) float32 a model trained with class rebalancing (``lam``,
+    ``max_weight``: :func:`rebalance_weights`) on bins of empirical prior ``prior`` (counts or
+    probabilities) has learned its distribution against: the smoothed prior times the
+    rebalancing weights, normalised, with :data:`EVIDENCE_PRIOR_FLOOR` of a uniform prior mixed
+    in: colours the training photos (almost) never held have no evidence worth amplifying, and
+    the floor bounds how far a low temperature can lift them. Its log is what
+    :func:`probabilities` anneals relative to."""
+    smoothed = smooth_prior(prior)
+    effective = smoothed * rebalance_weights(prior, lam, max_weight=max_weight).double()
+    effective = (1 - EVIDENCE_PRIOR_FLOOR) * effective / effective.sum()
+    return (effective + EVIDENCE_PRIOR_FLOOR / NUM_BINS).log().float()
 
 
 def decode(
@@ -81,11 +115,13 @@ def decode(
     method: DecodeMethod = "annealed_mean",
     temperature: float = DEFAULT_TEMPERATURE,
     logit_scale: float = 1.0,
+    log_prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Turn per-pixel bin logits (N, 313, H, W) into ab values (N, 2, H, W).
 
-    - ``annealed_mean``: mean of the distribution re-tempered with ``temperature`` (paper: 0.38).
-      T=1 is the plain mean; T -> 0 approaches the mode.
+    - ``annealed_mean``: mean of the distribution re-tempered with ``temperature`` (paper: 0.38;
+      relative to ``log_prior`` when given, see :func:`probabilities`). T=1 is the plain mean;
+      T -> 0 approaches the mode (of the evidence, with ``log_prior``).
     - ``mean``: expectation of the model's distribution (desaturated, but smooth).
     - ``mode``: centre of the most likely bin (vivid, but blotchy).
     """
@@ -103,7 +139,7 @@ def decode(
         raise ValueError(
             f"unknown decode method {method!r}; choose one of {', '.join(DECODE_METHODS)}"
         )
-    p = probabilities(logits, temperature, logit_scale)
+    p = probabilities(logits, temperature, logit_scale, log_prior)
     return torch.einsum("nqhw,qc->nchw", p, bins)
 
 

@@ -68,7 +68,13 @@ from chromatize.engine import OnnxEngine, hint_engine, select_engine
 from chromatize.errors import ChromatizeError, InputImageError
 from chromatize.hints import ColourSuggestion, Hints, refuse_hints, suggest_colours
 from chromatize.imagearray import ImageLayout
-from chromatize.models.contract import OUTPUT_AB, check_hints, check_model, output_kind
+from chromatize.models.contract import (
+    OUTPUT_AB,
+    check_hints,
+    check_model,
+    decode_log_prior,
+    output_kind,
+)
 from chromatize.options import DEFAULT_MODEL, MAX_RENDER_SIZE, ColorizeOptions, setting_token
 from chromatize.progress import CancelCallback, Progress, ProgressCallback
 from chromatize.upsample import ABUpsampler, GuideStatistics, guide_key, guide_statistics
@@ -191,14 +197,18 @@ class Prediction:
     logit_scale: float
     #: decoded ab (2, h/4, w/4) after the temperature, decoding and saturation of the options
     ab: torch.Tensor
+    #: the model's decoding log prior (313,), or None (see :func:`chromatize.bins.probabilities`)
+    log_prior: torch.Tensor | None = None
 
     def probabilities(self, temperature: float = 1.0) -> torch.Tensor:
-        """The 313-bin distribution (313, h/4, w/4) at ``temperature`` (1 = the model's own)."""
+        """The 313-bin distribution (313, h/4, w/4) at ``temperature`` (1 = the model's own;
+        annealed as the decoding is, relative to :attr:`log_prior`)."""
         if self.logits is None:
             raise ChromatizeError(
                 "this model predicts one colour per pixel, not a distribution of colours, so it "
                 "has no colour suggestions or temporal consistency; choose a model such as mobile")
-        return bins.probabilities(self.logits[None], temperature, self.logit_scale)[0]
+        return bins.probabilities(self.logits[None], temperature, self.logit_scale,
+                                  self.log_prior)[0]
 
 
 class Colorizer:
@@ -243,6 +253,8 @@ class Colorizer:
         self.default_input_size = int(self.model.default_input_size)
         self.default_temperature = float(self.model.default_temperature)
         self.accepts_hints = bool(self.model.accepts_hints)
+        #: what the temperature anneals relative to (None: the paper's plain annealing)
+        self.decode_log_prior = decode_log_prior(self.model)
         #: "bins" (313-bin logits) or "ab" (a baseline predicting colour directly)
         self.output_kind = output_kind(self.model)
         self.max_pixels = int(max_pixels)
@@ -522,8 +534,8 @@ class Colorizer:
                 else self._checked_hints(h, one.layout).to_tensor(one)
                 for one, h in zip(items, given, strict=True)
             ])
-        return self._predict(items, self.call_options(options), hints) if several else \
-            self._predict(items, self.call_options(options), hints)[0]
+        predictions = self._predict(items, self.call_options(options), hints)
+        return predictions if several else predictions[0]
 
     def finish(
         self,
@@ -608,10 +620,11 @@ class Colorizer:
                 ab = out
             else:
                 logits = list(out)
-                ab = bins.decode(out, options.decode, temperature, logit_scale=self.logit_scale)
+                ab = bins.decode(out, options.decode, temperature, logit_scale=self.logit_scale,
+                                 log_prior=self.decode_log_prior)
             ab = bins.apply_saturation(ab, options.saturation)
         self._timed("model", started)
-        return [Prediction(one_logits, self.logit_scale, one_ab)
+        return [Prediction(one_logits, self.logit_scale, one_ab, self.decode_log_prior)
                 for one_logits, one_ab in zip(logits, ab, strict=True)]
 
     def _forward(self, batch: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:

@@ -136,7 +136,7 @@ MODELS: dict[str, ModelSpec] = {
             url=None,
             # Checked on every load, so a damaged installation fails clearly instead of
             # colorizing with garbage; update it together with shipped/mobile.safetensors.
-            sha256="e7ec4457fc579a5f3300c9bcb1e98de5234693229db279368351b324dd4ced5d",
+            sha256="69eaf21863ad11290e7a2678b666e6b478c2e9343247b6d4d80bf1debbd4f1df",
             filename="mobile.safetensors",
             weights_format="safetensors",
             shipped="shipped/mobile.safetensors",

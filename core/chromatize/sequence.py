@@ -254,11 +254,12 @@ class SequenceColorizer:
         mixed = torch.lerp(own, moved, weight[None])
         log_p = mixed.clamp_min(1e-12).log()
         opts = self.options
-        ab = bins.decode(log_p[None], opts.decode, self.colorizer.temperature(opts))[0]
+        ab = bins.decode(log_p[None], opts.decode, self.colorizer.temperature(opts),
+                         log_prior=prediction.log_prior)[0]
         ab = bins.apply_saturation(ab, opts.saturation)
         scale = prediction.logit_scale
         fraction = float(weight.mean() / self.settings.carry)
-        return Prediction(log_p / scale, scale, ab), mixed, fraction
+        return Prediction(log_p / scale, scale, ab, prediction.log_prior), mixed, fraction
 
     def colorize_frames(self, frames: Iterable[np.ndarray], *, hints: HintSource | None = None,
                         progress: Callable[[int], None] | None = None,

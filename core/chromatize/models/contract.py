@@ -22,6 +22,10 @@ temporal consistency do not apply to it. Its attributes:
 ``accepts_hints``            whether ``hints`` may be given; models that do not accept them raise
                              :class:`HintsNotSupportedError` when they are
 ``output_kind`` (optional)   ``"bins"`` (the default when absent) or ``"ab"``
+``decode_log_prior``         (313,) log of the colour prior the distribution was trained
+(optional)                   against: the temperature then anneals the evidence, not the prior
+                             (:func:`chromatize.bins.probabilities`); absent or all zeros: the
+                             paper's plain annealing
 ============================ =================================================================
 
 The defaults live on the model class and nowhere else; the registry reads them from there.
@@ -43,6 +47,8 @@ HINT_CHANNELS = 3
 #: ``output_kind`` of models returning 313-bin logits (the default) and of models returning ab.
 OUTPUT_BINS = "bins"
 OUTPUT_AB = "ab"
+#: The optional attribute (a tensor, usually a buffer) holding a model's decoding prior.
+DECODE_PRIOR_KEY = "decode_log_prior"
 #: Attributes a colour model must have, with their types.
 REQUIRED_ATTRIBUTES: dict[str, type] = {
     "stride": int,
@@ -73,6 +79,14 @@ class ColourModel(Protocol):
     accepts_hints: bool
 
     def __call__(self, l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor: ...  # noqa: E741
+
+
+def decode_log_prior(model: object) -> torch.Tensor | None:
+    """``model``'s decoding log prior (313,), or None where it has none (or all zeros)."""
+    value = getattr(model, DECODE_PRIOR_KEY, None)
+    if not isinstance(value, torch.Tensor) or not bool(value.any()):
+        return None
+    return value.detach().float().cpu()
 
 
 def check_model(model: object, name: str) -> None:

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chromatize.bins import NUM_BINS
 from chromatize.color import lightness_to_gray
-from chromatize.models.contract import check_hints, refuse_hints
+from chromatize.models.contract import DECODE_PRIOR_KEY, check_hints, refuse_hints
 
 #: (expand ratio, out channels, repeats, first stride) of MobileNetV2 1.0's residual stages.
 MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
@@ -321,11 +322,25 @@ class MobileHintColorizer(MobileColorizer):
     accepts_hints: bool = True
     #: Chosen on the held-out split when the weights were exported (shipped/MODEL_CARD.md); the
     #: same value is recorded in the weights' metadata and a test keeps the two equal.
-    default_temperature: float = 0.65
+    default_temperature: float = 1.0
+    #: State keys a weights file may lack (loaded as their initial value): files written before
+    #: the decoding prior was stored decode with the paper's plain annealing.
+    optional_state_keys: tuple[str, ...] = (DECODE_PRIOR_KEY,)
 
     def __init__(self) -> None:
         super().__init__()
         self.hint_encoder = HintEncoder()
+        #: log of the colour prior the distribution was trained against (313,); the temperature
+        #: anneals the evidence relative to it (:func:`chromatize.bins.probabilities`). Set by
+        #: training from its split's prior, stored in the weights; all zeros = plain annealing.
+        self.register_buffer(DECODE_PRIOR_KEY, torch.zeros(NUM_BINS))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,  # type: ignore[no-untyped-def]
+                              missing_keys, unexpected_keys, error_msgs) -> None:
+        for key in self.optional_state_keys:
+            state_dict.setdefault(prefix + key, getattr(self, key).detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def forward(self, lightness: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
         if lightness.ndim != 4 or lightness.shape[1] != 1:

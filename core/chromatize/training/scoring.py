@@ -41,9 +41,12 @@ TEMPERATURES = (0.3, 0.38, 0.46, 0.55, 0.65, 0.8, 1.0)
 SELECT_TEMPERATURE = 0.38
 MAX_PSNR_DROP = 1.5
 MIN_COLOURFULNESS_RATIO = 0.5
+#: The default temperature's harm (% of pixels >= 10 ab worse than gray) may exceed the least
+#: harm among the temperatures by this many points (see :func:`default_temperature_of`).
+DEFAULT_HARM_SLACK = 0.5
 #: Attributes of the model contract (``chromatize.models``) a wrapper passes on from its model.
 CONTRACT_ATTRIBUTES = ("stride", "logit_scale", "default_input_size", "default_temperature",
-                       "accepts_hints", "name")
+                       "accepts_hints", "name", "decode_log_prior")
 
 
 @dataclass
@@ -142,6 +145,19 @@ def selection_score(
     return gain - 10.0 * psnr_excess - 100.0 * colour_short
 
 
+def default_temperature_of(per_t: dict[str, dict[str, float]], colourfulness_floor: float
+                           ) -> float:
+    """The temperature to ship as the default, from each temperature's held-out metrics
+    (``per_t``, keys the temperatures as strings): among those keeping ``colourfulness_floor``,
+    the ones whose harm is within :data:`DEFAULT_HARM_SLACK` points of the least harm (the
+    default is what users keep or throw away: it must not paint confident wrong colours that a
+    milder setting would avoid), and of those the highest AuC raw + AuC rebalanced."""
+    ok = [t for t in per_t if per_t[t]["colourfulness"] >= colourfulness_floor] or list(per_t)
+    least = min(per_t[t].get("harm", 0.0) for t in ok)
+    safe = [t for t in ok if per_t[t].get("harm", 0.0) <= least + DEFAULT_HARM_SLACK]
+    return float(max(safe, key=lambda t: per_t[t]["auc_raw"] + per_t[t]["auc_rebalanced"]))
+
+
 @dataclass
 class _Tally:
     """What :func:`evaluate` accumulates over the photos."""
@@ -192,9 +208,7 @@ def _summary(tally: _Tally) -> dict[str, Any]:
                     if tally.truth_colourfulness else 0.0)
     per_t = {str(t): m.summary() for t, m in tally.per_t.items()}
     floor = MIN_COLOURFULNESS_RATIO * truth_colour
-    ok = [t for t in tally.temperatures if per_t[str(t)]["colourfulness"] >= floor]
-    pool = ok or list(tally.temperatures)
-    best_t = max(pool, key=lambda t: per_t[str(t)]["auc_raw"] + per_t[str(t)]["auc_rebalanced"])
+    best_t = default_temperature_of(per_t, floor)
     gray_summary = tally.gray.summary()
     selected = per_t.get(str(SELECT_TEMPERATURE), per_t[str(best_t)])
     return {
@@ -220,8 +234,8 @@ def evaluate(
     """Held-out loss and metrics of ``model`` (any module following the model contract), colorizing
     every photo with :class:`~chromatize.pipeline.Colorizer` at each of ``temperatures``.
 
-    ``temperature`` (the default decoding temperature this model would ship with) maximises AuC
-    raw + AuC rebalanced among the temperatures keeping at least half the originals'
+    ``temperature`` (the default decoding temperature this model would ship with) is
+    :func:`default_temperature_of` the temperatures' metrics with a floor of half the originals'
     colourfulness; ``score`` is :func:`selection_score` at :data:`SELECT_TEMPERATURE` (at that
     ``temperature`` when :data:`SELECT_TEMPERATURE` is not among ``temperatures``).
     ``render_size`` and ``device`` go to the pipeline ("auto": where the model is; the model is

@@ -53,12 +53,13 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from chromatize.bins import decode, rebalance_weights, soft_cross_entropy
+from chromatize.bins import decode, evidence_log_prior, rebalance_weights, soft_cross_entropy
 from chromatize.device import cpu_has_native_bf16
 from chromatize.evaluation import AUC_MAX_THRESHOLD
 from chromatize.models.mobile import (
     SKIP_BLOCKS,
     MobileColorizer,
+    MobileHintColorizer,
     build_mobile,
     is_hint_state,
     lightness_to_backbone_input,
@@ -336,6 +337,10 @@ class TrainingRun:
             log.info("decoded-colour loss weights %.3f..%.3f", self.colour_weights.min(),
                      self.colour_weights.max())
         self.model = _initial_model(args)
+        if isinstance(self.model, MobileHintColorizer):
+            # what the temperature anneals relative to: the prior these weights learn against
+            self.model.decode_log_prior.copy_(evidence_log_prior(
+                self.prior, args.rebalance_lambda, max_weight=args.max_weight))
         self.opt = torch.optim.AdamW(list(self.model.decoder.parameters()), lr=args.lr,
                                      weight_decay=args.weight_decay)
         self.opt.param_groups[0]["base_lr"] = args.lr

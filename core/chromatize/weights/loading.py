@@ -143,7 +143,8 @@ def _fit_errors(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str
         shown = ", ".join(keys[:5])
         return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
-    missing = [k for k in expected if k not in state]
+    optional = set(getattr(model, "optional_state_keys", ()))
+    missing = [k for k in expected if k not in state and k not in optional]
     unexpected = [k for k in state if k not in expected]
     shapes = [
         f"{k} {tuple(state[k].shape)} instead of {tuple(v.shape)}"
