@@ -66,6 +66,7 @@ from chromatize import bins, color, finish_kernel, imagearray
 from chromatize.device import resolve_device
 from chromatize.engine import OnnxEngine, hint_engine, select_engine
 from chromatize.errors import ChromatizeError, InputImageError
+from chromatize.hint_propagation import propagate_hints
 from chromatize.hints import ColourSuggestion, Hints, refuse_hints, suggest_colours
 from chromatize.imagearray import ImageLayout
 from chromatize.models.contract import (
@@ -199,6 +200,9 @@ class Prediction:
     ab: torch.Tensor
     #: the model's decoding log prior (313,), or None (see :func:`chromatize.bins.probabilities`)
     log_prior: torch.Tensor | None = None
+    #: what the hints added to the decoded ab around them (2, h/4, w/4; already in ``ab``), or
+    #: None without hints (:mod:`chromatize.hint_propagation`)
+    hint_pull: torch.Tensor | None = None
 
     def probabilities(self, temperature: float = 1.0) -> torch.Tensor:
         """The 313-bin distribution (313, h/4, w/4) at ``temperature`` (1 = the model's own;
@@ -534,7 +538,10 @@ class Colorizer:
                 else self._checked_hints(h, one.layout).to_tensor(one)
                 for one, h in zip(items, given, strict=True)
             ])
-        predictions = self._predict(items, self.call_options(options), hints)
+            counts: list[int | None] | None = [0 if h is None else len(h) for h in given]
+        else:
+            counts = None
+        predictions = self._predict(items, self.call_options(options), hints, counts)
         return predictions if several else predictions[0]
 
     def finish(
@@ -601,8 +608,10 @@ class Colorizer:
         return Prepared(image, layout, full, shape, mask)
 
     def _predict(self, prepared: list[Prepared], options: ColorizeOptions,
-                 hints: torch.Tensor | None) -> list[Prediction]:
-        """Resize the images' L (all to the same render shape), run the model, decode ab."""
+                 hints: torch.Tensor | None, hint_counts: Sequence[int | None] | None = None
+                 ) -> list[Prediction]:
+        """Resize the images' L (all to the same render shape), run the model, decode ab, and
+        carry the hints' colours around them (``hint_counts``: hints per image, when known)."""
         started = time.perf_counter()
         temperature = self.temperature(options)
         h, w = prepared[0].render
@@ -623,9 +632,28 @@ class Colorizer:
                 ab = bins.decode(out, options.decode, temperature, logit_scale=self.logit_scale,
                                  log_prior=self.decode_log_prior)
             ab = bins.apply_saturation(ab, options.saturation)
+            pulls = self._hint_pulls(ab, batch, hints, hint_counts)
         self._timed("model", started)
-        return [Prediction(one_logits, self.logit_scale, one_ab, self.decode_log_prior)
-                for one_logits, one_ab in zip(logits, ab, strict=True)]
+        return [Prediction(one_logits, self.logit_scale, one_ab + pull if pull is not None
+                           else one_ab, self.decode_log_prior, pull)
+                for one_logits, one_ab, pull in zip(logits, ab, pulls, strict=True)]
+
+    @staticmethod
+    def _hint_pulls(ab: torch.Tensor, lightness: torch.Tensor, hints: torch.Tensor | None,
+                    counts: Sequence[int | None] | None) -> list[torch.Tensor | None]:
+        """Per image, how far :func:`~chromatize.hint_propagation.propagate_hints` moves its
+        decoded ``ab`` toward its hints (None where it has none)."""
+        if hints is None:
+            return [None] * len(ab)
+        counts = list(counts) if counts is not None else [None] * len(ab)
+        pulls: list[torch.Tensor | None] = []
+        for one_ab, plane, one_hints, count in zip(ab, lightness, hints, counts, strict=True):
+            if not bool(one_hints[2].any()):
+                pulls.append(None)
+                continue
+            moved = propagate_hints(one_ab, plane[0], one_hints.to(one_ab.device), count)
+            pulls.append(moved - one_ab)
+        return pulls
 
     def _forward(self, batch: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
         if hints is not None:

@@ -257,9 +257,12 @@ class SequenceColorizer:
         ab = bins.decode(log_p[None], opts.decode, self.colorizer.temperature(opts),
                          log_prior=prediction.log_prior)[0]
         ab = bins.apply_saturation(ab, opts.saturation)
+        if prediction.hint_pull is not None:
+            ab = ab + prediction.hint_pull  # the hints still pull the blended colours
         scale = prediction.logit_scale
         fraction = float(weight.mean() / self.settings.carry)
-        return Prediction(log_p / scale, scale, ab, prediction.log_prior), mixed, fraction
+        return (Prediction(log_p / scale, scale, ab, prediction.log_prior, prediction.hint_pull),
+                mixed, fraction)
 
     def colorize_frames(self, frames: Iterable[np.ndarray], *, hints: HintSource | None = None,
                         progress: Callable[[int], None] | None = None,
