@@ -75,6 +75,32 @@ def measure(colorizer, image: np.ndarray, repeat: int) -> dict[str, list[float]]
     return times
 
 
+def propagation_cost(counts: tuple[int, ...] = (3, 10, 100, 1000), repeat: int = 20
+                     ) -> dict[int, float]:
+    """Median ms of :func:`chromatize.hint_propagation.propagate_hints` alone for each number of
+    single-pixel hints on the default render of a 3:2 photo (288x192, a 72x48 grid), beside
+    the hint change it is part of (it runs inside ``predict``)."""
+    import torch
+
+    from chromatize.hint_propagation import propagate_hints
+
+    rng = np.random.default_rng(0)
+    ab, lightness = torch.randn(2, 48, 72), torch.rand(192, 288) * 100
+    out = {}
+    for n in counts:
+        hints = torch.zeros(3, 192, 288)
+        hints[:2, rng.integers(0, 192, n), rng.integers(0, 288, n)] = 0.3
+        hints[2][hints[0] != 0] = 1.0
+        times = []
+        for step in range(repeat + 2):
+            t0 = time.perf_counter()
+            propagate_hints(ab, lightness, hints, n)
+            if step >= 2:
+                times.append(time.perf_counter() - t0)
+        out[n] = statistics.median(times) * 1e3
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1.0, 12.0],
@@ -109,6 +135,9 @@ def main() -> None:
               f"{render[1]}x{render[0]} | {median['predict']:.0f} | {median['finish']:.0f} | "
               f"**{median['change']:.0f}** | {p90:.0f} | {median['colorize']:.0f} | "
               f"{median['change'] / median['colorize']:.2f} | {target} |", flush=True)
+    cost = propagation_cost()
+    print("hint propagation alone (72x48 grid), median ms: "
+          + ", ".join(f"{n} hints {ms:.2f}" for n, ms in cost.items()))
     print(f"load average at the end {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
