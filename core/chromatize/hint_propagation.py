@@ -75,19 +75,21 @@ def propagate_hints(ab: torch.Tensor, lightness: torch.Tensor, hints: torch.Tens
     tensor (3, H, W) at render size, ``count`` the number of hints (default: the number of cells
     they cover). Returns a new tensor; ``ab`` itself when there are no hints."""
     h, w = ab.shape[-2:]
-    cells, hint_ab = hint_samples(hints, (h, w))
+    device = ab.device  # everything on the prediction's device (the GPU when there is one)
+    cells, hint_ab = hint_samples(hints.to(device), (h, w))
     if cells.numel() == 0:
         return ab
-    grid_l = F.adaptive_avg_pool2d(lightness.float()[None, None], (h, w))[0, 0].flatten()
+    grid_l = F.adaptive_avg_pool2d(lightness.to(device).float()[None, None], (h, w))[0, 0]
+    grid_l = grid_l.flatten()
     flat = ab.float().flatten(1)
     residual = hint_ab - flat[:, cells].T  # (n, 2)
     ys = torch.div(cells, w, rounding_mode="floor").float()
     xs = (cells % w).float()
     sigma = spatial_sigma(h, w, count if count is not None else int(cells.numel()))
-    row = torch.arange(h, dtype=torch.float32)
-    col = torch.arange(w, dtype=torch.float32)
-    numerator = torch.zeros(2, h * w)
-    denominator = torch.zeros(h * w)
+    row = torch.arange(h, dtype=torch.float32, device=device)
+    col = torch.arange(w, dtype=torch.float32, device=device)
+    numerator = torch.zeros(2, h * w, device=device)
+    denominator = torch.zeros(h * w, device=device)
     for start in range(0, int(cells.numel()), SAMPLES_PER_CHUNK):  # bounded memory
         part = slice(start, start + SAMPLES_PER_CHUNK)
         # separable spatial Gaussian per sample, (k, h, 1) * (k, 1, w), then lightness similarity
