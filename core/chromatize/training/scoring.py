@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chromatize import bins
 from chromatize.bins import rebalance_weights, soft_cross_entropy
 from chromatize.color import lightness_to_gray, rgb_to_lab
 from chromatize.evaluation import MetricTotals, colourfulness, true_classes_chunked
@@ -298,7 +299,8 @@ def hint_psnr(
 def hint_response(model: nn.Module, photos: Sequence[HeldOutPhoto], count: int = 10,
                   temperature: float = SELECT_TEMPERATURE, seed: int = 0) -> float:
     """Mean |Δab| (ab units) of the *network's* prediction (at its own resolution, before
-    the pipeline pins hint pixels) that ``count`` seeded hints cause on ``photos``.
+    the pipeline pins hint pixels, and without the pipeline's hint propagation) that ``count``
+    seeded hints cause on ``photos``.
 
     :func:`hint_psnr` goes through the public hint path, which sets the hinted pixels to the hint
     colour whatever the network does, so its PSNR rises with hints even when the network ignores
@@ -316,7 +318,10 @@ def hint_response(model: nn.Module, photos: Sequence[HeldOutPhoto], count: int =
             hints = sample_hints(photo.rgb, count, seed + i)
             guided = colorizer.predict(prepared, options, hints=hints)
             automatic = colorizer.predict(prepared, options)
-            total += float((guided.ab - automatic.ab).square().sum(0).sqrt().mean())
+            # decoded from the logits again: the prediction's ab holds the propagation's pull
+            own = bins.decode(guided.logits[None], options.decode, colorizer.temperature(options),
+                              guided.logit_scale, guided.log_prior)[0]
+            total += float((own - automatic.ab).square().sum(0).sqrt().mean())
     finally:
         model.train(was_training)
     return total / max(len(photos), 1)
