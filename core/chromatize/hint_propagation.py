@@ -2,7 +2,7 @@
 
 The network moves the colours around a hint toward it, but not all the way: on held-out photos
 its output at a hint's own pixels is a median ~3 ab off the hint, and the region around it
-further. :func:`propagate_hints` closes that gap on the prediction grid (1/4 of the render size),
+further. :func:`hint_pull` closes that gap on the prediction grid (1/4 of the render size),
 before the guided upsampling carries the colours to full resolution along the photo's edges:
 
 - every prediction cell a hint covers is a sample; its *residual* is the hint's ab minus the
@@ -69,16 +69,25 @@ def hint_samples(hints: torch.Tensor, size: tuple[int, int]
 
 def propagate_hints(ab: torch.Tensor, lightness: torch.Tensor, hints: torch.Tensor,
                     count: int | None = None) -> torch.Tensor:
-    """``ab`` (2, h, w), the model's decoded colours, moved toward the hints around them.
+    """``ab`` (2, h, w), the model's decoded colours, moved toward the hints around them
+    (:func:`hint_pull` added); ``ab`` itself when there are no hints."""
+    pull = hint_pull(ab, lightness, hints, count)
+    return ab if pull is None else ab + pull
+
+
+def hint_pull(ab: torch.Tensor, lightness: torch.Tensor, hints: torch.Tensor,
+              count: int | None = None) -> torch.Tensor | None:
+    """How far the hints move ``ab`` (2, h, w), the model's decoded colours, around them:
+    (2, h, w) in ab units, or None when there are no hints.
 
     ``lightness`` is the image's L (any size; pooled to h x w), ``hints`` the contract's hint
     tensor (3, H, W) at render size, ``count`` the number of hints (default: the number of cells
-    they cover). Returns a new tensor; ``ab`` itself when there are no hints."""
+    they cover)."""
     h, w = ab.shape[-2:]
     device = ab.device  # everything on the prediction's device (the GPU when there is one)
     cells, hint_ab = hint_samples(hints.to(device), (h, w))
     if cells.numel() == 0:
-        return ab
+        return None
     grid_l = F.adaptive_avg_pool2d(lightness.to(device).float()[None, None], (h, w))[0, 0]
     grid_l = grid_l.flatten()
     flat = ab.float().flatten(1)
@@ -100,5 +109,4 @@ def propagate_hints(ab: torch.Tensor, lightness: torch.Tensor, hints: torch.Tens
         weight *= torch.exp(-lightness_gap.square() / (2 * LIGHTNESS_SIGMA**2))
         numerator += residual[part].T @ weight
         denominator += weight.sum(0)
-    correction = numerator / denominator.clamp_min(1.0)
-    return (flat + correction).view_as(ab).to(ab.dtype)
+    return (numerator / denominator.clamp_min(1.0)).view_as(ab).to(ab.dtype)

@@ -66,7 +66,7 @@ from chromatize import bins, color, finish_kernel, imagearray
 from chromatize.device import resolve_device
 from chromatize.engine import OnnxEngine, hint_engine, select_engine
 from chromatize.errors import ChromatizeError, InputImageError
-from chromatize.hint_propagation import propagate_hints
+from chromatize.hint_propagation import hint_pull
 from chromatize.hints import ColourSuggestion, Hints, refuse_hints, suggest_colours
 from chromatize.imagearray import ImageLayout
 from chromatize.models.contract import (
@@ -641,19 +641,14 @@ class Colorizer:
     @staticmethod
     def _hint_pulls(ab: torch.Tensor, lightness: torch.Tensor, hints: torch.Tensor | None,
                     counts: Sequence[int | None] | None) -> list[torch.Tensor | None]:
-        """Per image, how far :func:`~chromatize.hint_propagation.propagate_hints` moves its
-        decoded ``ab`` toward its hints (None where it has none)."""
+        """Per image, how far the hints move its decoded ``ab`` around them
+        (:func:`~chromatize.hint_propagation.hint_pull`; None where it has none)."""
         if hints is None:
             return [None] * len(ab)
         counts = list(counts) if counts is not None else [None] * len(ab)
-        pulls: list[torch.Tensor | None] = []
-        for one_ab, plane, one_hints, count in zip(ab, lightness, hints, counts, strict=True):
-            if not bool(one_hints[2].any()):
-                pulls.append(None)
-                continue
-            moved = propagate_hints(one_ab, plane[0], one_hints.to(one_ab.device), count)
-            pulls.append(moved - one_ab)
-        return pulls
+        return [hint_pull(one_ab, plane[0], one_hints, count)
+                for one_ab, plane, one_hints, count in zip(ab, lightness, hints, counts,
+                                                           strict=True)]
 
     def _forward(self, batch: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
         if hints is not None:
